@@ -1,0 +1,42 @@
+# Two commands for a new user: `make run` (both services, with a remembering agent) and `make test`.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+
+.PHONY: install run stop chat demo test lint typecheck pytest bench soak up down compose-check
+
+install:  ## install uv (if missing) and every dependency from uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --locked
+
+run: install  ## start the session backend and the agent service in the background (logs in .data/logs/)
+	@bash scripts/run.sh
+
+stop:  ## stop both services
+	@bash scripts/stop.sh
+
+chat:  ## interactive terminal chat with the running agent service (one session, streamed replies)
+	@$(UV) run --no-sync python scripts/chat.py
+
+demo: install  ## the persistence demo: the agent remembers across a restart of its process
+	$(UV) run --no-sync python test_session_agent/test_session_demo.py
+
+lint:
+	$(UV) run --no-sync ruff check .
+
+typecheck:
+	$(UV) run --no-sync mypy
+
+pytest:
+	$(UV) run --no-sync pytest
+
+test: install lint typecheck pytest  ## ruff, mypy and the whole pytest suite (real PostgreSQL)
+
+bench: install  ## benchmarks against the baselines, side by side; table + .data/bench/latest.json
+	$(UV) run --no-sync python -m bench
+
+up:  ## docker compose: postgres + session_backend + test_session_agent
+	docker compose up -d --build
+
+down:
+	docker compose down

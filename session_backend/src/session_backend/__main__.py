@@ -1,0 +1,28 @@
+"""Console script `session-backend`: serve the app with uvicorn on HOST:PORT (default 127.0.0.1:8001)."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from .settings import get_settings
+
+
+def main() -> None:
+    """Run the session backend until SIGINT/SIGTERM; settings come from the environment (see DESIGN.md)."""
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(
+        "session_backend.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

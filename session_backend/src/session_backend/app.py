@@ -1,0 +1,121 @@
+"""App factory of the session backend: lifespan (database, migrations, sweeper), middleware, routes, health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import ORJSONResponse
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from .db import EmbeddedPostgres, create_pool
+from .migrations import MIGRATIONS, apply_migrations, current_version
+from .middleware import BodySizeLimit
+from .problems import UNAVAILABLE_ERRORS, problem, register_problem_handlers
+from .routes import router
+from .settings import Settings, get_settings
+from .store import SessionStore
+
+logger = logging.getLogger(__name__)
+
+
+async def _sweep_forever(store: SessionStore, interval: float, batch_size: int) -> None:
+    """Delete expired sessions every `interval` seconds; a database outage is logged and retried next round."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            deleted = await store.sweep_expired(batch_size)
+        except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as e:
+            logger.warning("error=<%r> | sweep of expired sessions failed", e)
+            continue
+        if deleted:
+            logger.info("deleted=<%d> | swept expired sessions", deleted)
+
+
+async def _connect(settings: Settings, dsn: str) -> asyncpg.Pool:
+    # A replica may start before its database: wait for it (bounded), then fail loudly.
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(UNAVAILABLE_ERRORS),
+        wait=wait_exponential(multiplier=0.2, max=2),
+        stop=stop_after_delay(30),
+        reraise=True,
+    ):
+        with attempt:
+            pool = await create_pool(dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+            async with pool.acquire() as conn:
+                await apply_migrations(conn)
+    return pool
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the FastAPI app.
+
+    Args:
+        settings: configuration; defaults to `get_settings()` (environment variables).
+
+    Returns:
+        The app; its lifespan opens the pool (starting embedded PostgreSQL when `DATABASE_URL` is unset), applies
+        migrations, starts the expiry sweeper, and undoes all of it on shutdown.
+    """
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        embedded: EmbeddedPostgres | None = None
+        dsn = settings.database_url
+        if dsn is None:
+            embedded = await asyncio.to_thread(EmbeddedPostgres, settings.data_dir / "postgres")
+            dsn = embedded.dsn
+        pool = await _connect(settings, dsn)
+        store = SessionStore(pool)
+        app.state.store = store
+        sweeper = asyncio.create_task(
+            _sweep_forever(store, settings.sweep_interval_seconds, settings.sweep_batch_size), name="sweeper"
+        )
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await pool.close()
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+
+    app = FastAPI(
+        title="Strands session backend",
+        version="1.0.0",
+        summary="Strands sessions, agents, messages and multi-agent state in PostgreSQL.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    register_problem_handlers(app)
+    app.include_router(router)
+    app.dependency_overrides[get_settings] = lambda: settings
+
+    @app.get("/health", tags=["health"])
+    async def health() -> dict[str, str]:
+        """The process is alive (does not touch the database)."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["health"], responses={503: {"description": "database unreachable or not migrated"}})
+    async def ready(request: Request) -> Response:
+        """200 when the database answers and its schema is at the latest migration, else 503."""
+        store: SessionStore = request.app.state.store
+        try:
+            async with asyncio.timeout(2):
+                async with store.pool.acquire() as conn:
+                    version = await current_version(conn)
+        except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as e:
+            return problem(503, f"database unavailable: {e!r}", headers={"Retry-After": "1"})
+        if version != len(MIGRATIONS):
+            return problem(503, f"schema at version {version}, expected {len(MIGRATIONS)}")
+        return ORJSONResponse({"status": "ready", "schema_version": version})
+
+    return app

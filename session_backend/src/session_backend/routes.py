@@ -1,0 +1,229 @@
+"""HTTP routes of the session backend (v1). Thin: parse, call the store, return the JSON text it gives back."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from .schemas import (
+    IDENTIFIER_PATTERN,
+    Identifier,
+    AgentBody,
+    AgentPublic,
+    MessageBody,
+    MessagePublic,
+    MultiAgentCreate,
+    MultiAgentPublic,
+    MultiAgentUpdate,
+    Problem,
+    SessionCreate,
+    SessionPage,
+    SessionPublic,
+)
+from .settings import Settings, get_settings
+from .store import SessionStore
+
+JSON = "application/json"
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_store(request: Request) -> SessionStore:
+    """The store created in the app's lifespan."""
+    store: SessionStore = request.app.state.store
+    return store
+
+
+async def require_api_key(
+    settings: Annotated[Settings, Depends(get_settings)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """When `SESSION_BACKEND_API_KEY` is set, require `Authorization: Bearer <key>` (constant-time compare)."""
+    if settings.api_key is None:
+        return
+    supplied = credentials.credentials if credentials else ""
+    if not hmac.compare_digest(supplied.encode(), settings.api_key.encode()):
+        raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+Store = Annotated[SessionStore, Depends(get_store)]
+SessionId = Annotated[Identifier, Path()]
+AgentId = Annotated[Identifier, Path()]
+MultiAgentId = Annotated[Identifier, Path()]
+MessageIdPath = Annotated[int, Path(ge=0, le=2_147_483_647)]
+
+_errors: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {"application/problem+json": {}}} for code in (401, 404, 409, 413, 422, 503)
+}
+
+
+def _json(text: str, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(content=text, status_code=status_code, media_type=JSON, headers=headers)
+
+
+def _agent_etag(agent_json: str) -> dict[str, str]:
+    version = orjson.loads(agent_json)["version"]
+    return {"ETag": f'"{version}"'}
+
+
+def _encode_cursor(key: tuple[datetime, str]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([key[0].isoformat(), key[1]])).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created_at, session_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(created_at), str(session_id)
+    except (binascii.Error, ValueError, TypeError) as e:
+        raise HTTPException(422, "cursor is not one this service returned") from e
+
+
+def _parse_if_match(if_match: str | None) -> int | None:
+    if if_match is None or if_match.strip() == "*":
+        return None
+    try:
+        return int(if_match.strip().removeprefix("W/").strip('"'))
+    except ValueError as e:
+        raise HTTPException(422, "If-Match must be an agent version as returned in ETag") from e
+
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=_errors)
+
+
+@router.post("/sessions", status_code=201, response_model=SessionPublic)
+async def create_session(body: SessionCreate, store: Store) -> Response:
+    """Create a session (409 when a live one has that id)."""
+    text = await store.create_session(
+        body.session_id,
+        body.session_type,
+        actor_id=body.actor_id,
+        metadata=body.metadata,
+        created_at=body.created_at,
+        updated_at=body.updated_at,
+        ttl_seconds=body.ttl_seconds,
+    )
+    return _json(text, 201)
+
+
+@router.get("/sessions", response_model=SessionPage)
+async def list_sessions(
+    store: Store,
+    actor_id: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN, max_length=256)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> Response:
+    """List live sessions newest first, optionally of one actor, with keyset pagination."""
+    after = _decode_cursor(cursor) if cursor else None
+    items, next_key = await store.list_sessions(actor_id=actor_id, limit=limit, after=after)
+    next_cursor = orjson.dumps(_encode_cursor(next_key) if next_key else None).decode()
+    return _json(f'{{"items":[{",".join(items)}],"next_cursor":{next_cursor}}}')
+
+
+@router.get("/sessions/{session_id}", response_model=SessionPublic)
+async def get_session(session_id: SessionId, store: Store) -> Response:
+    """Read a session."""
+    return _json(await store.get_session(session_id))
+
+
+@router.delete("/sessions/{session_id}", status_code=204)
+async def delete_session(session_id: SessionId, store: Store) -> Response:
+    """Delete a session and everything in it."""
+    await store.delete_session(session_id)
+    return Response(status_code=204)
+
+
+@router.post("/sessions/{session_id}/agents", status_code=201, response_model=AgentPublic)
+async def create_agent(session_id: SessionId, body: AgentBody, store: Store) -> Response:
+    """Create an agent in a session."""
+    text = await store.create_agent(session_id, body.model_dump())
+    return _json(text, 201, _agent_etag(text))
+
+
+@router.get("/sessions/{session_id}/agents/{agent_id}", response_model=AgentPublic)
+async def get_agent(session_id: SessionId, agent_id: AgentId, store: Store) -> Response:
+    """Read an agent; its `version` is also the `ETag`."""
+    text = await store.get_agent(session_id, agent_id)
+    return _json(text, headers=_agent_etag(text))
+
+
+@router.put("/sessions/{session_id}/agents/{agent_id}", response_model=AgentPublic, responses={412: _errors[409]})
+async def update_agent(
+    session_id: SessionId,
+    agent_id: AgentId,
+    body: AgentBody,
+    store: Store,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Replace an agent's state; with `If-Match: "<version>"` a stale write is 412."""
+    if body.agent_id != agent_id:
+        raise HTTPException(422, "agent_id in the body differs from the path")
+    text = await store.update_agent(session_id, agent_id, body.model_dump(), if_version=_parse_if_match(if_match))
+    return _json(text, headers=_agent_etag(text))
+
+
+@router.post(
+    "/sessions/{session_id}/agents/{agent_id}/messages",
+    status_code=201,
+    response_model=MessagePublic,
+    responses={200: {"model": MessagePublic, "description": "an identical message already existed (a retry)"}},
+)
+async def create_message(session_id: SessionId, agent_id: AgentId, body: MessageBody, store: Store) -> Response:
+    """Append a message; 200 when the identical message is already stored, 409 when a different one is."""
+    inserted, text = await store.create_message(session_id, agent_id, body.model_dump())
+    return _json(text, 201 if inserted else 200)
+
+
+@router.get("/sessions/{session_id}/agents/{agent_id}/messages", response_model=list[MessagePublic])
+async def list_messages(
+    session_id: SessionId,
+    agent_id: AgentId,
+    store: Store,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+) -> Response:
+    """List an agent's messages ordered by message_id; `offset` is a position."""
+    return _json(await store.list_messages(session_id, agent_id, offset=offset, limit=limit))
+
+
+@router.get("/sessions/{session_id}/agents/{agent_id}/messages/{message_id}", response_model=MessagePublic)
+async def get_message(session_id: SessionId, agent_id: AgentId, message_id: MessageIdPath, store: Store) -> Response:
+    """Read one message."""
+    return _json(await store.get_message(session_id, agent_id, message_id))
+
+
+@router.put("/sessions/{session_id}/agents/{agent_id}/messages/{message_id}", response_model=MessagePublic)
+async def update_message(
+    session_id: SessionId, agent_id: AgentId, message_id: MessageIdPath, body: MessageBody, store: Store
+) -> Response:
+    """Replace a message (Strands does this when a guardrail redacts it)."""
+    if body.message_id != message_id:
+        raise HTTPException(422, "message_id in the body differs from the path")
+    return _json(await store.update_message(session_id, agent_id, message_id, body.model_dump()))
+
+
+@router.post("/sessions/{session_id}/multi-agents", status_code=201, response_model=MultiAgentPublic)
+async def create_multi_agent(session_id: SessionId, body: MultiAgentCreate, store: Store) -> Response:
+    """Store a multi-agent's serialized state."""
+    return _json(await store.create_multi_agent(session_id, body.id, body.state), 201)
+
+
+@router.get("/sessions/{session_id}/multi-agents/{multi_agent_id}", response_model=MultiAgentPublic)
+async def get_multi_agent(session_id: SessionId, multi_agent_id: MultiAgentId, store: Store) -> Response:
+    """Read a multi-agent's state."""
+    return _json(await store.get_multi_agent(session_id, multi_agent_id))
+
+
+@router.put("/sessions/{session_id}/multi-agents/{multi_agent_id}", response_model=MultiAgentPublic)
+async def update_multi_agent(
+    session_id: SessionId, multi_agent_id: MultiAgentId, body: MultiAgentUpdate, store: Store
+) -> Response:
+    """Replace a multi-agent's state."""
+    if body.id is not None and body.id != multi_agent_id:
+        raise HTTPException(422, "id in the body differs from the path")
+    return _json(await store.update_multi_agent(session_id, multi_agent_id, body.state))

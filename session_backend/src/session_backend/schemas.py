@@ -1,0 +1,126 @@
+"""Request and response bodies of the REST API: Strands' `to_dict()` forms plus the backend's own fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:@+=\-]{1,256}$"
+
+
+def _not_dot(value: str) -> str:
+    if value in (".", ".."):
+        raise ValueError("identifier must not be '.' or '..'")
+    return value
+
+
+Identifier = Annotated[
+    str,
+    StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=256),
+    AfterValidator(_not_dot),
+]
+"""1–256 characters from `A-Z a-z 0-9 . _ : @ + = -`, not `.` or `..` (DESIGN.md)."""
+
+MessageId = Annotated[int, Field(ge=0, le=2_147_483_647)]
+JsonObject = dict[str, Any]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class SessionCreate(_Body):
+    """`Session.to_dict()` plus the backend's `actor_id`, `metadata` and `ttl_seconds` (seconds until expiry)."""
+
+    session_id: Identifier
+    session_type: Annotated[str, StringConstraints(pattern=r"^[A-Z_]{1,64}$")] = "AGENT"
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    actor_id: Identifier | None = None
+    metadata: JsonObject = Field(default_factory=dict)
+    ttl_seconds: Annotated[int, Field(ge=1, le=10 * 365 * 24 * 3600)] | None = None
+
+
+class SessionPublic(_Body):
+    """A stored session."""
+
+    session_id: str
+    session_type: str
+    created_at: datetime
+    updated_at: datetime
+    actor_id: str | None
+    metadata: JsonObject
+    expires_at: datetime | None
+
+
+class SessionPage(_Body):
+    """One page of sessions, newest first; pass `next_cursor` back as `cursor` for the next page (null: last)."""
+
+    items: list[SessionPublic]
+    next_cursor: str | None
+
+
+class AgentBody(_Body):
+    """`SessionAgent.to_dict()`."""
+
+    agent_id: Identifier
+    state: JsonObject = Field(default_factory=dict)
+    conversation_manager_state: JsonObject = Field(default_factory=dict)
+    internal_state: JsonObject = Field(default_factory=dict, alias="_internal_state")
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class AgentPublic(AgentBody):
+    """A stored agent; `version` counts its writes (send it back in `If-Match` for a conditional PUT)."""
+
+    version: int
+
+
+class MessageBody(_Body):
+    """`SessionMessage.to_dict()` (bytes already base64-encoded by Strands)."""
+
+    message_id: MessageId
+    message: JsonObject
+    redact_message: JsonObject | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class MessagePublic(MessageBody):
+    """A stored message."""
+
+    created_at: datetime
+    updated_at: datetime
+
+
+class MultiAgentCreate(_Body):
+    """A multi-agent's id and its `serialize_state()`."""
+
+    id: Identifier
+    state: JsonObject
+
+
+class MultiAgentUpdate(_Body):
+    """New state of a multi-agent; `id`, when present, must match the path."""
+
+    id: Identifier | None = None
+    state: JsonObject
+
+
+class MultiAgentPublic(_Body):
+    """A stored multi-agent state."""
+
+    id: str
+    state: JsonObject
+
+
+class Problem(_Body):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None

@@ -1,0 +1,60 @@
+"""Settings of the session backend, read once from environment variables (see DESIGN.md)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    # `.data/` at the repository root when running from a checkout, else under the working directory.
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "uv.lock").exists() and (parent / "session_backend").is_dir():
+            return parent / ".data"
+    return Path.cwd() / ".data"
+
+
+class Settings(BaseSettings):
+    """Configuration of the session backend.
+
+    Every field is read from the environment variable named in its alias; defaults follow DESIGN.md.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    host: str = Field(default="127.0.0.1", validation_alias="HOST")
+    port: int = Field(default=8001, ge=1, le=65535, validation_alias="PORT")
+    api_key: str | None = Field(default=None, validation_alias="SESSION_BACKEND_API_KEY")
+    data_dir: Path = Field(default_factory=_default_data_dir, validation_alias="SESSION_BACKEND_DATA_DIR")
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, validation_alias="SESSION_BACKEND_MAX_BODY_BYTES")
+    pool_min_size: int = Field(default=2, ge=0, validation_alias="SESSION_BACKEND_POOL_MIN_SIZE")
+    pool_max_size: int = Field(default=20, ge=1, validation_alias="SESSION_BACKEND_POOL_MAX_SIZE")
+    sweep_interval_seconds: float = Field(
+        default=60.0, gt=0, validation_alias=AliasChoices("SESSION_BACKEND_SWEEP_INTERVAL_SECONDS")
+    )
+    sweep_batch_size: int = Field(default=500, ge=1, validation_alias="SESSION_BACKEND_SWEEP_BATCH_SIZE")
+    workers: int = Field(default=1, ge=1, validation_alias="SESSION_BACKEND_WORKERS")
+    log_level: str = Field(default="info", validation_alias="LOG_LEVEL")
+
+    @field_validator("database_url", "api_key")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("DATABASE_URL must start with postgresql:// or postgres://")
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings (cached; tests call `get_settings.cache_clear()` after changing env)."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""SQL of the session backend, one module per aggregate, as named constants with `$n` placeholders."""

@@ -1,0 +1,60 @@
+"""SQL for the sessions aggregate. Reads return JSON text built by PostgreSQL, passed to clients unchanged."""
+
+# A session that has expired reads as absent everywhere, before the sweeper deletes it.
+LIVE = "(s.expires_at IS NULL OR s.expires_at > now())"
+
+SESSION_JSON = """json_build_object(
+    'session_id', s.session_id, 'session_type', s.session_type,
+    'created_at', s.created_at, 'updated_at', s.updated_at,
+    'actor_id', s.actor_id, 'metadata', s.metadata, 'expires_at', s.expires_at)"""
+
+INSERT_SESSION = f"""
+INSERT INTO sessions AS s (session_id, session_type, actor_id, metadata, created_at, updated_at, expires_at)
+VALUES ($1, $2, $3, $4, coalesce($5, now()), coalesce($6, now()),
+        CASE WHEN $7::bigint IS NULL THEN NULL ELSE now() + make_interval(secs => $7::bigint) END)
+ON CONFLICT (session_id) DO NOTHING
+RETURNING {SESSION_JSON}::text
+"""
+
+# An expired id may be reused: its old rows go first (cascade), in the same transaction as the insert.
+DELETE_EXPIRED_SESSION = """
+DELETE FROM sessions WHERE session_id = $1 AND expires_at IS NOT NULL AND expires_at <= now()
+"""
+
+SELECT_SESSION = f"""
+SELECT {SESSION_JSON}::text FROM sessions s WHERE s.session_id = $1 AND {LIVE}
+"""
+
+# Keyset pagination, newest first: (created_at, session_id) strictly below the cursor.
+LIST_SESSIONS = f"""
+SELECT s.created_at, s.session_id, {SESSION_JSON}::text
+FROM sessions s
+WHERE {LIVE}
+  AND ($1::text IS NULL OR s.actor_id = $1)
+  AND ($2::timestamptz IS NULL OR (s.created_at, s.session_id) < ($2, $3))
+ORDER BY s.created_at DESC, s.session_id DESC
+LIMIT $4
+"""
+
+DELETE_SESSION = f"""
+DELETE FROM sessions s WHERE s.session_id = $1 AND {LIVE} RETURNING 1
+"""
+
+SESSION_IS_LIVE = f"""
+SELECT 1 FROM sessions s WHERE s.session_id = $1 AND {LIVE}
+"""
+
+TOUCH_SESSION = """
+UPDATE sessions SET updated_at = now() WHERE session_id = $1
+"""
+
+# One batch of the sweeper; SKIP LOCKED lets several replicas sweep at once without waiting on each other.
+SWEEP_EXPIRED = """
+DELETE FROM sessions WHERE session_id IN (
+    SELECT session_id FROM sessions
+    WHERE expires_at IS NOT NULL AND expires_at <= now()
+    ORDER BY expires_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+"""

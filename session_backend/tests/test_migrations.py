@@ -1,0 +1,62 @@
+"""The migration runner: fresh database, re-run (no-op), and replicas starting at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from session_backend.migrations import MIGRATIONS, apply_migrations, current_version
+
+
+async def _fresh(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "DROP TABLE IF EXISTS messages, agents, multi_agents, sessions, session_leases, schema_migrations CASCADE"
+        )
+    finally:
+        await conn.close()
+
+
+def test_fresh_then_rerun_is_noop(database_url: str) -> None:
+    async def run() -> None:
+        await _fresh(database_url)
+        conn = await asyncpg.connect(database_url)
+        try:
+            assert await current_version(conn) == 0
+            assert await apply_migrations(conn) == list(range(1, len(MIGRATIONS) + 1))
+            assert await current_version(conn) == len(MIGRATIONS)
+            assert await apply_migrations(conn) == []
+            tables = {
+                r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            }
+            assert {"sessions", "agents", "messages", "multi_agents", "schema_migrations"} <= tables
+            # every primary key leads with session_id
+            keys = await conn.fetch(
+                """SELECT c.conrelid::regclass::text AS t, a.attname AS first
+                   FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+                   WHERE c.contype = 'p' AND c.conrelid::regclass::text <> 'schema_migrations'"""
+            )
+            assert keys and all(k["first"] == "session_id" for k in keys)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def test_concurrent_replicas_apply_each_migration_once(database_url: str) -> None:
+    async def replica() -> list[int]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return await apply_migrations(conn)
+        finally:
+            await conn.close()
+
+    async def run() -> list[list[int]]:
+        await _fresh(database_url)
+        return await asyncio.gather(*(replica() for _ in range(4)))
+
+    results = asyncio.run(run())
+    applied = sorted(v for r in results for v in r)
+    assert applied == list(range(1, len(MIGRATIONS) + 1))

@@ -1,0 +1,17 @@
+"""Agent service whose Strands conversations live in PostgreSQL through the session backend."""
+
+from .postgresql_session_repository import (
+    BackendUnavailableError,
+    PostgreSQLSessionManager,
+    PostgreSQLSessionRepository,
+    SessionConflictError,
+    SessionNotFoundError,
+)
+
+__all__ = [
+    "BackendUnavailableError",
+    "PostgreSQLSessionManager",
+    "PostgreSQLSessionRepository",
+    "SessionConflictError",
+    "SessionNotFoundError",
+]

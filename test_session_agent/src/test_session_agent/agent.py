@@ -1,0 +1,222 @@
+"""Strands agents bound to backend sessions: built on demand, cached (bounded LRU with idle expiry), one turn at a
+time per session, run on worker threads so the server's event loop never blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from cachetools import TTLCache
+from strands import Agent
+from strands.agent.conversation_manager import SlidingWindowConversationManager
+from strands.models.model import Model
+
+from .postgresql_session_repository import PostgreSQLSessionManager, PostgreSQLSessionRepository
+from .settings import AgentSettings
+
+logger = logging.getLogger(__name__)
+
+AGENT_ID = "default"
+
+TextCallback = Callable[[str], None]
+
+
+@dataclass
+class TurnResult:
+    """Outcome of one agent turn.
+
+    Attributes:
+        session_id: the session the turn ran in.
+        response: the assistant's reply text.
+        conversation_length: messages in the agent's conversation after the turn.
+        cached: True when the agent came from the cache, False when it was rebuilt from the backend.
+        duration_ms: wall time of the turn (waiting for the session excluded), in milliseconds.
+        usage: token counts reported by the model (`inputTokens`, `outputTokens`, `totalTokens`).
+    """
+
+    session_id: str
+    response: str
+    conversation_length: int
+    cached: bool
+    duration_ms: float
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+class SessionAgents:
+    """Runs agent turns on sessions stored in the session backend.
+
+    Args:
+        settings: service settings (backend URL and key, cache size and idle timeout, system prompt).
+        model: the Strands model shared by every agent of the process.
+        max_workers: threads available to run turns at once.
+    """
+
+    def __init__(self, settings: AgentSettings, model: Model, max_workers: int = 32) -> None:
+        self.settings = settings
+        self.model = model
+        headers = {"Authorization": f"Bearer {settings.backend_api_key}"} if settings.backend_api_key else {}
+        self.client = httpx.Client(
+            base_url=settings.backend_url,
+            timeout=httpx.Timeout(settings.backend_timeout_seconds, connect=2.0),
+            headers=headers,
+            limits=httpx.Limits(max_connections=max_workers * 2, max_keepalive_connections=max_workers),
+        )
+        self.repository = PostgreSQLSessionRepository(client=self.client)
+        self._cache: TTLCache[str, Agent] = TTLCache(maxsize=settings.agent_cache_size, ttl=settings.agent_idle_seconds)
+        self._cache_lock = threading.Lock()
+        # Live while a turn holds or waits for it; vanishes with the last user, so memory follows active sessions.
+        self._session_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="agent-turn")
+
+    def close(self) -> None:
+        """Stop the worker threads (after running turns finish) and close the HTTP client."""
+        self._executor.shutdown(wait=True)
+        self.client.close()
+
+    # cache
+
+    def cached_count(self) -> int:
+        """Number of agents held in memory now."""
+        with self._cache_lock:
+            self._cache.expire()
+            return len(self._cache)
+
+    def expire_idle(self) -> None:
+        """Drop agents idle for longer than the idle timeout."""
+        with self._cache_lock:
+            self._cache.expire()
+
+    def drop(self, session_id: str) -> None:
+        """Forget the cached agent of a session (it is rebuilt from the backend on next use)."""
+        with self._cache_lock:
+            self._cache.pop(session_id, None)
+
+    def _take(self, session_id: str) -> Agent | None:
+        with self._cache_lock:
+            return self._cache.pop(session_id, None)
+
+    def _put(self, session_id: str, agent: Agent) -> None:
+        # Re-inserting restarts the idle clock and moves the session to the LRU's young end.
+        with self._cache_lock:
+            self._cache[session_id] = agent
+
+    def build_agent(self, session_id: str, actor_id: str | None = None) -> Agent:
+        """Build an agent whose conversation is restored from (or created in) the backend.
+
+        Raises:
+            SessionException: the backend is unreachable or refused.
+        """
+        manager = PostgreSQLSessionManager(session_id, client=self.client, actor_id=actor_id)
+        return Agent(
+            model=self.model,
+            agent_id=AGENT_ID,
+            system_prompt=self.settings.system_prompt,
+            session_manager=manager,
+            conversation_manager=SlidingWindowConversationManager(window_size=40),
+            callback_handler=None,
+        )
+
+    # turns
+
+    async def run_turn(
+        self, session_id: str, prompt: str, *, actor_id: str | None = None, on_text: TextCallback | None = None
+    ) -> TurnResult:
+        """Run one turn: wait for the session's earlier turns, then invoke its agent on a worker thread.
+
+        The turn is shielded from the caller's cancellation (a client that disconnects does not cut a turn in half).
+
+        Args:
+            on_text: called from the worker thread with each text delta as the model produces it.
+
+        Raises:
+            SessionException: the backend is unreachable or refused a write; the cached agent is dropped so the
+                next turn starts from what the backend holds.
+        """
+        return await asyncio.shield(self._run_turn(session_id, prompt, actor_id, on_text))
+
+    def _lock_for(self, session_id: str) -> asyncio.Lock:
+        lock = self._session_locks.get(session_id)
+        if lock is None:
+            lock = self._session_locks[session_id] = asyncio.Lock()
+        return lock
+
+    async def _run_turn(
+        self, session_id: str, prompt: str, actor_id: str | None, on_text: TextCallback | None
+    ) -> TurnResult:
+        async with self._lock_for(session_id):
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, self._turn, session_id, prompt, actor_id, on_text)
+
+    def _turn(self, session_id: str, prompt: str, actor_id: str | None, on_text: TextCallback | None) -> TurnResult:
+        started = time.perf_counter()
+        agent = self._take(session_id)
+        cached = agent is not None
+        try:
+            if agent is None:
+                agent = self.build_agent(session_id, actor_id)
+            result = asyncio.run(_invoke(agent, prompt, on_text))
+        except BaseException:
+            # What the agent holds in memory may now differ from what the backend stored: rebuild next time.
+            logger.warning("session_id=<%s> | turn failed, cached agent dropped", session_id, exc_info=True)
+            raise
+        self._put(session_id, agent)
+        usage = dict(result.metrics.accumulated_usage) if result is not None else {}
+        return TurnResult(
+            session_id=session_id,
+            response=str(result).strip() if result is not None else "",
+            conversation_length=len(agent.messages),
+            cached=cached,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            usage=usage,
+        )
+
+    # backend passthroughs
+
+    def history(self, session_id: str) -> list[dict[str, Any]] | None:
+        """Messages of the session's agent in order, as `{message_id, role, content, created_at}` (blocking).
+
+        Returns:
+            The messages, or None when the session does not exist.
+        """
+        if self.repository.read_session(session_id) is None:
+            return None
+        messages = self.repository.list_messages(session_id, AGENT_ID)
+        out = []
+        for m in messages:
+            shown = m.to_dict()
+            message = shown["redact_message"] or shown["message"]
+            out.append(
+                {"message_id": m.message_id, "role": message["role"], "content": message["content"],
+                 "created_at": m.created_at}
+            )
+        return out
+
+    async def delete(self, session_id: str) -> None:
+        """Delete the session in the backend and drop its cached agent, after the session's running turn.
+
+        Raises:
+            SessionNotFoundError: no such session.
+        """
+        async with self._lock_for(session_id):
+            try:
+                await asyncio.to_thread(self.repository.delete_session, session_id)
+            finally:
+                self.drop(session_id)
+
+
+async def _invoke(agent: Agent, prompt: str, on_text: TextCallback | None) -> Any:
+    result = None
+    async for event in agent.stream_async(prompt):
+        if on_text is not None and "data" in event and isinstance(event["data"], str):
+            on_text(event["data"])
+        if "result" in event:
+            result = event["result"]
+    return result

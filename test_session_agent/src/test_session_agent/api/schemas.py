@@ -1,0 +1,79 @@
+"""Request and response bodies of the agent service."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:@+=\-]{1,256}$"
+
+
+def _not_dot(value: str) -> str:
+    if value in (".", ".."):
+        raise ValueError("identifier must not be '.' or '..'")
+    return value
+
+
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN), AfterValidator(_not_dot)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("prompt must not be empty")
+    return value
+
+
+class ProcessRequest(BaseModel):
+    """One user turn. A missing `session_id` starts a new session; `actor_id` is recorded on new sessions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: Annotated[str, StringConstraints(min_length=1), AfterValidator(_not_blank)]
+    session_id: Identifier | None = None
+    actor_id: Identifier | None = None
+
+
+class TurnStatus(BaseModel):
+    """How the turn was served."""
+
+    session_managed: bool = True
+    conversation_length: int
+    agent_id: str
+    cached_agent: bool
+    model_provider: str
+    duration_ms: float
+    usage: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProcessResponse(BaseModel):
+    """The assistant's reply."""
+
+    session_id: str
+    response: str
+    status: TurnStatus
+
+
+class HistoryMessage(BaseModel):
+    """One stored message (the redacted form when Strands redacted it)."""
+
+    message_id: int
+    role: str
+    content: list[dict[str, Any]]
+    created_at: str
+
+
+class HistoryResponse(BaseModel):
+    """A session's conversation in order."""
+
+    session_id: str
+    messages: list[HistoryMessage]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None

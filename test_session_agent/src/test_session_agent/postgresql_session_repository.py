@@ -1,0 +1,383 @@
+"""Strands `SessionRepository` over the session backend's REST API, and the one-line `PostgreSQLSessionManager`.
+
+Every call is one synchronous HTTP request on a shared keep-alive `httpx.Client`. Transport results become the
+Strands contract in one place (`_call`): "not found" → `None`, every other failure → `SessionException`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+from strands.session.repository_session_manager import RepositorySessionManager
+from strands.session.session_repository import SessionRepository
+from strands.types.exceptions import SessionException
+from strands.types.session import Session, SessionAgent, SessionMessage
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+if TYPE_CHECKING:
+    from strands.multiagent import MultiAgentBase
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "http://localhost:8001"
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
+
+
+class SessionNotFoundError(SessionException):
+    """The session does not exist in the backend (raised where the contract has no `None` to return)."""
+
+
+class SessionConflictError(SessionException):
+    """The backend refused a write that contradicts what it stores (HTTP 409/412): someone else wrote first."""
+
+
+class BackendUnavailableError(SessionException):
+    """The backend could not be reached or answered 5xx; the request may be retried later."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    # Connection failures never reached the server; 502/503/504 mean the backend or its database is restarting.
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code in (502, 503, 504)
+
+
+def _connect_failure(exc: BaseException) -> bool:
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+
+
+def _seg(identifier: str) -> str:
+    return quote(identifier, safe="")
+
+
+class PostgreSQLSessionRepository(SessionRepository):
+    """Stores Strands sessions, agents, messages and multi-agent state in PostgreSQL through the session backend.
+
+    Args:
+        base_url: URL of the session backend (`SESSION_BACKEND_URL`).
+        api_key: bearer token sent as `Authorization` (`SESSION_BACKEND_API_KEY`); None sends none.
+        timeout: per-request timeout in seconds, or an `httpx.Timeout`.
+        client: an `httpx.Client` to use instead of creating one (e.g. bound to the ASGI app in tests); its
+            `base_url` is then taken as is and it is not closed by `close()`.
+        retries: attempts for idempotent calls when the backend is unreachable or answers 502/503/504.
+        actor_id: actor recorded on sessions this repository creates.
+        ttl_seconds: lifetime of sessions this repository creates (None: no expiry).
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        client: httpx.Client | None = None,
+        *,
+        retries: int = 3,
+        actor_id: str | None = None,
+        ttl_seconds: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._owns_client = client is None
+        if client is None:
+            client = httpx.Client(
+                base_url=base_url.rstrip("/"),
+                timeout=timeout,
+                headers=headers,
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            )
+        elif headers:
+            client.headers.update(headers)
+        self._client = client
+        self._retries = max(1, retries)
+        self.actor_id = actor_id
+        self.ttl_seconds = ttl_seconds
+        # Last agent version seen per (session_id, agent_id): sent as If-Match so a stale write is refused.
+        self._agent_versions: dict[tuple[str, str], int] = {}
+
+    def close(self) -> None:
+        """Close the HTTP client if this repository created it."""
+        if self._owns_client:
+            self._client.close()
+
+    # transport
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        idempotent: bool = True,
+        missing_ok: bool = False,
+    ) -> httpx.Response | None:
+        """Send one request; map the outcome to the Strands contract.
+
+        Returns:
+            The response (2xx), or None when it is 404 and `missing_ok`.
+
+        Raises:
+            SessionNotFoundError: 404 and not `missing_ok`.
+            SessionConflictError: 409 or 412.
+            BackendUnavailableError: unreachable, timed out, or 5xx after the retries allowed.
+            SessionException: any other refusal (4xx), with the backend's problem detail.
+        """
+        content = orjson.dumps(body) if body is not None else None
+        send_headers = {"Content-Type": "application/json"} if content is not None else {}
+        if headers:
+            send_headers.update(headers)
+
+        def send() -> httpx.Response:
+            response = self._client.request(method, path, content=content, params=params, headers=send_headers)
+            if response.status_code >= 500:
+                response.raise_for_status()
+            return response
+
+        retrying = Retrying(
+            retry=retry_if_exception(_retryable if idempotent else _connect_failure),
+            stop=stop_after_attempt(self._retries),
+            wait=wait_exponential(multiplier=0.05, max=1.0),
+            reraise=True,
+        )
+        try:
+            response = retrying(send)
+        except (httpx.TransportError, httpx.HTTPStatusError) as e:
+            raise BackendUnavailableError(f"session backend unavailable: {method} {path}: {e!r}") from e
+        status = response.status_code
+        if status < 300:
+            return response
+        detail = _problem_detail(response)
+        if status == 404:
+            if missing_ok:
+                return None
+            raise SessionNotFoundError(f"{method} {path}: not found: {detail}")
+        if status in (409, 412):
+            raise SessionConflictError(f"{method} {path}: {detail}")
+        raise SessionException(f"{method} {path}: HTTP {status}: {detail}")
+
+    # sessions
+
+    def create_session(self, session: Session, **kwargs: Any) -> Session:
+        """Create `session` in the backend (with this repository's `actor_id`/`ttl_seconds` unless given in kwargs).
+
+        Raises:
+            SessionException: the session exists already, or the backend refused or is unreachable.
+        """
+        body = session.to_dict()
+        body["actor_id"] = kwargs.get("actor_id", self.actor_id)
+        body["ttl_seconds"] = kwargs.get("ttl_seconds", self.ttl_seconds)
+        if "metadata" in kwargs:
+            body["metadata"] = kwargs["metadata"]
+        logger.debug("session_id=<%s> | creating session", session.session_id)
+        self._call("POST", "/v1/sessions", body=body, idempotent=False)
+        return session
+
+    def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
+        """Return the session, or None when it does not exist (or has expired)."""
+        response = self._call("GET", f"/v1/sessions/{_seg(session_id)}", missing_ok=True)
+        return Session.from_dict(orjson.loads(response.content)) if response else None
+
+    def delete_session(self, session_id: str, **kwargs: Any) -> None:
+        """Delete the session with its agents, messages and multi-agent state.
+
+        Raises:
+            SessionNotFoundError: no such session.
+            SessionException: the backend refused or is unreachable.
+        """
+        logger.debug("session_id=<%s> | deleting session", session_id)
+        self._call("DELETE", f"/v1/sessions/{_seg(session_id)}")
+        for key in [k for k in self._agent_versions if k[0] == session_id]:
+            del self._agent_versions[key]
+
+    def list_sessions(
+        self, actor_id: str | None = None, limit: int = 50, cursor: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """List sessions newest first.
+
+        Returns:
+            `{"items": [session dicts with actor_id, metadata, expires_at], "next_cursor": str | None}`.
+        """
+        params: dict[str, Any] = {"limit": limit}
+        if actor_id:
+            params["actor_id"] = actor_id
+        if cursor:
+            params["cursor"] = cursor
+        response = self._call("GET", "/v1/sessions", params=params)
+        assert response is not None
+        page: dict[str, Any] = orjson.loads(response.content)
+        return page
+
+    # agents
+
+    def _remember_version(self, session_id: str, response: httpx.Response) -> dict[str, Any]:
+        data: dict[str, Any] = orjson.loads(response.content)
+        if "version" in data:
+            self._agent_versions[(session_id, data["agent_id"])] = int(data["version"])
+        return data
+
+    def create_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
+        """Create the agent in the session.
+
+        Raises:
+            SessionException: no such session, the agent exists, or the backend refused or is unreachable.
+        """
+        logger.debug("session_id=<%s>, agent_id=<%s> | creating agent", session_id, session_agent.agent_id)
+        response = self._call(
+            "POST", f"/v1/sessions/{_seg(session_id)}/agents", body=session_agent.to_dict(), idempotent=False
+        )
+        assert response is not None
+        self._remember_version(session_id, response)
+
+    def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
+        """Return the agent, or None when it (or its session) does not exist."""
+        response = self._call("GET", f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}", missing_ok=True)
+        if response is None:
+            return None
+        return SessionAgent.from_dict(self._remember_version(session_id, response))
+
+    def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
+        """Replace the agent's state; conditional on the version this repository last saw, when it saw one.
+
+        Raises:
+            SessionNotFoundError: no such agent.
+            SessionConflictError: another writer updated the agent since this repository read it.
+            SessionException: the backend refused or is unreachable.
+        """
+        agent_id = session_agent.agent_id
+        version = self._agent_versions.get((session_id, agent_id))
+        headers = {"If-Match": f'"{version}"'} if version is not None else None
+        response = self._call(
+            "PUT",
+            f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}",
+            body=session_agent.to_dict(),
+            headers=headers,
+        )
+        assert response is not None
+        self._remember_version(session_id, response)
+
+    # messages
+
+    def create_message(self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any) -> None:
+        """Append the message. Retried safely: the backend accepts an identical message at the same id.
+
+        Raises:
+            SessionConflictError: a different message is stored at that message_id.
+            SessionException: no such agent, or the backend refused or is unreachable.
+        """
+        self._call(
+            "POST",
+            f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}/messages",
+            body=session_message.to_dict(),
+        )
+
+    def read_message(self, session_id: str, agent_id: str, message_id: int, **kwargs: Any) -> SessionMessage | None:
+        """Return the message, or None when it does not exist."""
+        response = self._call(
+            "GET", f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}/messages/{message_id}", missing_ok=True
+        )
+        return SessionMessage.from_dict(orjson.loads(response.content)) if response else None
+
+    def update_message(self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any) -> None:
+        """Replace a message (Strands does this to redact it).
+
+        Raises:
+            SessionNotFoundError: no such message.
+            SessionException: the backend refused or is unreachable.
+        """
+        self._call(
+            "PUT",
+            f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}/messages/{session_message.message_id}",
+            body=session_message.to_dict(),
+        )
+
+    def list_messages(
+        self, session_id: str, agent_id: str, limit: int | None = None, offset: int = 0, **kwargs: Any
+    ) -> list[SessionMessage]:
+        """Return messages ordered by message_id, from position `offset`, at most `limit` (None: all).
+
+        An unknown session or agent gives an empty list.
+        """
+        params: dict[str, Any] = {"offset": offset}
+        if limit is not None:
+            params["limit"] = limit
+        response = self._call(
+            "GET", f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}/messages", params=params, missing_ok=True
+        )
+        if response is None:
+            return []
+        return [SessionMessage.from_dict(m) for m in orjson.loads(response.content)]
+
+    # multi-agent state
+
+    def create_multi_agent(self, session_id: str, multi_agent: MultiAgentBase, **kwargs: Any) -> None:
+        """Store `multi_agent.serialize_state()` under `multi_agent.id`.
+
+        Raises:
+            SessionException: no such session, the multi-agent exists, or the backend refused or is unreachable.
+        """
+        body = {"id": multi_agent.id, "state": multi_agent.serialize_state()}
+        self._call("POST", f"/v1/sessions/{_seg(session_id)}/multi-agents", body=body, idempotent=False)
+
+    def read_multi_agent(self, session_id: str, multi_agent_id: str, **kwargs: Any) -> dict[str, Any] | None:
+        """Return the multi-agent's serialized state, or None when it does not exist."""
+        response = self._call(
+            "GET", f"/v1/sessions/{_seg(session_id)}/multi-agents/{_seg(multi_agent_id)}", missing_ok=True
+        )
+        if response is None:
+            return None
+        state: dict[str, Any] = orjson.loads(response.content)["state"]
+        return state
+
+    def update_multi_agent(self, session_id: str, multi_agent: MultiAgentBase, **kwargs: Any) -> None:
+        """Replace the multi-agent's state with `multi_agent.serialize_state()`.
+
+        Raises:
+            SessionNotFoundError: no such multi-agent.
+            SessionException: the backend refused or is unreachable.
+        """
+        body = {"id": multi_agent.id, "state": multi_agent.serialize_state()}
+        self._call("PUT", f"/v1/sessions/{_seg(session_id)}/multi-agents/{_seg(multi_agent.id)}", body=body)
+
+
+def _problem_detail(response: httpx.Response) -> str:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        return str(body.get("detail") or body.get("title") or body)
+    return str(body)[:200]
+
+
+class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionRepository):
+    """Session manager persisting a Strands agent in PostgreSQL via the session backend.
+
+    Like Strands' `S3SessionManager`, it is both the `RepositorySessionManager` and its own repository::
+
+        agent = Agent(session_manager=PostgreSQLSessionManager(session_id="user-42"))
+
+    Args:
+        session_id: id of the session; created in the backend when it does not exist.
+        base_url: URL of the session backend.
+        api_key: bearer token for the backend.
+        **kwargs: passed to `PostgreSQLSessionRepository` (`timeout`, `client`, `retries`, `actor_id`,
+            `ttl_seconds`).
+
+    Raises:
+        SessionException: the backend is unreachable or refused to read or create the session.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        PostgreSQLSessionRepository.__init__(self, base_url=base_url, api_key=api_key, **kwargs)
+        RepositorySessionManager.__init__(self, session_id=session_id, session_repository=self)

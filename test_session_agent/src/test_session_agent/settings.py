@@ -1,0 +1,55 @@
+"""Settings of the agent service, read once from environment variables (see DESIGN.md)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ProviderName = Literal["local", "scripted", "bedrock", "openai", "ollama", "anthropic", "litellm"]
+
+
+class AgentSettings(BaseSettings):
+    """Configuration of the agent service; each field is read from the environment variable in its alias."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, protected_namespaces=())
+
+    host: str = Field(default="127.0.0.1", validation_alias="HOST")
+    port: int = Field(default=8000, ge=1, le=65535, validation_alias="PORT")
+    backend_url: str = Field(default="http://localhost:8001", validation_alias="SESSION_BACKEND_URL")
+    backend_api_key: str | None = Field(default=None, validation_alias="SESSION_BACKEND_API_KEY")
+    backend_timeout_seconds: float = Field(default=10.0, gt=0, validation_alias="SESSION_BACKEND_TIMEOUT_SECONDS")
+    model_provider: ProviderName = Field(default="local", validation_alias="MODEL_PROVIDER")
+    model_id: str | None = Field(default=None, validation_alias="MODEL_ID")
+    local_model_path: str | None = Field(default=None, validation_alias="LOCAL_MODEL_PATH")
+    ollama_host: str = Field(default="http://localhost:11434", validation_alias="OLLAMA_HOST")
+    max_tokens: int = Field(default=512, ge=1, validation_alias="MODEL_MAX_TOKENS")
+    system_prompt: str = Field(
+        default="You are a helpful assistant. Answer briefly. Remember what the user tells you about themselves.",
+        validation_alias="AGENT_SYSTEM_PROMPT",
+    )
+    agent_cache_size: int = Field(default=256, ge=1, validation_alias="AGENT_CACHE_SIZE")
+    agent_idle_seconds: float = Field(default=600.0, gt=0, validation_alias="AGENT_IDLE_SECONDS")
+    max_prompt_chars: int = Field(default=32_000, ge=1, validation_alias="MAX_PROMPT_CHARS")
+    scripted_first_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_FIRST_TOKEN_DELAY_MS")
+    log_level: str = Field(default="info", validation_alias="LOG_LEVEL")
+
+    @field_validator("backend_api_key", "model_id", "local_model_path")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("backend_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("SESSION_BACKEND_URL must be an http(s) URL")
+        return value.rstrip("/")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> AgentSettings:
+    """Return the process-wide settings (cached)."""
+    return AgentSettings()
