@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 import pytest
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -79,3 +87,61 @@ def database_url(pg_server_dsn: str) -> Iterator[str]:
         yield _with_database(pg_server_dsn, name)
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _console_script(name: str) -> list[str]:
+    exe = shutil.which(name, path=str(Path(sys.executable).parent))
+    module = name.replace("-", "_")
+    return [exe] if exe else [sys.executable, "-m", module]
+
+
+@contextmanager
+def run_service(
+    name: str, env: dict[str, str], url: str, *, health: str = "/health", timeout: float = 120, log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start console script `name` as a real process, wait until `url + health` answers 200, stop it (SIGTERM) after.
+
+    Raises:
+        AssertionError: the process exited or did not answer within `timeout` seconds.
+    """
+    out = log.open("ab") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(_console_script(name), env=os.environ | env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert proc.poll() is None, f"{name} exited with {proc.returncode}"
+            try:
+                if httpx.get(url + health, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"{name} did not answer {health} within {timeout}s"
+            time.sleep(0.1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if log:
+            out.close()  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="session")
+def service_runner() -> Callable[..., Any]:
+    """Returns `run_service` (a context manager starting a console script as a process)."""
+    return run_service
+
+
+@pytest.fixture(scope="module")
+def backend_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real `session-backend` process serving this module's database (no auth)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"DATABASE_URL": database_url, "PORT": str(port), "HOST": "127.0.0.1", "SESSION_BACKEND_API_KEY": ""}
+    log = tmp_path_factory.mktemp("backend") / "backend.log"
+    with run_service("session-backend", env, url, health="/ready", log=log):
+        yield url

@@ -10,7 +10,6 @@ from fastapi.testclient import TestClient
 from session_backend.app import create_app
 from session_backend.settings import Settings
 
-
 SettingsFactory = Callable[..., Settings]
 
 

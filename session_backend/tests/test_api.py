@@ -81,9 +81,7 @@ def test_get_unknown_session_is_404(client: TestClient) -> None:
     assert_problem(client.get("/v1/sessions/nope-" + uuid.uuid4().hex), 404)
 
 
-@pytest.mark.parametrize(
-    "bad_id", ["../x", "a/b", "x" * 257, "", "a\x00b", ".", "..", "has space", "ü", "semi;colon"]
-)
+@pytest.mark.parametrize("bad_id", ["../x", "a/b", "x" * 257, "", "a\x00b", ".", "..", "has space", "ü", "semi;colon"])
 def test_invalid_session_ids_are_422_and_nothing_is_stored(client: TestClient, bad_id: str) -> None:
     before = client.get("/v1/sessions", params={"limit": 1000}).json()["items"]
     r = client.post("/v1/sessions", json={"session_id": bad_id, "session_type": "AGENT"})

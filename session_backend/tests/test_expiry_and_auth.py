@@ -15,7 +15,6 @@ from session_backend.db import create_pool
 from session_backend.store import SessionStore
 
 
-
 def _expire_now(database_url: str, session_ids: list[str]) -> None:
     async def run() -> None:
         conn = await asyncpg.connect(database_url)
@@ -52,7 +51,9 @@ def test_sweeper_deletes_expired_sessions_in_batches(database_url: str) -> None:
             for sid in ids:
                 await store.create_session(sid, "AGENT", ttl_seconds=60)
             await store.create_session(f"keep-{uuid.uuid4().hex[:8]}", "AGENT", ttl_seconds=3600)
-            await pool.execute("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE session_id = ANY($1)", ids)
+            await pool.execute(
+                "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE session_id = ANY($1)", ids
+            )
             deleted = await store.sweep_expired(batch_size=3)
             left = await pool.fetchval("SELECT count(*) FROM sessions WHERE session_id = ANY($1)", ids)
             kept = await pool.fetchval("SELECT count(*) FROM sessions WHERE session_id LIKE 'keep-%'")

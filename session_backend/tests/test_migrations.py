@@ -36,7 +36,9 @@ def test_fresh_then_rerun_is_noop(database_url: str) -> None:
             keys = await conn.fetch(
                 """SELECT c.conrelid::regclass::text AS t, a.attname AS first
                    FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
-                   WHERE c.contype = 'p' AND c.conrelid::regclass::text <> 'schema_migrations'"""
+                   JOIN pg_namespace n ON n.oid = c.connamespace
+                   WHERE c.contype = 'p' AND n.nspname = 'public'
+                     AND c.conrelid::regclass::text <> 'schema_migrations'"""
             )
             assert keys and all(k["first"] == "session_id" for k in keys)
         finally:

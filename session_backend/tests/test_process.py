@@ -47,4 +47,4 @@ def test_console_script_serves_and_keeps_data_across_restart(database_url: str, 
                 assert httpx.get(f"{url}/v1/sessions/proc-test").json()["session_id"] == "proc-test"
         finally:
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=20) == 0
+            assert proc.wait(timeout=20) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown

@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
+import orjson
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import ORJSONResponse
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from .db import EmbeddedPostgres, create_pool
-from .migrations import MIGRATIONS, apply_migrations, current_version
 from .middleware import BodySizeLimit
+from .migrations import MIGRATIONS, apply_migrations, current_version
 from .problems import UNAVAILABLE_ERRORS, problem, register_problem_handlers
 from .routes import router
 from .settings import Settings, get_settings
@@ -30,7 +30,7 @@ async def _sweep_forever(store: SessionStore, interval: float, batch_size: int) 
         await asyncio.sleep(interval)
         try:
             deleted = await store.sweep_expired(batch_size)
-        except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as e:
+        except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as e:  # type: ignore[misc]
             logger.warning("error=<%r> | sweep of expired sessions failed", e)
             continue
         if deleted:
@@ -92,7 +92,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         summary="Strands sessions, agents, messages and multi-agent state in PostgreSQL.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     register_problem_handlers(app)
@@ -112,10 +111,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with asyncio.timeout(2):
                 async with store.pool.acquire() as conn:
                     version = await current_version(conn)
-        except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as e:
+        except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as e:  # type: ignore[misc]
             return problem(503, f"database unavailable: {e!r}", headers={"Retry-After": "1"})
         if version != len(MIGRATIONS):
             return problem(503, f"schema at version {version}, expected {len(MIGRATIONS)}")
-        return ORJSONResponse({"status": "ready", "schema_version": version})
+        return Response(orjson.dumps({"status": "ready", "schema_version": version}), media_type="application/json")
 
     return app

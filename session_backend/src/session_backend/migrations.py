@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+Connection = asyncpg.Connection | PoolConnectionProxy
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +75,7 @@ MIGRATIONS: list[str] = [
 ]
 
 
-async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
+async def apply_migrations(conn: Connection) -> list[int]:
     """Apply every migration not yet recorded in `schema_migrations`, each in its own transaction.
 
     Safe when several replicas start at once: each migration runs under a transaction-scoped advisory lock and
@@ -101,7 +104,7 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[int]:
     return applied
 
 
-async def current_version(conn: asyncpg.Connection) -> int:
+async def current_version(conn: Connection) -> int:
     """Return the highest applied migration version, or 0 when none (or no version table) exists."""
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
     if not exists:

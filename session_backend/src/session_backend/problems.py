@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 
 import asyncpg
@@ -19,7 +20,7 @@ logger = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 # The database is down, restarting or out of connections: the client may retry, the process recovers by itself.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
@@ -31,7 +32,7 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def problem(status: int, detail: str | None = None, *, headers: dict[str, str] | None = None) -> Response:
+def problem(status: int, detail: str | None = None, *, headers: Mapping[str, str] | None = None) -> Response:
     """Build an `application/problem+json` response.
 
     Args:

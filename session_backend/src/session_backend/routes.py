@@ -14,9 +14,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .schemas import (
     IDENTIFIER_PATTERN,
-    Identifier,
     AgentBody,
     AgentPublic,
+    Identifier,
     MessageBody,
     MessagePublic,
     MultiAgentCreate,

@@ -194,8 +194,12 @@ class SessionAgents:
             shown = m.to_dict()
             message = shown["redact_message"] or shown["message"]
             out.append(
-                {"message_id": m.message_id, "role": message["role"], "content": message["content"],
-                 "created_at": m.created_at}
+                {
+                    "message_id": m.message_id,
+                    "role": message["role"],
+                    "content": message["content"],
+                    "created_at": m.created_at,
+                }
             )
         return out
 

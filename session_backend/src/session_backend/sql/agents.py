@@ -1,10 +1,10 @@
 """SQL for the agents aggregate (one row per Strands `SessionAgent`, with an optimistic-concurrency `version`)."""
 
-from .sessions import LIVE
+from .sessions import LIVE, iso
 
-AGENT_JSON = """json_build_object(
+AGENT_JSON = f"""json_build_object(
     'agent_id', a.agent_id, 'state', a.state, 'conversation_manager_state', a.conversation_manager_state,
-    '_internal_state', a.internal_state, 'created_at', a.created_at, 'updated_at', a.updated_at,
+    '_internal_state', a.internal_state, 'created_at', {iso("a.created_at")}, 'updated_at', {iso("a.updated_at")},
     'version', a.version)"""
 
 # The session must be live; a missing parent is reported as no row by the EXISTS guard, a duplicate by ON CONFLICT.

@@ -1,10 +1,10 @@
 """SQL for the messages aggregate (one row per Strands `SessionMessage`, keyed by its position `message_id`)."""
 
-from .sessions import LIVE
+from .sessions import LIVE, iso
 
-MESSAGE_JSON = """json_build_object(
+MESSAGE_JSON = f"""json_build_object(
     'message', m.message, 'message_id', m.message_id, 'redact_message', m.redact_message,
-    'created_at', m.created_at, 'updated_at', m.updated_at)"""
+    'created_at', {iso("m.created_at")}, 'updated_at', {iso("m.updated_at")})"""
 
 AGENT_IS_LIVE = f"""EXISTS (
     SELECT 1 FROM agents a JOIN sessions s ON s.session_id = a.session_id

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -28,9 +28,9 @@ from .schemas import (
     IDENTIFIER_PATTERN,
     HistoryResponse,
     Identifier,
+    Problem,
     ProcessRequest,
     ProcessResponse,
-    Problem,
     TurnStatus,
 )
 
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
-def problem(status: int, detail: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def problem(status: int, detail: str | None = None, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """An RFC 9457 `application/problem+json` response."""
     body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
@@ -72,7 +72,7 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        chosen = model or await asyncio.to_thread(build_model, settings)
+        chosen = model if model is not None else await asyncio.to_thread(build_model, settings)
         load = getattr(chosen, "load", None)
         if callable(load):
             await asyncio.to_thread(load)
@@ -105,9 +105,7 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
 
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()[:5]
-        )
+        detail = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()[:5])
         return problem(422, detail)
 
     async def http_error(_: Request, exc: Exception) -> Response:
@@ -155,8 +153,10 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
 
     @app.post(
         "/process-streaming",
-        responses={200: {"content": {"text/event-stream": {}}, "description": "SSE: text…, then done or error"}}
-        | errors,
+        responses={
+            200: {"content": {"text/event-stream": {}}, "description": "SSE: text..., then done or error"},
+            **errors,
+        },
     )
     async def process_streaming(body: ProcessRequest, request: Request) -> EventSourceResponse:
         """Run one turn, streaming `{"type":"text"}` events as the model writes, then `{"type":"done"}`."""
@@ -170,14 +170,16 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
             def on_text(text: str) -> None:
                 loop.call_soon_threadsafe(queue.put_nowait, text)
 
-            turn = asyncio.ensure_future(agents.run_turn(session_id, body.prompt, actor_id=body.actor_id, on_text=on_text))
+            turn = asyncio.ensure_future(
+                agents.run_turn(session_id, body.prompt, actor_id=body.actor_id, on_text=on_text)
+            )
             turn.add_done_callback(lambda _: queue.put_nowait(None))
             yield {"data": orjson.dumps({"type": "start", "session_id": session_id}).decode()}
             while (text := await queue.get()) is not None:
                 yield {"data": orjson.dumps({"type": "text", "data": text}).decode()}
             try:
                 result = turn.result()
-            except Exception as e:  # noqa: BLE001 - reported to the client as an error event
+            except Exception as e:
                 status, detail = _status_of(e)
                 error = {"type": "error", "status": status, "detail": detail, "session_id": session_id}
                 yield {"data": orjson.dumps(error).decode()}

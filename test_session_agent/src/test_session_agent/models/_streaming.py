@@ -47,7 +47,11 @@ def text_response_events(deltas: Iterator[str] | list[str]) -> Iterator[StreamEv
 
 def stop_events(stop_reason: str, input_tokens: int, output_tokens: int, latency_ms: int) -> list[StreamEvent]:
     """messageStop and metadata (token usage, latency in ms)."""
-    usage: Any = {"inputTokens": input_tokens, "outputTokens": output_tokens, "totalTokens": input_tokens + output_tokens}
+    usage: Any = {
+        "inputTokens": input_tokens,
+        "outputTokens": output_tokens,
+        "totalTokens": input_tokens + output_tokens,
+    }
     return [
         {"messageStop": {"stopReason": stop_reason}},  # type: ignore[typeddict-item]
         {"metadata": {"usage": usage, "metrics": {"latencyMs": latency_ms}}},

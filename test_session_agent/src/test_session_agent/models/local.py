@@ -123,11 +123,12 @@ class LocalLlamaModel(Model):
             input_tokens = max(0, int(llama.n_tokens) - output_tokens)
             latency_ms = int((time.perf_counter() - started) * 1000)
         emit({"contentBlockStop": {}})
-        for event in stop_events("end_turn" if stop_reason == "cancelled" else stop_reason, input_tokens,
-                                 output_tokens, latency_ms):
+        for event in stop_events(
+            "end_turn" if stop_reason == "cancelled" else stop_reason, input_tokens, output_tokens, latency_ms
+        ):
             emit(event)
 
-    async def stream(  # type: ignore[override]
+    async def stream(
         self,
         messages: Messages,
         tool_specs: list[ToolSpec] | None = None,
@@ -151,7 +152,7 @@ class LocalLlamaModel(Model):
         def work() -> None:
             try:
                 self._generate(chat, emit, cancel_signal)
-            except BaseException as e:  # noqa: BLE001 - handed to the consumer, re-raised there
+            except BaseException as e:
                 emit(e)
             finally:
                 emit(None)

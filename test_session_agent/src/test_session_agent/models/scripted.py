@@ -25,9 +25,7 @@ Script = Callable[[Messages], str]
 
 def echo_script(messages: Messages) -> str:
     """Reply naming the number of messages seen and quoting the first and the latest user text."""
-    user_texts = [
-        block["text"] for m in messages if m["role"] == "user" for block in m["content"] if "text" in block
-    ]
+    user_texts = [block["text"] for m in messages if m["role"] == "user" for block in m["content"] if "text" in block]
     first = user_texts[0] if user_texts else ""
     last = user_texts[-1] if user_texts else ""
     return f"turn {len(user_texts)}; history {len(messages)} messages; first: {first} | you said: {last}"
@@ -54,7 +52,7 @@ class ScriptedModel(Model):
         """Return the configuration."""
         return self.config
 
-    async def stream(  # type: ignore[override]
+    async def stream(
         self,
         messages: Messages,
         tool_specs: list[ToolSpec] | None = None,
