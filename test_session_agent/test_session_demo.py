@@ -1,0 +1,145 @@
+"""Persistence demo: an agent on the real local model remembers a conversation after its process restarts.
+
+Starts the session backend and the agent service as real processes (free ports on 127.0.0.1; the backend uses
+`DATABASE_URL` when set, else an embedded PostgreSQL under `.data/demo/`), then:
+tells session A "Hello, my name is Alice"; stops and restarts the agent service; asks A "What is my name?"
+(the answer must contain "Alice"); asks a new session B the same (it must not); prints A's history; streams a
+reply. Exits 0 only when all of that held.
+
+Run: `make demo` (or `uv run python test_session_agent/test_session_demo.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / ".data"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _script(name: str) -> list[str]:
+    exe = shutil.which(name, path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", name.replace("-", "_")]
+
+
+@contextmanager
+def service(name: str, env: dict[str, str], url: str, health: str, log: Path, timeout: float = 300) -> Iterator[None]:
+    """Run console script `name` until the block ends; wait for `url + health` to answer 200 first."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(_script(name), env=os.environ | env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}; see {log}")
+                try:
+                    if httpx.get(url + health, timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not become healthy in {timeout}s; see {log}")
+                time.sleep(0.2)
+            yield
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def ask(client: httpx.Client, prompt: str, session_id: str) -> str:
+    r = client.post("/process", json={"prompt": prompt, "session_id": session_id})
+    r.raise_for_status()
+    reply = str(r.json()["response"])
+    print(f"  [{session_id}] user: {prompt}\n  [{session_id}] agent: {reply}\n")
+    return reply
+
+
+def stream(client: httpx.Client, prompt: str, session_id: str) -> str:
+    print(f"  [{session_id}] user: {prompt}\n  [{session_id}] agent (streaming): ", end="", flush=True)
+    text, done = "", None
+    with client.stream("POST", "/process-streaming", json={"prompt": prompt, "session_id": session_id}) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            event = orjson.loads(line[5:])
+            if event["type"] == "text":
+                text += event["data"]
+                print(event["data"], end="", flush=True)
+            elif event["type"] in ("done", "error"):
+                done = event
+    print("\n")
+    if done is None or done["type"] != "done":
+        raise RuntimeError(f"stream did not finish with a done event: {done}")
+    return text
+
+
+def main() -> int:
+    """Run the demo; 0 when the agent remembered across the restart and sessions stayed isolated."""
+    run_dir = DATA / "demo"
+    logs = run_dir / "logs"
+    backend_port, agent_port = _free_port(), _free_port()
+    backend_url, agent_url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{agent_port}"
+    backend_env = {"PORT": str(backend_port), "HOST": "127.0.0.1", "SESSION_BACKEND_DATA_DIR": str(run_dir)}
+    agent_env = {
+        "PORT": str(agent_port),
+        "HOST": "127.0.0.1",
+        "SESSION_BACKEND_URL": backend_url,
+        "MODEL_PROVIDER": os.environ.get("MODEL_PROVIDER", "local"),
+        "MODEL_MAX_TOKENS": os.environ.get("MODEL_MAX_TOKENS", "48"),
+    }
+    session_a, session_b = f"demo-a-{uuid.uuid4().hex[:8]}", f"demo-b-{uuid.uuid4().hex[:8]}"
+    checks: dict[str, bool] = {}
+    print(f"session backend: {backend_url} (logs in {logs})")
+    with service("session-backend", backend_env, backend_url, "/ready", logs / "backend.log"):
+        client = httpx.Client(base_url=agent_url, timeout=300)
+        print(f"agent service:   {agent_url} (model: {agent_env['MODEL_PROVIDER']})\n")
+        with service("test-session-agent", agent_env, agent_url, "/health", logs / "agent.log"):
+            ask(client, "Hello, my name is Alice", session_a)
+        print("-- agent service process stopped; starting a new one --\n")
+        with service("test-session-agent", agent_env, agent_url, "/health", logs / "agent.log"):
+            reply = ask(client, "What is my name?", session_a)
+            checks["recalls Alice after restart"] = "alice" in reply.lower()
+            other = ask(client, "What is my name?", session_b)
+            checks["session B does not know the name"] = "alice" not in other.lower()
+            history = client.get(f"/sessions/{session_a}/history").json()["messages"]
+            print(f"history of {session_a}:")
+            for m in history:
+                text = " ".join(block.get("text", "") for block in m["content"])
+                print(f"  #{m['message_id']} {m['role']}: {text}")
+            print()
+            checks["history holds both turns"] = [m["role"] for m in history] == ["user", "assistant"] * 2
+            streamed = stream(client, "Say hello to me using my name.", session_a)
+            checks["streamed a reply"] = bool(streamed.strip())
+        client.close()
+    for name, ok in checks.items():
+        print(f"{'PASS' if ok else 'FAIL'}  {name}")
+    return 0 if checks and all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""End to end with real processes: the agent service restarted between turns keeps the conversation
+(scripted model), and the persistence demo itself on the real local model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEMO = Path(__file__).resolve().parent.parent / "test_session_demo.py"
+
+
+def test_agent_service_restart_keeps_conversation(
+    backend_url: str, service_runner: Any, port_factory: Any, tmp_path: Path
+) -> None:
+    port = port_factory()
+    url = f"http://127.0.0.1:{port}"
+    env = {"PORT": str(port), "SESSION_BACKEND_URL": backend_url, "MODEL_PROVIDER": "scripted"}
+    sid = f"e2e-{uuid.uuid4().hex[:8]}"
+    with service_runner("test-session-agent", env, url, log=tmp_path / "agent.log"):
+        r = httpx.post(f"{url}/process", json={"prompt": "Hello, my name is Alice", "session_id": sid}, timeout=30)
+        assert r.status_code == 200
+    with service_runner("test-session-agent", env, url, log=tmp_path / "agent.log"):
+        r = httpx.post(f"{url}/process", json={"prompt": "What is my name?", "session_id": sid}, timeout=30)
+        body = r.json()
+        assert body["status"]["cached_agent"] is False and body["status"]["conversation_length"] == 4
+        assert "first: Hello, my name is Alice" in body["response"]
+
+
+def test_demo_on_real_local_model(database_url: str) -> None:
+    env = os.environ | {"DATABASE_URL": database_url, "MODEL_PROVIDER": "local"}
+    out = subprocess.run([sys.executable, str(DEMO)], env=env, capture_output=True, text=True, timeout=900)
+    print(out.stdout[-4000:], out.stderr[-2000:])
+    assert out.returncode == 0
+    assert "PASS  recalls Alice after restart" in out.stdout
