@@ -59,6 +59,9 @@ MIGRATIONS: list[str] = [
         redact_message jsonb,
         created_at     timestamptz NOT NULL DEFAULT now(),
         updated_at     timestamptz NOT NULL DEFAULT now(),
+        -- The row as the API returns it (SessionMessage.to_dict() JSON), rendered once when written: a restore
+        -- of thousands of messages then concatenates text instead of re-serialising jsonb row by row.
+        body           text NOT NULL,
         PRIMARY KEY (session_id, agent_id, message_id),
         FOREIGN KEY (session_id, agent_id) REFERENCES agents (session_id, agent_id) ON DELETE CASCADE
     );

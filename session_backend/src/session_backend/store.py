@@ -278,10 +278,12 @@ class SessionStore:
         Raises:
             NotFound: no such session or agent.
         """
-        body = await self.pool.fetchval(messages_sql.LIST_MESSAGES, session_id, agent_id, offset, limit)
-        if body is None:
+        rows = await self.pool.fetch(messages_sql.LIST_MESSAGE_BODIES, session_id, agent_id, offset, limit)
+        if not rows:
             raise NotFound(f"agent {agent_id!r} not found in session {session_id!r}")
-        return str(body)
+        if rows[0][0] is None:
+            return "[]"
+        return "[" + ",".join([r[0] for r in rows]) + "]"
 
     # multi-agent state
 

@@ -15,7 +15,7 @@ import orjson
 from strands.session.repository_session_manager import RepositorySessionManager
 from strands.session.session_repository import SessionRepository
 from strands.types.exceptions import SessionException
-from strands.types.session import Session, SessionAgent, SessionMessage
+from strands.types.session import Session, SessionAgent, SessionMessage, decode_bytes_values
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 if TYPE_CHECKING:
@@ -310,7 +310,10 @@ class PostgreSQLSessionRepository(SessionRepository):
         )
         if response is None:
             return []
-        return [SessionMessage.from_dict(m) for m in orjson.loads(response.content)]
+        # Built field by field: `SessionMessage.from_dict` inspects the class signature per key, which dominates a
+        # restore of thousands of messages. Bytes are decoded only when the page holds any.
+        decode = b"__bytes_encoded__" in response.content
+        return [_session_message(m, decode) for m in orjson.loads(response.content)]
 
     # multi-agent state
 
@@ -342,6 +345,20 @@ class PostgreSQLSessionRepository(SessionRepository):
         """
         body = {"id": multi_agent.id, "state": multi_agent.serialize_state()}
         self._call("PUT", f"/v1/sessions/{_seg(session_id)}/multi-agents/{_seg(multi_agent.id)}", body=body)
+
+
+def _session_message(data: dict[str, Any], decode: bool) -> SessionMessage:
+    message, redact = data["message"], data.get("redact_message")
+    if decode:
+        message = decode_bytes_values(message)
+        redact = decode_bytes_values(redact) if redact is not None else None
+    return SessionMessage(
+        message=message,
+        message_id=data["message_id"],
+        redact_message=redact,
+        created_at=data["created_at"],
+        updated_at=data["updated_at"],
+    )
 
 
 def _problem_detail(response: httpx.Response) -> str:

@@ -1,10 +1,17 @@
-"""SQL for the messages aggregate (one row per Strands `SessionMessage`, keyed by its position `message_id`)."""
+"""SQL for the messages aggregate (one row per Strands `SessionMessage`, keyed by its position `message_id`).
+
+Each row keeps `body`, its API JSON rendered at write time by `render_body`, so reads only concatenate text.
+"""
 
 from .sessions import LIVE, iso
 
-MESSAGE_JSON = f"""json_build_object(
-    'message', m.message, 'message_id', m.message_id, 'redact_message', m.redact_message,
-    'created_at', {iso("m.created_at")}, 'updated_at', {iso("m.updated_at")})"""
+
+def render_body(message: str, message_id: str, redact: str, created: str, updated: str) -> str:
+    """SQL building a message's API JSON text from the given SQL expressions."""
+    return f"""json_build_object(
+        'message', {message}, 'message_id', {message_id}, 'redact_message', {redact},
+        'created_at', {iso(created)}, 'updated_at', {iso(updated)})::text"""
+
 
 AGENT_IS_LIVE = f"""EXISTS (
     SELECT 1 FROM agents a JOIN sessions s ON s.session_id = a.session_id
@@ -15,14 +22,18 @@ AGENT_IS_LIVE = f"""EXISTS (
 INSERT_MESSAGE = f"""
 WITH parent AS (
     SELECT {AGENT_IS_LIVE} AS live
+), v AS (
+    SELECT coalesce($6::timestamptz, now()) AS created_at, coalesce($7::timestamptz, now()) AS updated_at
 ), ins AS (
-    INSERT INTO messages AS m (session_id, agent_id, message_id, message, redact_message, created_at, updated_at)
-    SELECT $1, $2, $3, $4, $5, coalesce($6, now()), coalesce($7, now())
-    FROM parent WHERE parent.live
+    INSERT INTO messages AS m
+        (session_id, agent_id, message_id, message, redact_message, created_at, updated_at, body)
+    SELECT $1, $2, $3, $4, $5, v.created_at, v.updated_at,
+           {render_body("$4::jsonb", "$3::integer", "$5::jsonb", "v.created_at", "v.updated_at")}
+    FROM parent, v WHERE parent.live
     ON CONFLICT (session_id, agent_id, message_id) DO NOTHING
-    RETURNING {MESSAGE_JSON}::text AS body
+    RETURNING m.body
 ), existing AS (
-    SELECT m.message = $4 AND m.redact_message IS NOT DISTINCT FROM $5 AS same, {MESSAGE_JSON}::text AS body
+    SELECT m.message = $4 AND m.redact_message IS NOT DISTINCT FROM $5 AS same, m.body
     FROM messages m WHERE m.session_id = $1 AND m.agent_id = $2 AND m.message_id = $3
 )
 SELECT (SELECT live FROM parent) AS parent_live,
@@ -31,32 +42,34 @@ SELECT (SELECT live FROM parent) AS parent_live,
        (SELECT body FROM existing) AS existing_body
 """
 
-SELECT_MESSAGE_SAME = f"""
-SELECT m.message = $4 AND m.redact_message IS NOT DISTINCT FROM $5 AS same, {MESSAGE_JSON}::text AS body
+SELECT_MESSAGE_SAME = """
+SELECT m.message = $4 AND m.redact_message IS NOT DISTINCT FROM $5 AS same, m.body
 FROM messages m WHERE m.session_id = $1 AND m.agent_id = $2 AND m.message_id = $3
 """
 
 SELECT_MESSAGE = f"""
-SELECT {MESSAGE_JSON}::text FROM messages m
+SELECT m.body FROM messages m
 WHERE m.session_id = $1 AND m.agent_id = $2 AND m.message_id = $3 AND {AGENT_IS_LIVE}
 """
 
 UPDATE_MESSAGE = f"""
 UPDATE messages AS m
-SET message = $4, redact_message = $5, updated_at = coalesce($6, now())
+SET message = $4, redact_message = $5, updated_at = coalesce($6, now()),
+    body = {render_body("$4::jsonb", "m.message_id", "$5::jsonb", "m.created_at", "coalesce($6, now())")}
 WHERE m.session_id = $1 AND m.agent_id = $2 AND m.message_id = $3 AND {AGENT_IS_LIVE}
-RETURNING {MESSAGE_JSON}::text
+RETURNING m.body
 """
 
-# The whole page is one JSON array built by PostgreSQL: no per-row decoding or re-encoding in Python.
-# NULL (no row) when the session or agent is unknown, so the caller can answer 404.
-LIST_MESSAGES = f"""
-SELECT (
-    SELECT coalesce(json_agg({MESSAGE_JSON} ORDER BY m.message_id), '[]'::json)::text
-    FROM (SELECT * FROM messages
-          WHERE session_id = $1 AND agent_id = $2
-          ORDER BY message_id
-          OFFSET $3 LIMIT $4) m
-)
-WHERE {AGENT_IS_LIVE}
+# Bodies in message_id order (the caller joins them into one JSON array: no per-row JSON work at read time).
+# No row at all when the session or agent is unknown (404); one NULL body when the page is empty.
+LIST_MESSAGE_BODIES = f"""
+SELECT m.body
+FROM (SELECT 1 WHERE {AGENT_IS_LIVE}) AS parent
+LEFT JOIN LATERAL (
+    SELECT body, message_id FROM messages
+    WHERE session_id = $1 AND agent_id = $2
+    ORDER BY message_id
+    OFFSET $3 LIMIT $4
+) AS m ON true
+ORDER BY m.message_id
 """
