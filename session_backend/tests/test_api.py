@@ -318,3 +318,51 @@ def test_multi_agent_errors(client: TestClient) -> None:
     assert_problem(client.put(f"{base}/nope", json={"state": {}}), 404)
     assert_problem(client.put(f"{base}/g", json={"id": "other", "state": {}}), 422)
     assert_problem(client.post(base, json={"id": "a/b", "state": {}}), 422)
+
+
+# batches
+
+
+def test_batch_applies_a_turn_atomically(client: TestClient) -> None:
+    sid = make_session(client)
+    make_agent(client, sid)
+    agent = SessionAgent(agent_id="agent-1", state={"n": 1}, conversation_manager_state={}).to_dict()
+    ops = [
+        {"op": "create_message", "agent_id": "agent-1", "message": message(0)},
+        {"op": "create_message", "agent_id": "agent-1", "message": message(1)},
+        {"op": "update_message", "agent_id": "agent-1", "message": message(1, "edited")},
+        {"op": "update_agent", "agent": agent, "if_version": 1},
+    ]
+    r = client.post(f"/v1/sessions/{sid}/batch", json={"operations": ops})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"created_messages": 2, "existing_messages": 0, "agent_versions": {"agent-1": 2}}
+    msgs = client.get(f"/v1/sessions/{sid}/agents/agent-1/messages").json()
+    assert [m["message"]["content"][0]["text"] for m in msgs] == ["m0", "edited"]
+
+    # a stale version rolls the whole batch back: message 2 is not stored
+    stale = [{"op": "create_message", "agent_id": "agent-1", "message": message(2)}, ops[3]]
+    assert_problem(client.post(f"/v1/sessions/{sid}/batch", json={"operations": stale}), 412)
+    # a conflicting message rolls back too
+    clash = [
+        {"op": "create_message", "agent_id": "agent-1", "message": message(2)},
+        {"op": "create_message", "agent_id": "agent-1", "message": message(0, "other")},
+    ]
+    assert_problem(client.post(f"/v1/sessions/{sid}/batch", json={"operations": clash}), 409)
+    assert len(client.get(f"/v1/sessions/{sid}/agents/agent-1/messages").json()) == 2
+    # an identical retry is accepted; message 1 was edited since, so re-sending its first content is a conflict
+    assert client.post(f"/v1/sessions/{sid}/batch", json={"operations": ops[:1]}).json()["existing_messages"] == 1
+    assert_problem(client.post(f"/v1/sessions/{sid}/batch", json={"operations": ops[1:2]}), 409)
+
+
+def test_batch_errors(client: TestClient) -> None:
+    sid = make_session(client)
+    make_agent(client, sid)
+    create = {"op": "create_message", "agent_id": "agent-1", "message": message(0)}
+    assert_problem(client.post("/v1/sessions/ghost-s/batch", json={"operations": [create]}), 404)
+    ghost = create | {"agent_id": "ghost"}
+    assert_problem(client.post(f"/v1/sessions/{sid}/batch", json={"operations": [create, ghost]}), 404)
+    assert client.get(f"/v1/sessions/{sid}/agents/agent-1/messages").json() == []
+    assert_problem(client.post(f"/v1/sessions/{sid}/batch", json={"operations": []}), 422)
+    assert_problem(client.post(f"/v1/sessions/{sid}/batch", json={"operations": [{"op": "drop_table"}]}), 422)
+    bad_id = create | {"agent_id": "../x"}
+    assert_problem(client.post(f"/v1/sessions/{sid}/batch", json={"operations": [bad_id]}), 422)

@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     register_problem_handlers(app)
     app.include_router(router)
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:

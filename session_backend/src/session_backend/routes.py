@@ -16,6 +16,8 @@ from .schemas import (
     IDENTIFIER_PATTERN,
     AgentBody,
     AgentPublic,
+    BatchRequest,
+    BatchResult,
     Identifier,
     MessageBody,
     MessagePublic,
@@ -27,24 +29,27 @@ from .schemas import (
     SessionPage,
     SessionPublic,
 )
-from .settings import Settings, get_settings
+from .settings import Settings
 from .store import SessionStore
 
 JSON = "application/json"
 _bearer = HTTPBearer(auto_error=False)
 
 
-def get_store(request: Request) -> SessionStore:
+# Dependencies are coroutines: FastAPI runs plain functions on a worker thread, a hop per request.
+
+
+async def get_store(request: Request) -> SessionStore:
     """The store created in the app's lifespan."""
     store: SessionStore = request.app.state.store
     return store
 
 
 async def require_api_key(
-    settings: Annotated[Settings, Depends(get_settings)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
     """When `SESSION_BACKEND_API_KEY` is set, require `Authorization: Bearer <key>` (constant-time compare)."""
+    settings: Settings = request.app.state.settings
     if settings.api_key is None:
         return
     supplied = credentials.credentials if credentials else ""
@@ -227,3 +232,14 @@ async def update_multi_agent(
     if body.id is not None and body.id != multi_agent_id:
         raise HTTPException(422, "id in the body differs from the path")
     return _json(await store.update_multi_agent(session_id, multi_agent_id, body.state))
+
+
+@router.post("/sessions/{session_id}/batch", response_model=BatchResult, responses={412: _errors[409]})
+async def apply_batch(session_id: SessionId, body: BatchRequest, store: Store) -> Response:
+    """Apply one turn's writes (message creates/updates, agent updates) in order, in one transaction.
+
+    Any failure (404, 409, 412, 422) leaves nothing written. A retry of a committed batch is safe when its agent
+    updates carry no `if_version`, or is refused with 412 when they do.
+    """
+    operations = [op.model_dump() for op in body.operations]
+    return _json(orjson.dumps(await store.apply_batch(session_id, operations)).decode())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -115,6 +115,47 @@ class MultiAgentPublic(_Body):
 
     id: str
     state: JsonObject
+
+
+class CreateMessageOp(_Body):
+    """Append a message (idempotent for identical content, like `POST .../messages`)."""
+
+    op: Literal["create_message"]
+    agent_id: Identifier
+    message: MessageBody
+
+
+class UpdateMessageOp(_Body):
+    """Replace a message (like `PUT .../messages/{message_id}`)."""
+
+    op: Literal["update_message"]
+    agent_id: Identifier
+    message: MessageBody
+
+
+class UpdateAgentOp(_Body):
+    """Replace an agent's state (like `PUT .../agents/{agent_id}`); `if_version` makes it conditional."""
+
+    op: Literal["update_agent"]
+    agent: AgentBody
+    if_version: Annotated[int, Field(ge=1)] | None = None
+
+
+BatchOperation = Annotated[CreateMessageOp | UpdateMessageOp | UpdateAgentOp, Field(discriminator="op")]
+
+
+class BatchRequest(_Body):
+    """Writes of one agent turn, applied in order in one transaction: all of them or none."""
+
+    operations: Annotated[list[BatchOperation], Field(min_length=1, max_length=1000)]
+
+
+class BatchResult(_Body):
+    """What a batch did: messages inserted, identical retries skipped, and each updated agent's new version."""
+
+    created_messages: int
+    existing_messages: int
+    agent_versions: dict[str, int]
 
 
 class Problem(_Body):

@@ -11,8 +11,10 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from .errors import AlreadyExists, Conflict, NotFound, PreconditionFailed
+from .migrations import Connection
 from .sql import agents as agents_sql
 from .sql import messages as messages_sql
 from .sql import multi_agents as multi_agents_sql
@@ -181,22 +183,38 @@ class SessionStore:
             PreconditionFailed: `if_version` is stale.
         """
         async with self.pool.acquire() as conn:
-            row = await conn.fetchval(
-                agents_sql.UPDATE_AGENT,
-                session_id,
-                agent_id,
-                agent["state"],
-                agent["conversation_manager_state"],
-                agent["internal_state"],
-                agent["updated_at"],
-                if_version,
-            )
-            if row is None:
-                version = await conn.fetchval(agents_sql.SELECT_AGENT_VERSION, session_id, agent_id)
-                if version is None:
-                    raise NotFound(f"agent {agent_id!r} not found in session {session_id!r}")
-                raise PreconditionFailed(f"agent {agent_id!r} is at version {version}, not {if_version}")
-        return str(row)
+            return await _update_agent(conn, session_id, agent_id, agent, if_version)
+
+    async def apply_batch(self, session_id: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        """Apply the writes of one turn in order, in one transaction: all or nothing.
+
+        Args:
+            operations: dicts with `op` in `create_message` / `update_message` (with `agent_id`, `message`) or
+                `update_agent` (with `agent`, optional `if_version`), validated by the caller.
+
+        Returns:
+            `{"created_messages", "existing_messages", "agent_versions": {agent_id: version}}`.
+
+        Raises:
+            NotFound, Conflict, PreconditionFailed: as the single-row operations; nothing is written.
+        """
+        created = existing = 0
+        versions: dict[str, int] = {}
+        async with self.pool.acquire() as conn, conn.transaction():
+            for operation in operations:
+                kind = operation["op"]
+                if kind == "create_message":
+                    inserted, _ = await _create_message(conn, session_id, operation["agent_id"], operation["message"])
+                    created += inserted
+                    existing += not inserted
+                elif kind == "update_message":
+                    message = operation["message"]
+                    await _update_message(conn, session_id, operation["agent_id"], message["message_id"], message)
+                else:
+                    agent = operation["agent"]
+                    text = await _update_agent(conn, session_id, agent["agent_id"], agent, operation.get("if_version"))
+                    versions[agent["agent_id"]] = int(orjson.loads(text)["version"])
+        return {"created_messages": created, "existing_messages": existing, "agent_versions": versions}
 
     # messages
 
@@ -211,32 +229,8 @@ class SessionStore:
             Conflict: a different message is stored at that `message_id`.
             asyncpg.DataError: PostgreSQL refused a value (e.g. a NUL character in JSON text); the app answers 422.
         """
-        args = (
-            session_id,
-            agent_id,
-            message["message_id"],
-            message["message"],
-            message["redact_message"],
-            message["created_at"],
-            message["updated_at"],
-        )
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(messages_sql.INSERT_MESSAGE, *args)
-            assert row is not None
-            if not row["parent_live"]:
-                raise NotFound(f"agent {agent_id!r} not found in session {session_id!r}")
-            if row["inserted_body"] is not None:
-                return True, str(row["inserted_body"])
-            same, body = row["existing_same"], row["existing_body"]
-            if same is None:  # a concurrent insert committed after this statement's snapshot
-                found = await conn.fetchrow(messages_sql.SELECT_MESSAGE_SAME, *args[:5])
-                same, body = (found["same"], found["body"]) if found else (False, None)
-        if same:
-            return False, str(body)
-        raise Conflict(
-            f"message_id {message['message_id']} of agent {agent_id!r} in session {session_id!r} "
-            "already holds a different message"
-        )
+            return await _create_message(conn, session_id, agent_id, message)
 
     async def get_message(self, session_id: str, agent_id: str, message_id: int) -> str:
         """Return the message as JSON text.
@@ -255,18 +249,8 @@ class SessionStore:
         Raises:
             NotFound: no such session, agent or message.
         """
-        row = await self.pool.fetchval(
-            messages_sql.UPDATE_MESSAGE,
-            session_id,
-            agent_id,
-            message_id,
-            message["message"],
-            message["redact_message"],
-            message["updated_at"],
-        )
-        if row is None:
-            raise NotFound(f"message {message_id} of agent {agent_id!r} not found in session {session_id!r}")
-        return str(row)
+        async with self.pool.acquire() as conn:
+            return await _update_message(conn, session_id, agent_id, message_id, message)
 
     async def list_messages(self, session_id: str, agent_id: str, *, offset: int, limit: int | None) -> str:
         """Return messages ordered by `message_id` as one JSON array text.
@@ -323,3 +307,74 @@ class SessionStore:
         if row is None:
             raise NotFound(f"multi-agent {multi_agent_id!r} not found in session {session_id!r}")
         return str(row)
+
+
+# Single-row writes on a given connection, shared by the one-off methods and `apply_batch`.
+
+
+async def _create_message(
+    conn: Connection, session_id: str, agent_id: str, message: dict[str, Any]
+) -> tuple[bool, str]:
+    args = (
+        session_id,
+        agent_id,
+        message["message_id"],
+        message["message"],
+        message["redact_message"],
+        message["created_at"],
+        message["updated_at"],
+    )
+    row = await conn.fetchrow(messages_sql.INSERT_MESSAGE, *args)
+    assert row is not None
+    if not row["parent_live"]:
+        raise NotFound(f"agent {agent_id!r} not found in session {session_id!r}")
+    if row["inserted_body"] is not None:
+        return True, str(row["inserted_body"])
+    same, body = row["existing_same"], row["existing_body"]
+    if same is None:  # a concurrent insert committed after this statement's snapshot
+        found = await conn.fetchrow(messages_sql.SELECT_MESSAGE_SAME, *args[:5])
+        same, body = (found["same"], found["body"]) if found else (False, None)
+    if same:
+        return False, str(body)
+    raise Conflict(
+        f"message_id {message['message_id']} of agent {agent_id!r} in session {session_id!r} "
+        "already holds a different message"
+    )
+
+
+async def _update_message(
+    conn: Connection, session_id: str, agent_id: str, message_id: int, message: dict[str, Any]
+) -> str:
+    row = await conn.fetchval(
+        messages_sql.UPDATE_MESSAGE,
+        session_id,
+        agent_id,
+        message_id,
+        message["message"],
+        message["redact_message"],
+        message["updated_at"],
+    )
+    if row is None:
+        raise NotFound(f"message {message_id} of agent {agent_id!r} not found in session {session_id!r}")
+    return str(row)
+
+
+async def _update_agent(
+    conn: Connection, session_id: str, agent_id: str, agent: dict[str, Any], if_version: int | None
+) -> str:
+    row = await conn.fetchval(
+        agents_sql.UPDATE_AGENT,
+        session_id,
+        agent_id,
+        agent["state"],
+        agent["conversation_manager_state"],
+        agent["internal_state"],
+        agent["updated_at"],
+        if_version,
+    )
+    if row is None:
+        version = await conn.fetchval(agents_sql.SELECT_AGENT_VERSION, session_id, agent_id)
+        if version is None:
+            raise NotFound(f"agent {agent_id!r} not found in session {session_id!r}")
+        raise PreconditionFailed(f"agent {agent_id!r} is at version {version}, not {if_version}")
+    return str(row)

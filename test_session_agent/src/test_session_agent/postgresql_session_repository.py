@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import httpx
 import orjson
+from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, HookRegistry
 from strands.session.repository_session_manager import RepositorySessionManager
 from strands.session.session_repository import SessionRepository
 from strands.types.exceptions import SessionException
@@ -315,6 +316,38 @@ class PostgreSQLSessionRepository(SessionRepository):
         decode = b"__bytes_encoded__" in response.content
         return [_session_message(m, decode) for m in orjson.loads(response.content)]
 
+    # batches
+
+    def apply_batch(self, session_id: str, operations: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+        """Apply writes in order in one backend transaction (all or nothing).
+
+        Args:
+            operations: `{"op": "create_message" | "update_message", "agent_id", "message": SessionMessage dict}` or
+                `{"op": "update_agent", "agent": SessionAgent dict, "if_version": int | None}`.
+
+        Returns:
+            `{"created_messages", "existing_messages", "agent_versions": {agent_id: version}}`; the versions are
+            remembered for the next conditional agent update.
+
+        Raises:
+            SessionNotFoundError: the session or an agent or message does not exist.
+            SessionConflictError: a different message at an id, or an agent changed since it was read.
+            SessionException: the backend refused or is unreachable.
+        """
+        conditional = any(op.get("if_version") is not None for op in operations)
+        response = self._call(
+            "POST",
+            f"/v1/sessions/{_seg(session_id)}/batch",
+            body={"operations": operations},
+            # a lost response to a committed conditional batch would turn its retry into a 412: retry unsent only
+            idempotent=not conditional,
+        )
+        assert response is not None
+        result: dict[str, Any] = orjson.loads(response.content)
+        for agent_id, version in result["agent_versions"].items():
+            self._agent_versions[(session_id, agent_id)] = int(version)
+        return result
+
     # multi-agent state
 
     def create_multi_agent(self, session_id: str, multi_agent: MultiAgentBase, **kwargs: Any) -> None:
@@ -378,10 +411,17 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
 
         agent = Agent(session_manager=PostgreSQLSessionManager(session_id="user-42"))
 
+    With `batch_writes` (the default) the messages and agent state an invocation produces are held in memory and
+    committed in one backend transaction when the invocation ends, before the agent returns: one round trip per
+    turn, and a turn is stored whole or not at all. An invocation that fails before the assistant answered (the
+    result is missing and the last message is not the assistant's) stores nothing. Writes outside an invocation
+    (agent creation, restore) go straight through.
+
     Args:
         session_id: id of the session; created in the backend when it does not exist.
         base_url: URL of the session backend.
         api_key: bearer token for the backend.
+        batch_writes: buffer each invocation's writes and commit them together (False: one request per write).
         **kwargs: passed to `PostgreSQLSessionRepository` (`timeout`, `client`, `retries`, `actor_id`,
             `ttl_seconds`).
 
@@ -394,7 +434,69 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         session_id: str,
         base_url: str = DEFAULT_BASE_URL,
         api_key: str | None = None,
+        *,
+        batch_writes: bool = True,
         **kwargs: Any,
     ) -> None:
         PostgreSQLSessionRepository.__init__(self, base_url=base_url, api_key=api_key, **kwargs)
+        self.batch_writes = batch_writes
+        self._pending: list[dict[str, Any]] | None = None
         RepositorySessionManager.__init__(self, session_id=session_id, session_repository=self)
+
+    def register_hooks(self, registry: HookRegistry, **kwargs: Any) -> None:
+        """Register Strands' session hooks, plus the start and end of each invocation's write batch."""
+        # After-events run their callbacks in reverse order: registered first, the flush runs after Strands'
+        # own AfterInvocationEvent sync of the agent, so that sync is part of the batch.
+        registry.add_callback(AfterInvocationEvent, self._end_batch)
+        super().register_hooks(registry, **kwargs)
+        registry.add_callback(BeforeInvocationEvent, self._begin_batch)
+
+    def _begin_batch(self, event: BeforeInvocationEvent) -> None:
+        if self.batch_writes:
+            self._pending = []
+
+    def _end_batch(self, event: AfterInvocationEvent) -> None:
+        pending, self._pending = self._pending, None
+        if not pending:
+            return
+        messages = event.agent.messages
+        answered = event.result is not None or bool(messages and messages[-1]["role"] == "assistant")
+        if not answered:
+            logger.debug("session_id=<%s> | invocation failed, %d writes discarded", self.session_id, len(pending))
+            return
+        self.apply_batch(self.session_id, _coalesce(pending, self._agent_versions, self.session_id))
+
+    def create_message(self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any) -> None:
+        """Append a message now, or at the end of the running invocation when batching."""
+        if self._pending is None:
+            return super().create_message(session_id, agent_id, session_message, **kwargs)
+        self._pending.append({"op": "create_message", "agent_id": agent_id, "message": session_message.to_dict()})
+
+    def update_message(self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any) -> None:
+        """Replace a message now, or at the end of the running invocation when batching."""
+        if self._pending is None:
+            return super().update_message(session_id, agent_id, session_message, **kwargs)
+        self._pending.append({"op": "update_message", "agent_id": agent_id, "message": session_message.to_dict()})
+
+    def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
+        """Replace the agent's state now, or at the end of the running invocation when batching."""
+        if self._pending is None:
+            return super().update_agent(session_id, session_agent, **kwargs)
+        self._pending.append({"op": "update_agent", "agent": session_agent.to_dict()})
+
+
+def _coalesce(
+    pending: list[dict[str, Any]], versions: dict[tuple[str, str], int], session_id: str
+) -> list[dict[str, Any]]:
+    """Keep every message write in order; of several updates of one agent keep the last, conditional on the
+    version read before the turn."""
+    last_update = {op["agent"]["agent_id"]: i for i, op in enumerate(pending) if op["op"] == "update_agent"}
+    out = []
+    for i, op in enumerate(pending):
+        if op["op"] == "update_agent":
+            agent_id = op["agent"]["agent_id"]
+            if last_update[agent_id] != i:
+                continue
+            op = op | {"if_version": versions.get((session_id, agent_id))}
+        out.append(op)
+    return out
