@@ -75,6 +75,116 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (session_id, multi_agent_id)
     );
     """,
+    # 2: every write of messages and agents goes through one function, so a turn's batch is one round trip and
+    # the single-row routes share its semantics. Errors carry SQLSTATEs SB404 / SB409 / SB412 (see store.py).
+    r"""
+    CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops jsonb)
+    RETURNS TABLE (status text, version bigint, body text)
+    LANGUAGE plpgsql AS $fn$
+    DECLARE
+        op jsonb;
+        msg jsonb;
+        v_agent text;
+        v_message_id integer;
+        v_redact jsonb;
+        v_created timestamptz;
+        v_updated timestamptz;
+        v_same boolean;
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = p_session_id
+                       AND (s.expires_at IS NULL OR s.expires_at > now())) THEN
+            RAISE EXCEPTION 'session % not found', p_session_id USING ERRCODE = 'SB404';
+        END IF;
+        FOR op IN SELECT value FROM jsonb_array_elements(p_ops) LOOP
+            IF op->>'op' = 'update_agent' THEN
+                msg := op->'agent';
+                v_agent := msg->>'agent_id';
+                v_updated := coalesce((msg->>'updated_at')::timestamptz, now());
+                UPDATE agents a
+                SET state = msg->'state', conversation_manager_state = msg->'conversation_manager_state',
+                    internal_state = msg->'internal_state', updated_at = v_updated, version = a.version + 1
+                WHERE a.session_id = p_session_id AND a.agent_id = v_agent
+                  AND (op->'if_version' IS NULL OR jsonb_typeof(op->'if_version') = 'null'
+                       OR a.version = (op->>'if_version')::bigint)
+                RETURNING 'updated', a.version, json_build_object(
+                    'agent_id', a.agent_id, 'state', a.state,
+                    'conversation_manager_state', a.conversation_manager_state,
+                    '_internal_state', a.internal_state,
+                    'created_at', to_char(a.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+                    'updated_at', to_char(a.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+                    'version', a.version)::text
+                INTO status, version, body;
+                IF NOT FOUND THEN
+                    SELECT a.version INTO version FROM agents a
+                    WHERE a.session_id = p_session_id AND a.agent_id = v_agent;
+                    IF NOT FOUND THEN
+                        RAISE EXCEPTION 'agent % not found in session %', v_agent, p_session_id
+                            USING ERRCODE = 'SB404';
+                    END IF;
+                    RAISE EXCEPTION 'agent % is at version %, not %', v_agent, version, op->>'if_version'
+                        USING ERRCODE = 'SB412';
+                END IF;
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+
+            v_agent := op->>'agent_id';
+            msg := op->'message';
+            v_message_id := (msg->>'message_id')::integer;
+            v_redact := CASE WHEN jsonb_typeof(msg->'redact_message') = 'object' THEN msg->'redact_message' END;
+            v_updated := coalesce((msg->>'updated_at')::timestamptz, now());
+            PERFORM 1 FROM agents a WHERE a.session_id = p_session_id AND a.agent_id = v_agent;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'agent % not found in session %', v_agent, p_session_id USING ERRCODE = 'SB404';
+            END IF;
+
+            IF op->>'op' = 'create_message' THEN
+                v_created := coalesce((msg->>'created_at')::timestamptz, now());
+                INSERT INTO messages AS m
+                    (session_id, agent_id, message_id, message, redact_message, created_at, updated_at, body)
+                VALUES (p_session_id, v_agent, v_message_id, msg->'message', v_redact, v_created, v_updated,
+                        json_build_object(
+                            'message', msg->'message', 'message_id', v_message_id, 'redact_message', v_redact,
+                            'created_at', to_char(v_created AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+                            'updated_at', to_char(v_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+                        )::text)
+                ON CONFLICT (session_id, agent_id, message_id) DO NOTHING
+                RETURNING 'created', NULL::bigint, m.body INTO status, version, body;
+                IF NOT FOUND THEN
+                    -- A retry is accepted when the content is identical (timestamps ignored).
+                    SELECT m.message = msg->'message' AND m.redact_message IS NOT DISTINCT FROM v_redact, m.body
+                    INTO v_same, body
+                    FROM messages m
+                    WHERE m.session_id = p_session_id AND m.agent_id = v_agent AND m.message_id = v_message_id;
+                    IF NOT v_same THEN
+                        RAISE EXCEPTION 'message_id % of agent % in session % already holds a different message',
+                            v_message_id, v_agent, p_session_id USING ERRCODE = 'SB409';
+                    END IF;
+                    status := 'existing';
+                    version := NULL;
+                END IF;
+            ELSIF op->>'op' = 'update_message' THEN
+                UPDATE messages AS m
+                SET message = msg->'message', redact_message = v_redact, updated_at = v_updated,
+                    body = json_build_object(
+                        'message', msg->'message', 'message_id', m.message_id, 'redact_message', v_redact,
+                        'created_at', to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+                        'updated_at', to_char(v_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+                    )::text
+                WHERE m.session_id = p_session_id AND m.agent_id = v_agent AND m.message_id = v_message_id
+                RETURNING 'updated', NULL::bigint, m.body INTO status, version, body;
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION 'message % of agent % not found in session %', v_message_id, v_agent,
+                        p_session_id USING ERRCODE = 'SB404';
+                END IF;
+            ELSE
+                RAISE EXCEPTION 'unknown operation %', op->>'op' USING ERRCODE = '22023';
+            END IF;
+            RETURN NEXT;
+        END LOOP;
+    END
+    $fn$;
+    """,
 ]
 
 

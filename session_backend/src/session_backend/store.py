@@ -11,16 +11,16 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import orjson
 
-from .errors import AlreadyExists, Conflict, NotFound, PreconditionFailed
-from .migrations import Connection
+from .errors import AlreadyExists, Conflict, NotFound, PreconditionFailed, StoreError
 from .sql import agents as agents_sql
 from .sql import messages as messages_sql
 from .sql import multi_agents as multi_agents_sql
 from .sql import sessions as sessions_sql
 
 logger = logging.getLogger(__name__)
+
+_WRITE_ERRORS: dict[str, type[StoreError]] = {"SB404": NotFound, "SB409": Conflict, "SB412": PreconditionFailed}
 
 
 class SessionStore:
@@ -182,11 +182,12 @@ class SessionStore:
             NotFound: no such session or agent.
             PreconditionFailed: `if_version` is stale.
         """
-        async with self.pool.acquire() as conn:
-            return await _update_agent(conn, session_id, agent_id, agent, if_version)
+        op = {"op": "update_agent", "agent": agent | {"agent_id": agent_id}, "if_version": if_version}
+        (row,) = await self._write(self.pool, session_id, [op])
+        return str(row["body"])
 
     async def apply_batch(self, session_id: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
-        """Apply the writes of one turn in order, in one transaction: all or nothing.
+        """Apply the writes of one turn in order, atomically, in one round trip.
 
         Args:
             operations: dicts with `op` in `create_message` / `update_message` (with `agent_id`, `message`) or
@@ -198,23 +199,29 @@ class SessionStore:
         Raises:
             NotFound, Conflict, PreconditionFailed: as the single-row operations; nothing is written.
         """
-        created = existing = 0
-        versions: dict[str, int] = {}
-        async with self.pool.acquire() as conn, conn.transaction():
-            for operation in operations:
-                kind = operation["op"]
-                if kind == "create_message":
-                    inserted, _ = await _create_message(conn, session_id, operation["agent_id"], operation["message"])
-                    created += inserted
-                    existing += not inserted
-                elif kind == "update_message":
-                    message = operation["message"]
-                    await _update_message(conn, session_id, operation["agent_id"], message["message_id"], message)
-                else:
-                    agent = operation["agent"]
-                    text = await _update_agent(conn, session_id, agent["agent_id"], agent, operation.get("if_version"))
-                    versions[agent["agent_id"]] = int(orjson.loads(text)["version"])
-        return {"created_messages": created, "existing_messages": existing, "agent_versions": versions}
+        rows = await self._write(self.pool, session_id, operations)
+        versions = {
+            op["agent"]["agent_id"]: int(row["version"])
+            for op, row in zip(operations, rows, strict=True)
+            if op["op"] == "update_agent"
+        }
+        statuses = [row["status"] for row in rows]
+        return {
+            "created_messages": statuses.count("created"),
+            "existing_messages": statuses.count("existing"),
+            "agent_versions": versions,
+        }
+
+    @staticmethod
+    async def _write(executor: asyncpg.Pool, session_id: str, operations: list[dict[str, Any]]) -> list[Any]:
+        """Run `session_backend_write` (one statement, so all or nothing) and map its SQLSTATEs to domain errors."""
+        try:
+            return await executor.fetch(messages_sql.WRITE, session_id, operations)
+        except asyncpg.PostgresError as e:
+            error = _WRITE_ERRORS.get(getattr(e, "sqlstate", "") or "")
+            if error is None:
+                raise
+            raise error(str(getattr(e, "message", e))) from e
 
     # messages
 
@@ -229,8 +236,9 @@ class SessionStore:
             Conflict: a different message is stored at that `message_id`.
             asyncpg.DataError: PostgreSQL refused a value (e.g. a NUL character in JSON text); the app answers 422.
         """
-        async with self.pool.acquire() as conn:
-            return await _create_message(conn, session_id, agent_id, message)
+        op = {"op": "create_message", "agent_id": agent_id, "message": message}
+        (row,) = await self._write(self.pool, session_id, [op])
+        return row["status"] == "created", str(row["body"])
 
     async def get_message(self, session_id: str, agent_id: str, message_id: int) -> str:
         """Return the message as JSON text.
@@ -249,8 +257,9 @@ class SessionStore:
         Raises:
             NotFound: no such session, agent or message.
         """
-        async with self.pool.acquire() as conn:
-            return await _update_message(conn, session_id, agent_id, message_id, message)
+        op = {"op": "update_message", "agent_id": agent_id, "message": message | {"message_id": message_id}}
+        (row,) = await self._write(self.pool, session_id, [op])
+        return str(row["body"])
 
     async def list_messages(self, session_id: str, agent_id: str, *, offset: int, limit: int | None) -> str:
         """Return messages ordered by `message_id` as one JSON array text.
@@ -307,74 +316,3 @@ class SessionStore:
         if row is None:
             raise NotFound(f"multi-agent {multi_agent_id!r} not found in session {session_id!r}")
         return str(row)
-
-
-# Single-row writes on a given connection, shared by the one-off methods and `apply_batch`.
-
-
-async def _create_message(
-    conn: Connection, session_id: str, agent_id: str, message: dict[str, Any]
-) -> tuple[bool, str]:
-    args = (
-        session_id,
-        agent_id,
-        message["message_id"],
-        message["message"],
-        message["redact_message"],
-        message["created_at"],
-        message["updated_at"],
-    )
-    row = await conn.fetchrow(messages_sql.INSERT_MESSAGE, *args)
-    assert row is not None
-    if not row["parent_live"]:
-        raise NotFound(f"agent {agent_id!r} not found in session {session_id!r}")
-    if row["inserted_body"] is not None:
-        return True, str(row["inserted_body"])
-    same, body = row["existing_same"], row["existing_body"]
-    if same is None:  # a concurrent insert committed after this statement's snapshot
-        found = await conn.fetchrow(messages_sql.SELECT_MESSAGE_SAME, *args[:5])
-        same, body = (found["same"], found["body"]) if found else (False, None)
-    if same:
-        return False, str(body)
-    raise Conflict(
-        f"message_id {message['message_id']} of agent {agent_id!r} in session {session_id!r} "
-        "already holds a different message"
-    )
-
-
-async def _update_message(
-    conn: Connection, session_id: str, agent_id: str, message_id: int, message: dict[str, Any]
-) -> str:
-    row = await conn.fetchval(
-        messages_sql.UPDATE_MESSAGE,
-        session_id,
-        agent_id,
-        message_id,
-        message["message"],
-        message["redact_message"],
-        message["updated_at"],
-    )
-    if row is None:
-        raise NotFound(f"message {message_id} of agent {agent_id!r} not found in session {session_id!r}")
-    return str(row)
-
-
-async def _update_agent(
-    conn: Connection, session_id: str, agent_id: str, agent: dict[str, Any], if_version: int | None
-) -> str:
-    row = await conn.fetchval(
-        agents_sql.UPDATE_AGENT,
-        session_id,
-        agent_id,
-        agent["state"],
-        agent["conversation_manager_state"],
-        agent["internal_state"],
-        agent["updated_at"],
-        if_version,
-    )
-    if row is None:
-        version = await conn.fetchval(agents_sql.SELECT_AGENT_VERSION, session_id, agent_id)
-        if version is None:
-            raise NotFound(f"agent {agent_id!r} not found in session {session_id!r}")
-        raise PreconditionFailed(f"agent {agent_id!r} is at version {version}, not {if_version}")
-    return str(row)

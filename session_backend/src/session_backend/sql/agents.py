@@ -23,17 +23,6 @@ FROM agents a JOIN sessions s ON s.session_id = a.session_id
 WHERE a.session_id = $1 AND a.agent_id = $2 AND {LIVE}
 """
 
-# $8 is the version the writer read (If-Match); NULL means an unconditional write.
-UPDATE_AGENT = f"""
-UPDATE agents AS a
-SET state = $3, conversation_manager_state = $4, internal_state = $5,
-    updated_at = coalesce($6, now()), version = a.version + 1
-FROM sessions s
-WHERE a.session_id = $1 AND a.agent_id = $2 AND s.session_id = a.session_id AND {LIVE}
-  AND ($7::bigint IS NULL OR a.version = $7)
-RETURNING {AGENT_JSON}::text
-"""
-
 SELECT_AGENT_VERSION = f"""
 SELECT a.version FROM agents a JOIN sessions s ON s.session_id = a.session_id
 WHERE a.session_id = $1 AND a.agent_id = $2 AND {LIVE}
