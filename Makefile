@@ -33,6 +33,7 @@ pytest:
 test: install lint typecheck pytest  ## ruff, mypy and the whole pytest suite (real PostgreSQL)
 
 bench: install  ## benchmarks against the baselines, side by side; table + .data/bench/latest.json
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 	$(UV) run --no-sync python -m bench
 
 up:  ## docker compose: postgres + session_backend + test_session_agent

@@ -34,6 +34,7 @@ class AgentSettings(BaseSettings):
     agent_idle_seconds: float = Field(default=600.0, gt=0, validation_alias="AGENT_IDLE_SECONDS")
     max_prompt_chars: int = Field(default=32_000, ge=1, validation_alias="MAX_PROMPT_CHARS")
     scripted_first_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_FIRST_TOKEN_DELAY_MS")
+    scripted_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_TOKEN_DELAY_MS")
     log_level: str = Field(default="info", validation_alias="LOG_LEVEL")
 
     @field_validator("backend_api_key", "model_id", "local_model_path")

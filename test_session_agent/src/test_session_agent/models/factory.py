@@ -33,7 +33,10 @@ def build_model(settings: AgentSettings) -> Model:
     if provider == "scripted":
         from .scripted import ScriptedModel
 
-        return ScriptedModel(first_token_delay=settings.scripted_first_token_delay_ms / 1000)
+        return ScriptedModel(
+            first_token_delay=settings.scripted_first_token_delay_ms / 1000,
+            token_delay=settings.scripted_token_delay_ms / 1000,
+        )
     if provider == "bedrock":
         from strands.models.bedrock import BedrockModel
 

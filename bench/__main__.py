@@ -1,0 +1,161 @@
+"""`make bench`: every benchmark side by side with its baseline; one table, and `.data/bench/latest.json`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from . import agent_service, list_messages, restore, throughput, turns
+from .common import ROOT, print_table
+
+TARGETS = {
+    "restore": "ours >= 10x faster than FileSessionManager",
+    "per_turn": "our overhead <= FileSessionManager's",
+    "throughput": "at 64 clients >= 50% of raw pgbench INSERT TPS",
+    "memory": "<= 300 MB and flat once the agent cache is full",
+    "streaming": "<= 5 ms beyond the model's time to first token",
+}
+
+
+def main() -> int:
+    """Run the benchmarks (`--quick` for smaller sizes) and print/write the results."""
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--only", nargs="*", default=None, help="run only these: " + ", ".join(TARGETS))
+    args = parser.parse_args()
+    quick = args.quick
+    wanted = set(args.only or TARGETS) | ({"list"} if not args.only else set())
+    results: dict[str, Any] = {
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "started_at": datetime.now(UTC).isoformat(),
+    }
+    started = time.perf_counter()
+    if "list" in wanted:
+        results["list_messages"] = list_messages.run(messages=2_000 if quick else 10_000)
+    if "restore" in wanted:
+        results["restore"] = restore.run(messages=2_000 if quick else 10_000, samples=3 if quick else 5)
+    if "per_turn" in wanted:
+        results["per_turn"] = turns.run(turns=50 if quick else 200)
+    if "throughput" in wanted:
+        results["throughput"] = throughput.run(seconds=2 if quick else 5)
+    if "memory" in wanted:
+        results["memory"] = agent_service.memory(sessions=1_000 if quick else 10_000)
+    if "streaming" in wanted:
+        results["streaming"] = agent_service.streaming(requests=10 if quick else 30)
+    results["seconds"] = time.perf_counter() - started
+    report(results)
+    out = ROOT / ".data" / "bench" / "latest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nwritten to {out.relative_to(ROOT)} ({results['seconds']:.0f} s, {os.cpu_count()} cores)")
+    return 0
+
+
+def report(results: dict[str, Any]) -> None:
+    """Print one table: each measure, ours, the baseline, the ratio, the target and whether it holds."""
+    rows: list[dict[str, Any]] = []
+    if "list_messages" in results:
+        r = results["list_messages"]
+        rows.append(
+            {
+                "measure": f"list {r['messages']} messages, server-side (ms)",
+                "ours": r["server_side_ms"],
+                "baseline": None,
+                "ratio": None,
+                "target": "",
+                "met": "",
+            }
+        )
+        rows.append(
+            {
+                "measure": f"list {r['messages']} messages, HTTP GET (ms)",
+                "ours": r["http_get_ms"],
+                "baseline": None,
+                "ratio": None,
+                "target": "",
+                "met": "",
+            }
+        )
+    if "restore" in results:
+        r = results["restore"]
+        rows.append(
+            {
+                "measure": f"restore agent, {r['messages']} messages (s)",
+                "ours": r["postgresql_s"],
+                "baseline": r["file_s"],
+                "ratio": r["speedup_vs_file"],
+                "target": TARGETS["restore"],
+                "met": r["speedup_vs_file"] >= 10,
+            }
+        )
+    if "per_turn" in results:
+        r = results["per_turn"]
+        rows.append(
+            {
+                "measure": "turn, no session manager (ms)",
+                "ours": r["none_ms"],
+                "baseline": None,
+                "ratio": None,
+                "target": "",
+                "met": "",
+            }
+        )
+        rows.append(
+            {
+                "measure": "turn overhead over no manager (ms)",
+                "ours": r["postgresql_overhead_ms"],
+                "baseline": r["file_overhead_ms"],
+                "ratio": r["file_overhead_ms"] / max(r["postgresql_overhead_ms"], 1e-9),
+                "target": TARGETS["per_turn"],
+                "met": r["postgresql_overhead_ms"] <= r["file_overhead_ms"],
+            }
+        )
+    if "throughput" in results:
+        for r in results["throughput"]["rows"]:
+            rows.append(
+                {
+                    "measure": f"appends/s at {r['clients']} clients (p50 {r['backend_p50_ms']:.1f} ms, "
+                    f"p99 {r['backend_p99_ms']:.1f} ms)",
+                    "ours": r["backend_tps"],
+                    "baseline": r["pgbench_tps"],
+                    "ratio": r["ratio"],
+                    "target": TARGETS["throughput"] if r["clients"] == 64 else "",
+                    "met": r["ratio"] >= 0.5 if r["clients"] == 64 else "",
+                }
+            )
+    if "memory" in results:
+        r = results["memory"]
+        rows.append(
+            {
+                "measure": f"agent service RSS after {r['sessions']} sessions (MB)",
+                "ours": r["final_rss_mb"],
+                "baseline": None,
+                "ratio": None,
+                "target": TARGETS["memory"],
+                "met": r["final_rss_mb"] <= 300 and r["growth_after_cache_full_mb"] < 30,
+            }
+        )
+    if "streaming" in results:
+        r = results["streaming"]
+        rows.append(
+            {
+                "measure": "first SSE text event beyond model TTFT (ms)",
+                "ours": r["overhead_median_ms"],
+                "baseline": None,
+                "ratio": None,
+                "target": TARGETS["streaming"],
+                "met": r["overhead_median_ms"] <= 5,
+            }
+        )
+    print_table("Benchmarks (medians; baseline = FileSessionManager / raw pgbench INSERT, same run)", rows)
+    if "memory" in results:
+        print("\nRSS by sessions served (MB):", results["memory"]["rss_mb"])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

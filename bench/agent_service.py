@@ -1,0 +1,97 @@
+"""Agent service benchmarks on the scripted model: memory (RSS) over many distinct sessions, and the time from
+request to the first SSE text event beyond the model's own time to first token."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import psutil
+
+from .common import backend, free_port, median, percentile, process, scratch_database
+
+
+def _agent(backend_url: str, **env: str) -> tuple[dict[str, str], str]:
+    port = free_port()
+    base = {"PORT": str(port), "SESSION_BACKEND_URL": backend_url, "MODEL_PROVIDER": "scripted", "LOG_LEVEL": "warning"}
+    return base | env, f"http://127.0.0.1:{port}"
+
+
+def memory(sessions: int = 10_000, concurrency: int = 8, samples: int = 8) -> dict[str, Any]:
+    """RSS of the agent service after every `sessions / samples` new sessions (one turn each)."""
+    points: list[tuple[int, float]] = []
+    with scratch_database() as database_url, backend(database_url, workers=2) as backend_url:
+        env, url = _agent(backend_url)
+        with process("test-session-agent", env, url) as proc:
+            rss = psutil.Process(proc.pid)
+
+            async def drive() -> float:
+                started = time.perf_counter()
+                async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                    queue: asyncio.Queue[int] = asyncio.Queue()
+                    step = max(1, sessions // samples)
+
+                    async def worker() -> None:
+                        while True:
+                            i = await queue.get()
+                            r = await client.post("/process", json={"prompt": f"hello {i}", "session_id": f"m-{i}"})
+                            r.raise_for_status()
+                            queue.task_done()
+
+                    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+                    for start in range(0, sessions, step):
+                        for i in range(start, min(sessions, start + step)):
+                            queue.put_nowait(i)
+                        await queue.join()
+                        points.append((min(sessions, start + step), rss.memory_info().rss / 2**20))
+                    for task in tasks:
+                        task.cancel()
+                return time.perf_counter() - started
+
+            elapsed = asyncio.run(drive())
+            cached = httpx.get(f"{url}/health").json()["cached_agents"]
+    first_full = next((rss for n, rss in points if n >= 1000), points[0][1])
+    return {
+        "sessions": sessions,
+        "rss_mb": {str(n): round(v, 1) for n, v in points},
+        "final_rss_mb": points[-1][1],
+        "growth_after_cache_full_mb": points[-1][1] - first_full,
+        "cached_agents": cached,
+        "turns_per_s": sessions / elapsed,
+    }
+
+
+def streaming(requests: int = 30, first_token_delay_ms: float = 50.0, token_delay_ms: float = 20.0) -> dict[str, Any]:
+    """Median and p90 of (request → first SSE text event) minus the model's first-token delay, in ms.
+
+    Later tokens come every `token_delay_ms`, as from a real model (an instant stream would keep the worker thread
+    busy holding the GIL and measure Python's thread switch interval instead).
+    """
+    with scratch_database() as database_url, backend(database_url) as backend_url:
+        env, url = _agent(
+            backend_url,
+            SCRIPTED_FIRST_TOKEN_DELAY_MS=str(first_token_delay_ms),
+            SCRIPTED_TOKEN_DELAY_MS=str(token_delay_ms),
+        )
+        with process("test-session-agent", env, url), httpx.Client(base_url=url, timeout=60) as client:
+            overheads = []
+            for i in range(requests + 3):
+                started = time.perf_counter()
+                body = {"prompt": f"stream {i}", "session_id": "stream-bench"}
+                first = None
+                with client.stream("POST", "/process-streaming", json=body) as r:
+                    for line in r.iter_lines():
+                        if first is None and line.startswith("data:") and '"type":"text"' in line:
+                            first = (time.perf_counter() - started) * 1000
+                if first is None:
+                    raise RuntimeError("the stream carried no text event")
+                if i >= 3:  # the first turns build the agent; steady state is what a chat sees
+                    overheads.append(first - first_token_delay_ms)
+    return {
+        "requests": requests,
+        "model_first_token_ms": first_token_delay_ms,
+        "overhead_median_ms": median(overheads),
+        "overhead_p90_ms": percentile(overheads, 0.9),
+    }
