@@ -68,6 +68,7 @@ class SessionAgents:
             timeout=httpx.Timeout(settings.backend_timeout_seconds, connect=2.0),
             headers=headers,
             limits=httpx.Limits(max_connections=max_workers * 2, max_keepalive_connections=max_workers),
+            verify=settings.backend_url.startswith("https:"),
         )
         self.repository = PostgreSQLSessionRepository(client=self.client)
         self._cache: TTLCache[str, Agent] = TTLCache(maxsize=settings.agent_cache_size, ttl=settings.agent_idle_seconds)
