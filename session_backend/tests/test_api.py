@@ -366,3 +366,47 @@ def test_batch_errors(client: TestClient) -> None:
     assert_problem(client.post(f"/v1/sessions/{sid}/batch", json={"operations": [{"op": "drop_table"}]}), 422)
     bad_id = create | {"agent_id": "../x"}
     assert_problem(client.post(f"/v1/sessions/{sid}/batch", json={"operations": [bad_id]}), 422)
+
+
+# leases
+
+
+def test_lease_acquire_renew_busy_release_takeover(client: TestClient) -> None:
+    sid = new_id("lease")  # a lease may be taken before the session exists
+    r = client.post(f"/v1/sessions/{sid}/lease", json={"owner": "A", "ttl_seconds": 30})
+    assert r.status_code == 200 and r.json()["owner"] == "A"
+    locked_at = r.json()["locked_at"]
+    renewed = client.post(f"/v1/sessions/{sid}/lease", json={"owner": "A", "ttl_seconds": 60}).json()
+    assert renewed["locked_at"] == locked_at and renewed["expires_at"] > r.json()["expires_at"]
+    busy = client.post(f"/v1/sessions/{sid}/lease", json={"owner": "B", "ttl_seconds": 30})
+    assert_problem(busy, 409)
+    assert "busy" in busy.json()["detail"] and int(busy.headers["retry-after"]) >= 1
+    assert_problem(client.delete(f"/v1/sessions/{sid}/lease", params={"owner": "B"}), 404)
+    assert client.delete(f"/v1/sessions/{sid}/lease", params={"owner": "A"}).status_code == 204
+    assert client.post(f"/v1/sessions/{sid}/lease", json={"owner": "B", "ttl_seconds": 0.2}).status_code == 200
+    import time
+
+    time.sleep(0.3)  # B's lease expired: A takes it over
+    assert client.post(f"/v1/sessions/{sid}/lease", json={"owner": "A", "ttl_seconds": 30}).status_code == 200
+
+
+def test_lease_bad_input(client: TestClient) -> None:
+    assert_problem(client.post("/v1/sessions/x/lease", json={"owner": "", "ttl_seconds": 30}), 422)
+    assert_problem(client.post("/v1/sessions/x/lease", json={"owner": "a b", "ttl_seconds": 30}), 422)
+    assert_problem(client.post("/v1/sessions/x/lease", json={"owner": "a", "ttl_seconds": 0}), 422)
+    assert_problem(client.post("/v1/sessions/x/lease", json={"owner": "a", "ttl_seconds": 99999}), 422)
+    assert_problem(client.delete("/v1/sessions/x/lease"), 422)
+
+
+def test_batch_is_fenced_by_the_lease(client: TestClient) -> None:
+    sid = make_session(client)
+    make_agent(client, sid)
+    op = {"op": "create_message", "agent_id": "agent-1", "message": message(0)}
+    r = client.post(f"/v1/sessions/{sid}/batch", json={"operations": [op], "lease_owner": "me"})
+    assert_problem(r, 409)
+    assert "lease" in r.json()["detail"]
+    client.post(f"/v1/sessions/{sid}/lease", json={"owner": "me", "ttl_seconds": 30})
+    assert client.post(f"/v1/sessions/{sid}/batch", json={"operations": [op], "lease_owner": "me"}).status_code == 200
+    op1 = {"op": "create_message", "agent_id": "agent-1", "message": message(1)}
+    assert_problem(client.post(f"/v1/sessions/{sid}/batch", json={"operations": [op1], "lease_owner": "other"}), 409)
+    assert len(client.get(f"/v1/sessions/{sid}/agents/agent-1/messages").json()) == 1

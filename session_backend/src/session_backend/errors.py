@@ -38,3 +38,21 @@ class PreconditionFailed(StoreError):
 
     status = 412
     title = "Precondition Failed"
+
+
+class SessionBusy(StoreError):
+    """Another owner holds a live lease on the session."""
+
+    status = 409
+    title = "Conflict"
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class LeaseNotHeld(StoreError):
+    """A write claimed a lease the writer does not (or no longer) hold."""
+
+    status = 409
+    title = "Conflict"

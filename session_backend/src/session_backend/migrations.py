@@ -66,6 +66,15 @@ MIGRATIONS: list[str] = [
         FOREIGN KEY (session_id, agent_id) REFERENCES agents (session_id, agent_id) ON DELETE CASCADE
     );
 
+    -- One writer per session across replicas. No foreign key: the first turn of a new session takes the lease
+    -- before the session row exists. Expired rows are taken over by the next writer and swept.
+    CREATE TABLE IF NOT EXISTS session_leases (
+        session_id text PRIMARY KEY,
+        owner      text NOT NULL,
+        locked_at  timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL
+    );
+
     CREATE TABLE IF NOT EXISTS multi_agents (
         session_id     text NOT NULL REFERENCES sessions (session_id) ON DELETE CASCADE,
         multi_agent_id text NOT NULL,
@@ -78,7 +87,7 @@ MIGRATIONS: list[str] = [
     # 2: every write of messages and agents goes through one function, so a turn's batch is one round trip and
     # the single-row routes share its semantics. Errors carry SQLSTATEs SB404 / SB409 / SB412 (see store.py).
     r"""
-    CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops jsonb)
+    CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops jsonb, p_lease_owner text)
     RETURNS TABLE (status text, version bigint, body text)
     LANGUAGE plpgsql AS $fn$
     DECLARE
@@ -94,6 +103,13 @@ MIGRATIONS: list[str] = [
         IF NOT EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = p_session_id
                        AND (s.expires_at IS NULL OR s.expires_at > now())) THEN
             RAISE EXCEPTION 'session % not found', p_session_id USING ERRCODE = 'SB404';
+        END IF;
+        -- Fencing: a writer whose lease expired (and may have been taken over) must not write.
+        IF p_lease_owner IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM session_leases l
+                WHERE l.session_id = p_session_id AND l.owner = p_lease_owner AND l.expires_at > now()) THEN
+            RAISE EXCEPTION 'the lease on session % is not held by %', p_session_id, p_lease_owner
+                USING ERRCODE = 'SB423';
         END IF;
         FOR op IN SELECT value FROM jsonb_array_elements(p_ops) LOOP
             IF op->>'op' = 'update_agent' THEN

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from http import HTTPStatus
 
@@ -12,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .errors import StoreError
+from .errors import SessionBusy, StoreError
 from .middleware import BodyTooLarge
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ def register_problem_handlers(app: FastAPI) -> None:
 
     async def store_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StoreError)
+        if isinstance(exc, SessionBusy):
+            return problem(exc.status, exc.detail, headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))})
         return problem(exc.status, exc.detail)
 
     async def validation_error(_: Request, exc: Exception) -> Response:

@@ -19,6 +19,8 @@ from .schemas import (
     BatchRequest,
     BatchResult,
     Identifier,
+    LeasePublic,
+    LeaseRequest,
     MessageBody,
     MessagePublic,
     MultiAgentCreate,
@@ -242,4 +244,24 @@ async def apply_batch(session_id: SessionId, body: BatchRequest, store: Store) -
     updates carry no `if_version`, or is refused with 412 when they do.
     """
     operations = [op.model_dump() for op in body.operations]
-    return _json(orjson.dumps(await store.apply_batch(session_id, operations)).decode())
+    result = await store.apply_batch(session_id, operations, lease_owner=body.lease_owner)
+    return _json(orjson.dumps(result).decode())
+
+
+@router.post("/sessions/{session_id}/lease", response_model=LeasePublic)
+async def acquire_lease(session_id: SessionId, body: LeaseRequest, store: Store) -> Response:
+    """Take, renew (same owner) or take over (expired) the session's single-writer lease.
+
+    409 with `Retry-After` while another owner holds it. The session need not exist yet.
+    """
+    lease = await store.acquire_lease(session_id, body.owner, body.ttl_seconds)
+    return _json(orjson.dumps(lease).decode())
+
+
+@router.delete("/sessions/{session_id}/lease", status_code=204)
+async def release_lease(
+    session_id: SessionId, store: Store, owner: Annotated[str, Query(pattern=r"^[\x21-\x7e]{1,256}$")]
+) -> Response:
+    """Release the lease held by `owner` (404 when it holds none)."""
+    await store.release_lease(session_id, owner)
+    return Response(status_code=204)

@@ -144,10 +144,35 @@ class UpdateAgentOp(_Body):
 BatchOperation = Annotated[CreateMessageOp | UpdateMessageOp | UpdateAgentOp, Field(discriminator="op")]
 
 
+LeaseOwner = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,256}$")]
+"""1 to 256 printable ASCII characters (no spaces)."""
+
+
 class BatchRequest(_Body):
-    """Writes of one agent turn, applied in order in one transaction: all of them or none."""
+    """Writes of one agent turn, applied in order in one transaction: all of them or none.
+
+    With `lease_owner`, the batch is refused (409) unless that owner holds the session's live lease.
+    """
 
     operations: Annotated[list[BatchOperation], Field(min_length=1, max_length=1000)]
+    lease_owner: LeaseOwner | None = None
+
+
+class LeaseRequest(_Body):
+    """Take or renew a session's lease: `owner` is any token unique to the writer, `ttl_seconds` its lifetime."""
+
+    owner: LeaseOwner
+    ttl_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
+
+class LeasePublic(_Body):
+    """A held lease, with the versions of the session's agents when it was taken."""
+
+    session_id: str
+    owner: str
+    locked_at: datetime
+    expires_at: datetime
+    agent_versions: dict[str, int]
 
 
 class BatchResult(_Body):

@@ -7,20 +7,26 @@ Reads return JSON text built by PostgreSQL (passed to HTTP clients as is); write
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from .errors import AlreadyExists, Conflict, NotFound, PreconditionFailed, StoreError
+from .errors import AlreadyExists, Conflict, LeaseNotHeld, NotFound, PreconditionFailed, SessionBusy, StoreError
 from .sql import agents as agents_sql
+from .sql import leases as leases_sql
 from .sql import messages as messages_sql
 from .sql import multi_agents as multi_agents_sql
 from .sql import sessions as sessions_sql
 
 logger = logging.getLogger(__name__)
 
-_WRITE_ERRORS: dict[str, type[StoreError]] = {"SB404": NotFound, "SB409": Conflict, "SB412": PreconditionFailed}
+_WRITE_ERRORS: dict[str, type[StoreError]] = {
+    "SB404": NotFound,
+    "SB409": Conflict,
+    "SB412": PreconditionFailed,
+    "SB423": LeaseNotHeld,
+}
 
 
 class SessionStore:
@@ -114,11 +120,12 @@ class SessionStore:
         logger.debug("session_id=<%s> | deleted session", session_id)
 
     async def sweep_expired(self, batch_size: int) -> int:
-        """Delete expired sessions in batches of `batch_size` until none is left.
+        """Delete expired sessions in batches of `batch_size` until none is left, and expired leases.
 
         Returns:
             The number of sessions deleted.
         """
+        await self.pool.execute(leases_sql.SWEEP_EXPIRED_LEASES)
         total = 0
         while True:
             status = await self.pool.execute(sessions_sql.SWEEP_EXPIRED, batch_size)
@@ -126,6 +133,39 @@ class SessionStore:
             total += count
             if count < batch_size:
                 return total
+
+    # leases
+
+    async def acquire_lease(self, session_id: str, owner: str, ttl_seconds: float) -> dict[str, Any]:
+        """Take, renew or take over (when expired) the session's lease for `ttl_seconds`.
+
+        Returns:
+            `{"session_id", "owner", "locked_at", "expires_at", "agent_versions": {agent_id: version}}`.
+
+        Raises:
+            SessionBusy: another owner holds a live lease (`retry_after`: seconds until it expires).
+        """
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(leases_sql.ACQUIRE_LEASE, session_id, owner, ttl_seconds)
+            if row is not None:
+                return dict(row)
+            held = await conn.fetchrow(leases_sql.SELECT_LEASE, session_id)
+        if held is None:  # expired between the two statements: the caller may simply retry
+            raise SessionBusy(f"session {session_id!r} is busy", retry_after=0.0)
+        remaining = max(0.0, (held["expires_at"] - datetime.now(UTC)).total_seconds())
+        raise SessionBusy(
+            f"session {session_id!r} is busy: another writer holds its lease for {remaining:.1f} s more",
+            retry_after=remaining,
+        )
+
+    async def release_lease(self, session_id: str, owner: str) -> None:
+        """Release the lease if `owner` holds it.
+
+        Raises:
+            NotFound: `owner` holds no lease on the session.
+        """
+        if await self.pool.fetchval(leases_sql.RELEASE_LEASE, session_id, owner) is None:
+            raise NotFound(f"{owner!r} holds no lease on session {session_id!r}")
 
     # agents
 
@@ -186,20 +226,24 @@ class SessionStore:
         (row,) = await self._write(self.pool, session_id, [op])
         return str(row["body"])
 
-    async def apply_batch(self, session_id: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
+    async def apply_batch(
+        self, session_id: str, operations: list[dict[str, Any]], *, lease_owner: str | None = None
+    ) -> dict[str, Any]:
         """Apply the writes of one turn in order, atomically, in one round trip.
 
         Args:
             operations: dicts with `op` in `create_message` / `update_message` (with `agent_id`, `message`) or
                 `update_agent` (with `agent`, optional `if_version`), validated by the caller.
+            lease_owner: when given, write only while this owner holds the session's lease (fencing).
 
         Returns:
             `{"created_messages", "existing_messages", "agent_versions": {agent_id: version}}`.
 
         Raises:
             NotFound, Conflict, PreconditionFailed: as the single-row operations; nothing is written.
+            LeaseNotHeld: `lease_owner` does not hold a live lease; nothing is written.
         """
-        rows = await self._write(self.pool, session_id, operations)
+        rows = await self._write(self.pool, session_id, operations, lease_owner)
         versions = {
             op["agent"]["agent_id"]: int(row["version"])
             for op, row in zip(operations, rows, strict=True)
@@ -213,10 +257,12 @@ class SessionStore:
         }
 
     @staticmethod
-    async def _write(executor: asyncpg.Pool, session_id: str, operations: list[dict[str, Any]]) -> list[Any]:
+    async def _write(
+        executor: asyncpg.Pool, session_id: str, operations: list[dict[str, Any]], lease_owner: str | None = None
+    ) -> list[Any]:
         """Run `session_backend_write` (one statement, so all or nothing) and map its SQLSTATEs to domain errors."""
         try:
-            return await executor.fetch(messages_sql.WRITE, session_id, operations)
+            return await executor.fetch(messages_sql.WRITE, session_id, operations, lease_owner)
         except asyncpg.PostgresError as e:
             error = _WRITE_ERRORS.get(getattr(e, "sqlstate", "") or "")
             if error is None:

@@ -4,6 +4,7 @@ from .postgresql_session_repository import (
     BackendUnavailableError,
     PostgreSQLSessionManager,
     PostgreSQLSessionRepository,
+    SessionBusyError,
     SessionConflictError,
     SessionNotFoundError,
 )
@@ -12,6 +13,7 @@ __all__ = [
     "BackendUnavailableError",
     "PostgreSQLSessionManager",
     "PostgreSQLSessionRepository",
+    "SessionBusyError",
     "SessionConflictError",
     "SessionNotFoundError",
 ]

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,8 +21,13 @@ from cachetools import TTLCache
 from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.models.model import Model
+from strands.types.exceptions import SessionException
 
-from .postgresql_session_repository import PostgreSQLSessionManager, PostgreSQLSessionRepository
+from .postgresql_session_repository import (
+    PostgreSQLSessionManager,
+    PostgreSQLSessionRepository,
+    SessionBusyError,
+)
 from .settings import AgentSettings
 
 logger = logging.getLogger(__name__)
@@ -76,6 +84,8 @@ class SessionAgents:
         # Live while a turn holds or waits for it; vanishes with the last user, so memory follows active sessions.
         self._session_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="agent-turn")
+        # Names this process in lease owners, for whoever reads the lease table.
+        self.instance_id = f"{socket.gethostname()}-{os.getpid()}"
 
     def close(self) -> None:
         """Stop the worker threads (after running turns finish) and close the HTTP client."""
@@ -152,22 +162,68 @@ class SessionAgents:
     async def _run_turn(
         self, session_id: str, prompt: str, actor_id: str | None, on_text: TextCallback | None
     ) -> TurnResult:
-        async with self._lock_for(session_id):
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, self._turn, session_id, prompt, actor_id, on_text)
-
-    def _turn(self, session_id: str, prompt: str, actor_id: str | None, on_text: TextCallback | None) -> TurnResult:
-        started = time.perf_counter()
-        agent = self._take(session_id)
-        cached = agent is not None
+        deadline = time.monotonic() + self.settings.session_wait_seconds
+        lock = self._lock_for(session_id)
         try:
+            # Turns on one session queue here, in this process; the lease orders them across processes.
+            await asyncio.wait_for(lock.acquire(), timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError as e:
+            raise SessionBusyError(f"session {session_id!r} is busy: earlier turns are still running") from e
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._executor, self._turn, session_id, prompt, actor_id, on_text, deadline
+            )
+        finally:
+            lock.release()
+
+    def _acquire_lease(self, session_id: str, owner: str, deadline: float) -> dict[str, Any]:
+        """Take the session's lease, polling while another writer holds it, until `deadline` (monotonic s)."""
+        delay = 0.005
+        while True:
+            try:
+                return self.repository.acquire_lease(session_id, owner, self.settings.lease_ttl_seconds)
+            except SessionBusyError:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, 0.25)
+
+    def _turn(
+        self,
+        session_id: str,
+        prompt: str,
+        actor_id: str | None,
+        on_text: TextCallback | None,
+        deadline: float,
+    ) -> TurnResult:
+        owner = f"{self.instance_id}:{uuid.uuid4().hex[:12]}"
+        lease = self._acquire_lease(session_id, owner, deadline)
+        started = time.perf_counter()
+        renewal = _LeaseRenewal(self.repository, session_id, owner, self.settings.lease_ttl_seconds)
+        try:
+            agent = self._take(session_id)
+            cached = agent is not None
+            if agent is not None and _agent_version(agent, session_id) != lease["agent_versions"].get(AGENT_ID):
+                # Another process wrote this session since this copy was cached: start from the backend's state.
+                agent, cached = None, False
             if agent is None:
                 agent = self.build_agent(session_id, actor_id)
+            manager = agent._session_manager
+            assert isinstance(manager, PostgreSQLSessionManager)
+            manager.lease_owner = owner
             result = asyncio.run(_invoke(agent, prompt, on_text))
         except BaseException:
             # What the agent holds in memory may now differ from what the backend stored: rebuild next time.
             logger.warning("session_id=<%s> | turn failed, cached agent dropped", session_id, exc_info=True)
             raise
+        finally:
+            renewal.stop()
+            try:
+                self.repository.release_lease(session_id, owner)
+            except SessionException:
+                logger.warning("session_id=<%s> | lease release failed; it expires by itself", session_id)
         self._put(session_id, agent)
         usage = dict(result.metrics.accumulated_usage) if result is not None else {}
         return TurnResult(
@@ -215,6 +271,35 @@ class SessionAgents:
                 await asyncio.to_thread(self.repository.delete_session, session_id)
             finally:
                 self.drop(session_id)
+
+
+def _agent_version(agent: Agent, session_id: str) -> int | None:
+    manager = agent._session_manager
+    if not isinstance(manager, PostgreSQLSessionManager):
+        return None
+    return manager._agent_versions.get((session_id, AGENT_ID))
+
+
+class _LeaseRenewal:
+    """Renews a lease every third of its TTL on a timer thread until stopped (a turn may outlast one TTL)."""
+
+    def __init__(self, repository: PostgreSQLSessionRepository, session_id: str, owner: str, ttl: float) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(repository, session_id, owner, ttl), name="lease-renewal", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, repository: PostgreSQLSessionRepository, session_id: str, owner: str, ttl: float) -> None:
+        while not self._stop.wait(ttl / 3):
+            try:
+                repository.acquire_lease(session_id, owner, ttl)
+            except SessionException:
+                # Lost or unreachable: the turn's fenced write will be refused, so nothing is half-written.
+                logger.warning("session_id=<%s> | lease renewal failed", session_id)
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 async def _invoke(agent: Agent, prompt: str, on_text: TextCallback | None) -> Any:

@@ -39,6 +39,10 @@ class SessionConflictError(SessionException):
     """The backend refused a write that contradicts what it stores (HTTP 409/412): someone else wrote first."""
 
 
+class SessionBusyError(SessionConflictError):
+    """Another writer holds the session's lease."""
+
+
 class BackendUnavailableError(SessionException):
     """The backend could not be reached or answered 5xx; the request may be retried later."""
 
@@ -325,12 +329,15 @@ class PostgreSQLSessionRepository(SessionRepository):
 
     # batches
 
-    def apply_batch(self, session_id: str, operations: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+    def apply_batch(
+        self, session_id: str, operations: list[dict[str, Any]], lease_owner: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         """Apply writes in order in one backend transaction (all or nothing).
 
         Args:
             operations: `{"op": "create_message" | "update_message", "agent_id", "message": SessionMessage dict}` or
                 `{"op": "update_agent", "agent": SessionAgent dict, "if_version": int | None}`.
+            lease_owner: write only while this owner holds the session's lease (fencing).
 
         Returns:
             `{"created_messages", "existing_messages", "agent_versions": {agent_id: version}}`; the versions are
@@ -342,10 +349,13 @@ class PostgreSQLSessionRepository(SessionRepository):
             SessionException: the backend refused or is unreachable.
         """
         conditional = any(op.get("if_version") is not None for op in operations)
+        body: dict[str, Any] = {"operations": operations}
+        if lease_owner is not None:
+            body["lease_owner"] = lease_owner
         response = self._call(
             "POST",
             f"/v1/sessions/{_seg(session_id)}/batch",
-            body={"operations": operations},
+            body=body,
             # a lost response to a committed conditional batch would turn its retry into a 412: retry unsent only
             idempotent=not conditional,
         )
@@ -354,6 +364,32 @@ class PostgreSQLSessionRepository(SessionRepository):
         for agent_id, version in result["agent_versions"].items():
             self._agent_versions[(session_id, agent_id)] = int(version)
         return result
+
+    # leases
+
+    def acquire_lease(self, session_id: str, owner: str, ttl_seconds: float, **kwargs: Any) -> dict[str, Any]:
+        """Take, renew or take over (when expired) the session's single-writer lease.
+
+        Returns:
+            `{"session_id", "owner", "locked_at", "expires_at", "agent_versions": {agent_id: version}}`.
+
+        Raises:
+            SessionBusyError: another owner holds a live lease.
+            SessionException: the backend refused or is unreachable.
+        """
+        try:
+            response = self._call(
+                "POST", f"/v1/sessions/{_seg(session_id)}/lease", body={"owner": owner, "ttl_seconds": ttl_seconds}
+            )
+        except SessionConflictError as e:
+            raise SessionBusyError(str(e)) from e
+        assert response is not None
+        lease: dict[str, Any] = orjson.loads(response.content)
+        return lease
+
+    def release_lease(self, session_id: str, owner: str, **kwargs: Any) -> None:
+        """Release the lease if `owner` still holds it (a lease already gone is not an error)."""
+        self._call("DELETE", f"/v1/sessions/{_seg(session_id)}/lease", params={"owner": owner}, missing_ok=True)
 
     # multi-agent state
 
@@ -458,6 +494,8 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
     ) -> None:
         PostgreSQLSessionRepository.__init__(self, base_url=base_url, api_key=api_key, **kwargs)
         self.batch_writes = batch_writes
+        # Set by a caller holding the session's lease (the agent service): batches are then fenced by it.
+        self.lease_owner: str | None = None
         self._pending: list[dict[str, Any]] | None = None
         RepositorySessionManager.__init__(self, session_id=session_id, session_repository=self)
 
@@ -488,7 +526,11 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         if not answered:
             logger.debug("session_id=<%s> | invocation failed, %d writes discarded", self.session_id, len(pending))
             return
-        self.apply_batch(self.session_id, _coalesce(pending, self._agent_versions, self.session_id))
+        if not any(op["op"] == "update_agent" for op in pending):
+            # Every committed turn bumps the agent's version, so a writer holding a stale copy is refused (412).
+            pending.append({"op": "update_agent", "agent": SessionAgent.from_agent(event.agent).to_dict()})
+        operations = _coalesce(pending, self._agent_versions, self.session_id)
+        self.apply_batch(self.session_id, operations, lease_owner=self.lease_owner)
 
     def create_message(self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any) -> None:
         """Append a message now, or at the end of the running invocation when batching."""

@@ -10,9 +10,10 @@ AGENT_IS_LIVE = f"""EXISTS (
     WHERE a.session_id = $1 AND a.agent_id = $2 AND {LIVE})"""
 
 # Every message and agent write: `session_backend_write` (migration 2) applies a list of operations in order and
-# returns one row (status, version, body) per operation, or raises SB404 / SB409 / SB412 with nothing written.
+# returns one row (status, version, body) per operation, or raises SB404 / SB409 / SB412 / SB423 with nothing
+# written. $3, when not NULL, is the lease owner the writer claims to be (fencing).
 WRITE = """
-SELECT status, version, body FROM session_backend_write($1, $2::jsonb)
+SELECT status, version, body FROM session_backend_write($1, $2::jsonb, $3::text)
 """
 
 SELECT_MESSAGE = f"""

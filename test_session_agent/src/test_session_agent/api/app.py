@@ -22,7 +22,12 @@ from strands.types.exceptions import SessionException
 
 from ..agent import AGENT_ID, SessionAgents, TurnResult
 from ..models import build_model
-from ..postgresql_session_repository import BackendUnavailableError, SessionConflictError, SessionNotFoundError
+from ..postgresql_session_repository import (
+    BackendUnavailableError,
+    SessionBusyError,
+    SessionConflictError,
+    SessionNotFoundError,
+)
 from ..settings import AgentSettings, get_settings
 from .schemas import (
     IDENTIFIER_PATTERN,
@@ -49,6 +54,8 @@ def _status_of(exc: BaseException) -> tuple[int, str]:
     """HTTP status and client-facing detail for an error raised by a turn or a backend call."""
     if isinstance(exc, SessionNotFoundError):
         return 404, "session not found"
+    if isinstance(exc, SessionBusyError):
+        return 409, "the session is busy with another turn; retry shortly"
     if isinstance(exc, BackendUnavailableError):
         return 503, "the session backend is unavailable; nothing of this turn was acknowledged, retry shortly"
     if isinstance(exc, SessionConflictError):
@@ -114,7 +121,7 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
 
     async def session_error(_: Request, exc: Exception) -> Response:
         status, detail = _status_of(exc)
-        headers = {"Retry-After": "1"} if status == 503 else None
+        headers = {"Retry-After": "1"} if status == 503 or isinstance(exc, SessionBusyError) else None
         return problem(status, detail, headers)
 
     app.add_exception_handler(RequestValidationError, validation_error)

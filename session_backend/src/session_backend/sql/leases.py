@@ -1,0 +1,33 @@
+"""SQL for session leases: one writer per session across replicas, with a TTL after which another may take over."""
+
+# Acquire, renew (same owner) or take over (expired); no row returned when another owner holds a live lease.
+# The session's agent versions come along, so a writer can tell whether its cached agent is still current.
+ACQUIRE_LEASE = """
+WITH l AS (
+    INSERT INTO session_leases AS l (session_id, owner, locked_at, expires_at)
+    VALUES ($1, $2, now(), now() + make_interval(secs => $3))
+    ON CONFLICT (session_id) DO UPDATE
+        SET owner = EXCLUDED.owner,
+            locked_at = CASE WHEN l.owner = EXCLUDED.owner THEN l.locked_at ELSE now() END,
+            expires_at = EXCLUDED.expires_at
+        WHERE l.owner = EXCLUDED.owner OR l.expires_at <= now()
+    RETURNING l.session_id, l.owner, l.locked_at, l.expires_at
+)
+SELECT l.session_id, l.owner, l.locked_at, l.expires_at,
+       (SELECT coalesce(jsonb_object_agg(a.agent_id, a.version), '{}'::jsonb)
+        FROM agents a WHERE a.session_id = $1) AS agent_versions
+FROM l
+"""
+
+SELECT_LEASE = """
+SELECT l.session_id, l.owner, l.locked_at, l.expires_at FROM session_leases l
+WHERE l.session_id = $1 AND l.expires_at > now()
+"""
+
+RELEASE_LEASE = """
+DELETE FROM session_leases WHERE session_id = $1 AND owner = $2 RETURNING 1
+"""
+
+SWEEP_EXPIRED_LEASES = """
+DELETE FROM session_leases WHERE expires_at <= now()
+"""
