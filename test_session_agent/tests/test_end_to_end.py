@@ -38,3 +38,26 @@ def test_demo_on_real_local_model(database_url: str) -> None:
     print(out.stdout[-4000:], out.stderr[-2000:])
     assert out.returncode == 0
     assert "PASS  recalls Alice after restart" in out.stdout
+
+
+def test_agent_service_503_while_backend_down_then_recovers(
+    database_url: str, service_runner: Any, port_factory: Any, tmp_path: Path
+) -> None:
+    backend_port, agent_port = port_factory(), port_factory()
+    backend_url, agent_url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{agent_port}"
+    backend_env = {"DATABASE_URL": database_url, "PORT": str(backend_port), "SESSION_BACKEND_API_KEY": ""}
+    agent_env = {"PORT": str(agent_port), "SESSION_BACKEND_URL": backend_url, "MODEL_PROVIDER": "scripted"}
+    sid = f"down-{uuid.uuid4().hex[:8]}"
+    with service_runner("test-session-agent", agent_env, agent_url, log=tmp_path / "agent.log"):
+        with service_runner("session-backend", backend_env, backend_url, health="/ready", log=tmp_path / "b1.log"):
+            assert httpx.post(f"{agent_url}/process", json={"prompt": "one", "session_id": sid}).status_code == 200
+        r = httpx.post(f"{agent_url}/process", json={"prompt": "two", "session_id": sid}, timeout=30)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert "unavailable" in r.json()["detail"]
+        assert httpx.get(f"{agent_url}/sessions/{sid}/history").status_code == 503
+        with service_runner("session-backend", backend_env, backend_url, health="/ready", log=tmp_path / "b2.log"):
+            r = httpx.post(f"{agent_url}/process", json={"prompt": "three", "session_id": sid}, timeout=30)
+            assert r.status_code == 200
+            history = httpx.get(f"{agent_url}/sessions/{sid}/history").json()["messages"]
+            # the failed turn left nothing behind: one, its reply, three, its reply
+            assert [m["content"][0]["text"] for m in history if m["role"] == "user"] == ["one", "three"]

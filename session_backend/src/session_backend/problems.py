@@ -30,6 +30,8 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    # Raised by asyncpg when the server drops a connection in the middle of a statement.
+    asyncpg.exceptions.InternalClientError,
 )
 
 
