@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import httpx
 import pytest
+
+from session_backend.testing import free_port, run_service, scratch_database
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -37,22 +29,16 @@ def _answers(dsn: str) -> bool:
     return asyncio.run(probe())
 
 
-def _with_database(dsn: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def port_factory() -> Callable[[], int]:
     """Returns a function giving a TCP port on 127.0.0.1 that was free a moment ago."""
     return free_port
+
+
+@pytest.fixture(scope="session")
+def service_runner() -> Callable[..., Any]:
+    """Returns `run_service` (a context manager starting a console script as a real process)."""
+    return run_service
 
 
 @pytest.fixture(scope="session")
@@ -73,67 +59,8 @@ def pg_server_dsn() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def database_url(pg_server_dsn: str) -> Iterator[str]:
     """DSN of a database created for this test module (`test_<uuid>`) and dropped at its end."""
-    name = f"test_{uuid.uuid4().hex}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(pg_server_dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield _with_database(pg_server_dsn, name)
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def _console_script(name: str) -> list[str]:
-    exe = shutil.which(name, path=str(Path(sys.executable).parent))
-    module = name.replace("-", "_")
-    return [exe] if exe else [sys.executable, "-m", module]
-
-
-@contextmanager
-def run_service(
-    name: str, env: dict[str, str], url: str, *, health: str = "/health", timeout: float = 120, log: Path | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Start console script `name` as a real process, wait until `url + health` answers 200, stop it (SIGTERM) after.
-
-    Raises:
-        AssertionError: the process exited or did not answer within `timeout` seconds.
-    """
-    out = log.open("ab") if log else subprocess.DEVNULL
-    proc = subprocess.Popen(_console_script(name), env=os.environ | env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert proc.poll() is None, f"{name} exited with {proc.returncode}"
-            try:
-                if httpx.get(url + health, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"{name} did not answer {health} within {timeout}s"
-            time.sleep(0.1)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if log:
-            out.close()  # type: ignore[union-attr]
-
-
-@pytest.fixture(scope="session")
-def service_runner() -> Callable[..., Any]:
-    """Returns `run_service` (a context manager starting a console script as a process)."""
-    return run_service
+    with scratch_database(pg_server_dsn) as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="module")

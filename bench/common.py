@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
-import httpx
+from session_backend import testing
+from session_backend.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get(
     "BENCH_DATABASE_URL", os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def median(values: Sequence[float]) -> float:
@@ -50,54 +35,15 @@ def percentile(values: Sequence[float], q: float) -> float:
 @contextmanager
 def scratch_database() -> Iterator[str]:
     """A database `bench_<uuid>` on the benchmark server (BENCH_DATABASE_URL), dropped afterwards."""
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield urlunsplit(urlsplit(ADMIN_URL)._replace(path=f"/{name}"))
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def _script(name: str) -> list[str]:
-    exe = shutil.which(name, path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, "-m", name.replace("-", "_")]
+    with testing.scratch_database(ADMIN_URL, prefix="bench") as dsn:
+        yield dsn
 
 
 @contextmanager
 def process(name: str, env: dict[str, str], url: str, health: str = "/health") -> Iterator[subprocess.Popen[bytes]]:
-    """Run console script `name` (logs to .data/bench/<name>.log) until the block ends; wait for its health URL."""
-    log_dir = ROOT / ".data" / "bench"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with (log_dir / f"{name}.log").open("ab") as log:
-        proc = subprocess.Popen(_script(name), env=os.environ | env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited; see {log_dir / (name + '.log')}")
-                try:
-                    if httpx.get(url + health, timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not start")
-                time.sleep(0.1)
-            yield proc
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    """Run console script `name` (log: .data/bench/<name>.log) until the block ends; wait for its health URL."""
+    with testing.run_service(name, env, url, health=health, log=ROOT / ".data" / "bench" / f"{name}.log") as proc:
+        yield proc
 
 
 @contextmanager

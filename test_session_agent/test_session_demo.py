@@ -12,12 +12,7 @@ Run: `make demo` (or `uv run python test_session_agent/test_session_demo.py`).
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,48 +21,17 @@ from pathlib import Path
 import httpx
 import orjson
 
+from session_backend.testing import free_port, run_service
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / ".data"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _script(name: str) -> list[str]:
-    exe = shutil.which(name, path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, "-m", name.replace("-", "_")]
-
-
 @contextmanager
-def service(name: str, env: dict[str, str], url: str, health: str, log: Path, timeout: float = 300) -> Iterator[None]:
-    """Run console script `name` until the block ends; wait for `url + health` to answer 200 first."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(_script(name), env=os.environ | env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}; see {log}")
-                try:
-                    if httpx.get(url + health, timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not become healthy in {timeout}s; see {log}")
-                time.sleep(0.2)
-            yield
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+def service(name: str, env: dict[str, str], url: str, health: str, log: Path) -> Iterator[None]:
+    """Run console script `name` until the block ends, once `url + health` answers (model load included)."""
+    with run_service(name, env, url, health=health, log=log, timeout=300):
+        yield
 
 
 def ask(client: httpx.Client, prompt: str, session_id: str) -> str:
@@ -102,7 +66,7 @@ def main() -> int:
     """Run the demo; 0 when the agent remembered across the restart and sessions stayed isolated."""
     run_dir = DATA / "demo"
     logs = run_dir / "logs"
-    backend_port, agent_port = _free_port(), _free_port()
+    backend_port, agent_port = free_port(), free_port()
     backend_url, agent_url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{agent_port}"
     backend_env = {"PORT": str(backend_port), "HOST": "127.0.0.1", "SESSION_BACKEND_DATA_DIR": str(run_dir)}
     agent_env = {
