@@ -36,6 +36,7 @@ start() {  # name port command...
     echo "port $port is in use by another process; free it or set ${name^^}_PORT (see README, Troubleshooting)" | tr '-' '_'
     exit 1
   fi
+  echo "=== $(date -u +%FT%TZ) make run: starting $name on port $port" >>"$LOG_DIR/$name.log"
   PORT=$port setsid nohup "$@" >>"$LOG_DIR/$name.log" 2>&1 < /dev/null &
   echo $! > "$RUN_DIR/$name.pid"
 }

@@ -27,7 +27,11 @@ class AgentSettings(BaseSettings):
     ollama_host: str = Field(default="http://localhost:11434", validation_alias="OLLAMA_HOST")
     max_tokens: int = Field(default=512, ge=1, validation_alias="MODEL_MAX_TOKENS")
     system_prompt: str = Field(
-        default="You are a helpful assistant. Answer briefly. Remember what the user tells you about themselves.",
+        default=(
+            "You are a helpful AI assistant chatting with a human user. You do not know the user's name unless they "
+            "told you earlier in this conversation; never invent one. Address the user as 'you' and answer in one "
+            "short sentence."
+        ),
         validation_alias="AGENT_SYSTEM_PROMPT",
     )
     agent_cache_size: int = Field(default=256, ge=1, validation_alias="AGENT_CACHE_SIZE")
