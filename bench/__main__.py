@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from . import agent_service, list_messages, restore, throughput, turns
+from . import agent_service, list_messages, local_model, restore, throughput, turns
 from .common import ROOT, print_table
 
 TARGETS = {
@@ -26,10 +26,12 @@ def main() -> int:
     """Run the benchmarks (`--quick` for smaller sizes) and print/write the results."""
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    parser.add_argument("--only", nargs="*", default=None, help="run only these: " + ", ".join(TARGETS))
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="run only these: list, local_model, " + ", ".join(TARGETS)
+    )
     args = parser.parse_args()
     quick = args.quick
-    wanted = set(args.only or TARGETS) | ({"list"} if not args.only else set())
+    wanted = set(args.only or TARGETS) | ({"list", "local_model"} if not args.only else set())
     results: dict[str, Any] = {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "started_at": datetime.now(UTC).isoformat(),
@@ -47,6 +49,8 @@ def main() -> int:
         results["memory"] = agent_service.memory(sessions=1_000 if quick else 10_000)
     if "streaming" in wanted:
         results["streaming"] = agent_service.streaming(requests=10 if quick else 30)
+    if "local_model" in wanted:
+        results["local_model"] = local_model.run(samples=1 if quick else 3)
     results["seconds"] = time.perf_counter() - started
     report(results)
     out = ROOT / ".data" / "bench" / "latest.json"
@@ -150,6 +154,28 @@ def report(results: dict[str, Any]) -> None:
                 "ratio": None,
                 "target": TARGETS["streaming"],
                 "met": r["overhead_median_ms"] <= 5,
+            }
+        )
+    if "local_model" in results:
+        r = results["local_model"]
+        rows.append(
+            {
+                "measure": "local model generation (tokens/s)",
+                "ours": r["tokens_per_s"],
+                "baseline": None,
+                "ratio": None,
+                "target": "",
+                "met": "",
+            }
+        )
+        rows.append(
+            {
+                "measure": "local model time to first token (ms)",
+                "ours": r["first_token_ms"],
+                "baseline": None,
+                "ratio": None,
+                "target": "",
+                "met": "",
             }
         )
     print_table("Benchmarks (medians; baseline = FileSessionManager / raw pgbench INSERT, same run)", rows)

@@ -74,3 +74,19 @@ def test_write_through_without_batching(backend_url: str) -> None:
     )
     agent("hello")
     assert calls["POST messages"] == 2 and calls["POST batch"] == 0
+
+
+def test_turn_committed_while_backend_was_down_is_sent_with_the_next_turn(backend_url: str) -> None:
+    sid = f"b-{uuid.uuid4().hex[:8]}"
+    manager = PostgreSQLSessionManager(sid, base_url=backend_url, retries=1)
+    agent = Agent(model=ScriptedModel(), agent_id="default", callback_handler=None, session_manager=manager)
+    agent("one")
+    real = manager._client
+    manager._client = httpx.Client(base_url="http://127.0.0.1:9")  # nothing listens there: backend "down"
+    with pytest.raises(Exception, match="unavailable"):
+        agent("two")
+    manager._client = real
+    agent("three")
+    stored = PostgreSQLSessionRepository(base_url=backend_url).list_messages(sid, "default")
+    assert [m.message["content"][0]["text"] for m in stored if m.message["role"] == "user"] == ["one", "two", "three"]
+    assert [m.message_id for m in stored] == list(range(6))

@@ -467,9 +467,9 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
 
     With `batch_writes` (the default) the messages and agent state an invocation produces are held in memory and
     committed in one backend transaction when the invocation ends, before the agent returns: one round trip per
-    turn, and a turn is stored whole or not at all. An invocation that fails before the assistant answered (the
-    result is missing and the last message is not the assistant's) stores nothing. Writes outside an invocation
-    (agent creation, restore) go straight through.
+    turn, and a turn is stored whole or not at all. An invocation that fails before the model answered stores
+    nothing; one whose commit finds the backend unreachable raises, and its writes go out first with the next
+    invocation's. Writes outside an invocation (agent creation, restore) go straight through.
 
     Args:
         session_id: id of the session; created in the backend when it does not exist.
@@ -497,6 +497,7 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         # Set by a caller holding the session's lease (the agent service): batches are then fenced by it.
         self.lease_owner: str | None = None
         self._pending: list[dict[str, Any]] | None = None
+        self._unsent: list[dict[str, Any]] = []
         RepositorySessionManager.__init__(self, session_id=session_id, session_repository=self)
 
     def register_hooks(self, registry: HookRegistry, **kwargs: Any) -> None:
@@ -515,22 +516,33 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
 
     def _begin_batch(self, event: BeforeInvocationEvent) -> None:
         if self.batch_writes:
-            self._pending = []
+            # Writes of an earlier invocation whose commit found the backend down go first: storage catches up
+            # with what the agent holds in memory.
+            self._pending, self._unsent = self._unsent, []
 
     def _end_batch(self, event: AfterInvocationEvent) -> None:
         pending, self._pending = self._pending, None
         if not pending:
             return
         messages = event.agent.messages
-        answered = event.result is not None or bool(messages and messages[-1]["role"] == "assistant")
+        last = messages[-1] if messages else None
+        answered = event.result is not None or (
+            last is not None
+            and (last["role"] == "assistant" or any("toolResult" in block for block in last["content"]))
+        )
         if not answered:
+            # The invocation failed before the model answered: the prompt alone is not a turn worth storing.
             logger.debug("session_id=<%s> | invocation failed, %d writes discarded", self.session_id, len(pending))
             return
         if not any(op["op"] == "update_agent" for op in pending):
             # Every committed turn bumps the agent's version, so a writer holding a stale copy is refused (412).
             pending.append({"op": "update_agent", "agent": SessionAgent.from_agent(event.agent).to_dict()})
         operations = _coalesce(pending, self._agent_versions, self.session_id)
-        self.apply_batch(self.session_id, operations, lease_owner=self.lease_owner)
+        try:
+            self.apply_batch(self.session_id, operations, lease_owner=self.lease_owner)
+        except BackendUnavailableError:
+            self._unsent = pending
+            raise
 
     def create_message(self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any) -> None:
         """Append a message now, or at the end of the running invocation when batching."""
