@@ -67,8 +67,10 @@ MIGRATIONS: list[str] = [
     );
 
     -- One writer per session across replicas. No foreign key: the first turn of a new session takes the lease
-    -- before the session row exists. Expired rows are taken over by the next writer and swept.
-    CREATE TABLE IF NOT EXISTS session_leases (
+    -- before the session row exists. Expired rows are taken over by the next writer and swept. UNLOGGED: a lease
+    -- is soft state, so taking one costs no WAL flush; after a crash the table is empty, every fenced write of a
+    -- writer that held a lease is refused, and it simply takes a new one.
+    CREATE UNLOGGED TABLE IF NOT EXISTS session_leases (
         session_id text PRIMARY KEY,
         owner      text NOT NULL,
         locked_at  timestamptz NOT NULL DEFAULT now(),
