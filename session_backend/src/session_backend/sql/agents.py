@@ -22,8 +22,3 @@ SELECT {AGENT_JSON}::text
 FROM agents a JOIN sessions s ON s.session_id = a.session_id
 WHERE a.session_id = $1 AND a.agent_id = $2 AND {LIVE}
 """
-
-SELECT_AGENT_VERSION = f"""
-SELECT a.version FROM agents a JOIN sessions s ON s.session_id = a.session_id
-WHERE a.session_id = $1 AND a.agent_id = $2 AND {LIVE}
-"""

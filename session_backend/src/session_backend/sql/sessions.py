@@ -51,10 +51,6 @@ SESSION_IS_LIVE = f"""
 SELECT 1 FROM sessions s WHERE s.session_id = $1 AND {LIVE}
 """
 
-TOUCH_SESSION = """
-UPDATE sessions SET updated_at = now() WHERE session_id = $1
-"""
-
 # One batch of the sweeper; SKIP LOCKED lets several replicas sweep at once without waiting on each other.
 SWEEP_EXPIRED = """
 DELETE FROM sessions WHERE session_id IN (
