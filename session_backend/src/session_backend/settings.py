@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,9 +34,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, validation_alias="SESSION_BACKEND_MAX_BODY_BYTES")
     pool_min_size: int = Field(default=2, ge=0, validation_alias="SESSION_BACKEND_POOL_MIN_SIZE")
     pool_max_size: int = Field(default=20, ge=1, validation_alias="SESSION_BACKEND_POOL_MAX_SIZE")
-    sweep_interval_seconds: float = Field(
-        default=60.0, gt=0, validation_alias=AliasChoices("SESSION_BACKEND_SWEEP_INTERVAL_SECONDS")
-    )
+    sweep_interval_seconds: float = Field(default=60.0, gt=0, validation_alias="SESSION_BACKEND_SWEEP_INTERVAL_SECONDS")
     sweep_batch_size: int = Field(default=500, ge=1, validation_alias="SESSION_BACKEND_SWEEP_BATCH_SIZE")
     workers: int = Field(default=1, ge=1, validation_alias="SESSION_BACKEND_WORKERS")
     log_level: str = Field(default="info", validation_alias="LOG_LEVEL")

@@ -38,6 +38,14 @@ TextCallback = Callable[[str], None]
 
 
 @dataclass
+class CachedAgent:
+    """A cached agent and its session manager (kept together: the service sets the manager's lease owner)."""
+
+    agent: Agent
+    manager: PostgreSQLSessionManager
+
+
+@dataclass
 class TurnResult:
     """Outcome of one agent turn.
 
@@ -79,7 +87,9 @@ class SessionAgents:
             verify=settings.backend_url.startswith("https:"),
         )
         self.repository = PostgreSQLSessionRepository(client=self.client)
-        self._cache: TTLCache[str, Agent] = TTLCache(maxsize=settings.agent_cache_size, ttl=settings.agent_idle_seconds)
+        self._cache: TTLCache[str, CachedAgent] = TTLCache(
+            maxsize=settings.agent_cache_size, ttl=settings.agent_idle_seconds
+        )
         self._cache_lock = threading.Lock()
         # Live while a turn holds or waits for it; vanishes with the last user, so memory follows active sessions.
         self._session_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -110,23 +120,23 @@ class SessionAgents:
         with self._cache_lock:
             self._cache.pop(session_id, None)
 
-    def _take(self, session_id: str) -> Agent | None:
+    def _take(self, session_id: str) -> CachedAgent | None:
         with self._cache_lock:
             return self._cache.pop(session_id, None)
 
-    def _put(self, session_id: str, agent: Agent) -> None:
+    def _put(self, session_id: str, entry: CachedAgent) -> None:
         # Re-inserting restarts the idle clock and moves the session to the LRU's young end.
         with self._cache_lock:
-            self._cache[session_id] = agent
+            self._cache[session_id] = entry
 
-    def build_agent(self, session_id: str, actor_id: str | None = None) -> Agent:
+    def build_agent(self, session_id: str, actor_id: str | None = None) -> CachedAgent:
         """Build an agent whose conversation is restored from (or created in) the backend.
 
         Raises:
             SessionException: the backend is unreachable or refused.
         """
         manager = PostgreSQLSessionManager(session_id, client=self.client, actor_id=actor_id)
-        return Agent(
+        agent = Agent(
             model=self.model,
             agent_id=AGENT_ID,
             system_prompt=self.settings.system_prompt,
@@ -134,6 +144,7 @@ class SessionAgents:
             conversation_manager=SlidingWindowConversationManager(window_size=40),
             callback_handler=None,
         )
+        return CachedAgent(agent, manager)
 
     # turns
 
@@ -203,17 +214,16 @@ class SessionAgents:
         started = time.perf_counter()
         renewal = _LeaseRenewal(self.repository, session_id, owner, self.settings.lease_ttl_seconds)
         try:
-            agent = self._take(session_id)
-            cached = agent is not None
-            if agent is not None and _agent_version(agent, session_id) != lease["agent_versions"].get(AGENT_ID):
+            entry = self._take(session_id)
+            cached = entry is not None
+            stored_version = lease["agent_versions"].get(AGENT_ID)
+            if entry is not None and entry.manager.agent_version(session_id, AGENT_ID) != stored_version:
                 # Another process wrote this session since this copy was cached: start from the backend's state.
-                agent, cached = None, False
-            if agent is None:
-                agent = self.build_agent(session_id, actor_id)
-            manager = agent._session_manager
-            assert isinstance(manager, PostgreSQLSessionManager)
-            manager.lease_owner = owner
-            result = asyncio.run(_invoke(agent, prompt, on_text))
+                entry, cached = None, False
+            if entry is None:
+                entry = self.build_agent(session_id, actor_id)
+            entry.manager.lease_owner = owner
+            result = asyncio.run(_invoke(entry.agent, prompt, on_text))
         except BaseException:
             # What the agent holds in memory may now differ from what the backend stored: rebuild next time.
             logger.warning("session_id=<%s> | turn failed, cached agent dropped", session_id, exc_info=True)
@@ -224,12 +234,12 @@ class SessionAgents:
                 self.repository.release_lease(session_id, owner)
             except SessionException:
                 logger.warning("session_id=<%s> | lease release failed; it expires by itself", session_id)
-        self._put(session_id, agent)
+        self._put(session_id, entry)
         usage = dict(result.metrics.accumulated_usage) if result is not None else {}
         return TurnResult(
             session_id=session_id,
             response=str(result).strip() if result is not None else "",
-            conversation_length=len(agent.messages),
+            conversation_length=len(entry.agent.messages),
             cached=cached,
             duration_ms=(time.perf_counter() - started) * 1000,
             usage=usage,
@@ -271,13 +281,6 @@ class SessionAgents:
                 await asyncio.to_thread(self.repository.delete_session, session_id)
             finally:
                 self.drop(session_id)
-
-
-def _agent_version(agent: Agent, session_id: str) -> int | None:
-    manager = agent._session_manager
-    if not isinstance(manager, PostgreSQLSessionManager):
-        return None
-    return manager._agent_versions.get((session_id, AGENT_ID))
 
 
 class _LeaseRenewal:

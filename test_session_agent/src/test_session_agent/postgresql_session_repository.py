@@ -113,6 +113,10 @@ class PostgreSQLSessionRepository(SessionRepository):
         if self._owns_client:
             self._client.close()
 
+    def agent_version(self, session_id: str, agent_id: str) -> int | None:
+        """The agent version this repository last read or wrote (None: it has seen none)."""
+        return self._agent_versions.get((session_id, agent_id))
+
     # transport
 
     def _call(
