@@ -1,15 +1,18 @@
-"""Agent service whose Strands conversations live in PostgreSQL through the session backend."""
+"""Strands sessions in PostgreSQL: the client library (`PostgreSQLSessionRepository`, `PostgreSQLSessionManager`)
+and the agent service built on it."""
 
-from .postgresql_session_repository import (
+from .exceptions import (
+    BackendRequestError,
     BackendUnavailableError,
-    PostgreSQLSessionManager,
-    PostgreSQLSessionRepository,
     SessionBusyError,
     SessionConflictError,
     SessionNotFoundError,
 )
+from .postgresql_session_repository import PostgreSQLSessionRepository
+from .session_manager import PostgreSQLSessionManager
 
 __all__ = [
+    "BackendRequestError",
     "BackendUnavailableError",
     "PostgreSQLSessionManager",
     "PostgreSQLSessionRepository",

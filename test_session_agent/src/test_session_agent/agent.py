@@ -23,11 +23,10 @@ from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.models.model import Model
 from strands.types.exceptions import SessionException
 
-from .postgresql_session_repository import (
-    PostgreSQLSessionManager,
-    PostgreSQLSessionRepository,
-    SessionBusyError,
-)
+from ._http import backend_client
+from .exceptions import SessionBusyError
+from .postgresql_session_repository import PostgreSQLSessionRepository
+from .session_manager import PostgreSQLSessionManager
 from .settings import AgentSettings
 
 logger = logging.getLogger(__name__)
@@ -78,13 +77,11 @@ class SessionAgents:
     def __init__(self, settings: AgentSettings, model: Model, max_workers: int = 32) -> None:
         self.settings = settings
         self.model = model
-        headers = {"Authorization": f"Bearer {settings.backend_api_key}"} if settings.backend_api_key else {}
-        self.client = httpx.Client(
-            base_url=settings.backend_url,
-            timeout=httpx.Timeout(settings.backend_timeout_seconds, connect=2.0),
-            headers=headers,
-            limits=httpx.Limits(max_connections=max_workers * 2, max_keepalive_connections=max_workers),
-            verify=settings.backend_url.startswith("https:"),
+        self.client = backend_client(
+            settings.backend_url,
+            settings.backend_api_key,
+            httpx.Timeout(settings.backend_timeout_seconds, connect=2.0),
+            max_connections=max_workers * 2,
         )
         self.repository = PostgreSQLSessionRepository(client=self.client)
         self._cache: TTLCache[str, CachedAgent] = TTLCache(

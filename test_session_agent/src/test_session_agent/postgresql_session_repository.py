@@ -1,7 +1,7 @@
-"""Strands `SessionRepository` over the session backend's REST API, and the one-line `PostgreSQLSessionManager`.
+"""Strands `SessionRepository` over the session backend's REST API (`/v1/sessions/...`).
 
-Every call is one synchronous HTTP request on a shared keep-alive `httpx.Client`. Transport results become the
-Strands contract in one place (`_call`): "not found" → `None`, every other failure → `SessionException`.
+Every call is one synchronous HTTP request on a shared keep-alive `httpx.Client`; `_http.checked` turns each
+answer into the Strands contract ("not found" → `None`, every other failure → a `SessionException`).
 """
 
 from __future__ import annotations
@@ -11,55 +11,21 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import httpx
 import orjson
-from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, HookRegistry
-from strands.session.repository_session_manager import RepositorySessionManager
 from strands.session.session_repository import SessionRepository
-from strands.types.exceptions import SessionException
 from strands.types.session import Session, SessionAgent, SessionMessage, decode_bytes_values
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, backend_client, checked, connect_failure, retryable, unavailable
+from ._http import segment as _seg
+from .exceptions import SessionBusyError, SessionConflictError
 
 if TYPE_CHECKING:
     from strands.multiagent import MultiAgentBase
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_BASE_URL = "http://localhost:8001"
-DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
-
-
-class SessionNotFoundError(SessionException):
-    """The session does not exist in the backend (raised where the contract has no `None` to return)."""
-
-
-class SessionConflictError(SessionException):
-    """The backend refused a write that contradicts what it stores (HTTP 409/412): someone else wrote first."""
-
-
-class SessionBusyError(SessionConflictError):
-    """Another writer holds the session's lease."""
-
-
-class BackendUnavailableError(SessionException):
-    """The backend could not be reached or answered 5xx; the request may be retried later."""
-
-
-def _retryable(exc: BaseException) -> bool:
-    # Connection failures never reached the server; 502/503/504 mean the backend or its database is restarting.
-    if isinstance(exc, httpx.TransportError):
-        return True
-    return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code in (502, 503, 504)
-
-
-def _connect_failure(exc: BaseException) -> bool:
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-
-
-def _seg(identifier: str) -> str:
-    return quote(identifier, safe="")
 
 
 class PostgreSQLSessionRepository(SessionRepository):
@@ -88,19 +54,11 @@ class PostgreSQLSessionRepository(SessionRepository):
         ttl_seconds: int | None = None,
         **kwargs: Any,
     ) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._owns_client = client is None
         if client is None:
-            client = httpx.Client(
-                base_url=base_url.rstrip("/"),
-                timeout=timeout,
-                headers=headers,
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-                # Loading the CA bundle costs ~40 ms per process; a plain-http backend never needs it.
-                verify=base_url.startswith("https:"),
-            )
-        elif headers:
-            client.headers.update(headers)
+            client = backend_client(base_url, api_key, timeout)
+        elif api_key:
+            client.headers["Authorization"] = f"Bearer {api_key}"
         self._client = client
         self._retries = max(1, retries)
         self.actor_id = actor_id
@@ -139,7 +97,7 @@ class PostgreSQLSessionRepository(SessionRepository):
             SessionNotFoundError: 404 and not `missing_ok`.
             SessionConflictError: 409 or 412.
             BackendUnavailableError: unreachable, timed out, or 5xx after the retries allowed.
-            SessionException: any other refusal (4xx), with the backend's problem detail.
+            BackendRequestError: any other refusal (4xx), with the backend's problem detail.
         """
         content = orjson.dumps(body) if body is not None else None
         send_headers = {"Content-Type": "application/json"} if content is not None else {}
@@ -153,7 +111,7 @@ class PostgreSQLSessionRepository(SessionRepository):
             return response
 
         retrying = Retrying(
-            retry=retry_if_exception(_retryable if idempotent else _connect_failure),
+            retry=retry_if_exception(retryable if idempotent else connect_failure),
             stop=stop_after_attempt(self._retries),
             wait=wait_exponential(multiplier=0.05, max=1.0),
             reraise=True,
@@ -161,18 +119,8 @@ class PostgreSQLSessionRepository(SessionRepository):
         try:
             response = retrying(send)
         except (httpx.TransportError, httpx.HTTPStatusError) as e:
-            raise BackendUnavailableError(f"session backend unavailable: {method} {path}: {e!r}") from e
-        status = response.status_code
-        if status < 300:
-            return response
-        detail = _problem_detail(response)
-        if status == 404:
-            if missing_ok:
-                return None
-            raise SessionNotFoundError(f"{method} {path}: not found: {detail}")
-        if status in (409, 412):
-            raise SessionConflictError(f"{method} {path}: {detail}")
-        raise SessionException(f"{method} {path}: HTTP {status}: {detail}")
+            raise unavailable(method, path, e) from e
+        return checked(method, path, response, missing_ok=missing_ok)
 
     # sessions
 
@@ -450,135 +398,3 @@ def _session_message(data: dict[str, Any], decode: bool) -> SessionMessage:
         created_at=data["created_at"],
         updated_at=data["updated_at"],
     )
-
-
-def _problem_detail(response: httpx.Response) -> str:
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return response.text[:200]
-    if isinstance(body, dict):
-        return str(body.get("detail") or body.get("title") or body)
-    return str(body)[:200]
-
-
-class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionRepository):
-    """Session manager persisting a Strands agent in PostgreSQL via the session backend.
-
-    Like Strands' `S3SessionManager`, it is both the `RepositorySessionManager` and its own repository::
-
-        agent = Agent(session_manager=PostgreSQLSessionManager(session_id="user-42"))
-
-    With `batch_writes` (the default) the messages and agent state an invocation produces are held in memory and
-    committed in one backend transaction when the invocation ends, before the agent returns: one round trip per
-    turn, and a turn is stored whole or not at all. An invocation that fails before the model answered stores
-    nothing; one whose commit finds the backend unreachable raises, and its writes go out first with the next
-    invocation's. Writes outside an invocation (agent creation, restore) go straight through.
-
-    Args:
-        session_id: id of the session; created in the backend when it does not exist.
-        base_url: URL of the session backend.
-        api_key: bearer token for the backend.
-        batch_writes: buffer each invocation's writes and commit them together (False: one request per write).
-        **kwargs: passed to `PostgreSQLSessionRepository` (`timeout`, `client`, `retries`, `actor_id`,
-            `ttl_seconds`).
-
-    Raises:
-        SessionException: the backend is unreachable or refused to read or create the session.
-    """
-
-    def __init__(
-        self,
-        session_id: str,
-        base_url: str = DEFAULT_BASE_URL,
-        api_key: str | None = None,
-        *,
-        batch_writes: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        PostgreSQLSessionRepository.__init__(self, base_url=base_url, api_key=api_key, **kwargs)
-        self.batch_writes = batch_writes
-        # Set by a caller holding the session's lease (the agent service): batches are then fenced by it.
-        self.lease_owner: str | None = None
-        self._pending: list[dict[str, Any]] | None = None
-        self._unsent: list[dict[str, Any]] = []
-        RepositorySessionManager.__init__(self, session_id=session_id, session_repository=self)
-
-    def register_hooks(self, registry: HookRegistry, **kwargs: Any) -> None:
-        """Register Strands' session hooks, plus the start and end of each invocation's write batch."""
-        # After-events run their callbacks in reverse order: registered first, the flush runs after Strands'
-        # own AfterInvocationEvent sync of the agent, so that sync is part of the batch.
-        registry.add_callback(AfterInvocationEvent, self._end_batch)
-        super().register_hooks(registry, **kwargs)
-        registry.add_callback(BeforeInvocationEvent, self._begin_batch)
-
-    def initialize(self, agent: Any, **kwargs: Any) -> None:
-        """Restore (or create) the agent in the session; the cyclic GC is paused while thousands of restored
-        messages are turned into objects (they hold no cycles, and its passes dominated restore time)."""
-        with _gc_paused():
-            super().initialize(agent, **kwargs)
-
-    def _begin_batch(self, event: BeforeInvocationEvent) -> None:
-        if self.batch_writes:
-            # Writes of an earlier invocation whose commit found the backend down go first: storage catches up
-            # with what the agent holds in memory.
-            self._pending, self._unsent = self._unsent, []
-
-    def _end_batch(self, event: AfterInvocationEvent) -> None:
-        pending, self._pending = self._pending, None
-        if not pending:
-            return
-        messages = event.agent.messages
-        last = messages[-1] if messages else None
-        answered = event.result is not None or (
-            last is not None
-            and (last["role"] == "assistant" or any("toolResult" in block for block in last["content"]))
-        )
-        if not answered:
-            # The invocation failed before the model answered: the prompt alone is not a turn worth storing.
-            logger.debug("session_id=<%s> | invocation failed, %d writes discarded", self.session_id, len(pending))
-            return
-        if not any(op["op"] == "update_agent" for op in pending):
-            # Every committed turn bumps the agent's version, so a writer holding a stale copy is refused (412).
-            pending.append({"op": "update_agent", "agent": SessionAgent.from_agent(event.agent).to_dict()})
-        operations = _coalesce(pending, self._agent_versions, self.session_id)
-        try:
-            self.apply_batch(self.session_id, operations, lease_owner=self.lease_owner)
-        except BackendUnavailableError:
-            self._unsent = pending
-            raise
-
-    def create_message(self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any) -> None:
-        """Append a message now, or at the end of the running invocation when batching."""
-        if self._pending is None:
-            return super().create_message(session_id, agent_id, session_message, **kwargs)
-        self._pending.append({"op": "create_message", "agent_id": agent_id, "message": session_message.to_dict()})
-
-    def update_message(self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any) -> None:
-        """Replace a message now, or at the end of the running invocation when batching."""
-        if self._pending is None:
-            return super().update_message(session_id, agent_id, session_message, **kwargs)
-        self._pending.append({"op": "update_message", "agent_id": agent_id, "message": session_message.to_dict()})
-
-    def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
-        """Replace the agent's state now, or at the end of the running invocation when batching."""
-        if self._pending is None:
-            return super().update_agent(session_id, session_agent, **kwargs)
-        self._pending.append({"op": "update_agent", "agent": session_agent.to_dict()})
-
-
-def _coalesce(
-    pending: list[dict[str, Any]], versions: dict[tuple[str, str], int], session_id: str
-) -> list[dict[str, Any]]:
-    """Keep every message write in order; of several updates of one agent keep the last, conditional on the
-    version read before the turn."""
-    last_update = {op["agent"]["agent_id"]: i for i, op in enumerate(pending) if op["op"] == "update_agent"}
-    out = []
-    for i, op in enumerate(pending):
-        if op["op"] == "update_agent":
-            agent_id = op["agent"]["agent_id"]
-            if last_update[agent_id] != i:
-                continue
-            op = op | {"if_version": versions.get((session_id, agent_id))}
-        out.append(op)
-    return out

@@ -21,13 +21,13 @@ from strands.models.model import Model
 from strands.types.exceptions import SessionException
 
 from ..agent import AGENT_ID, SessionAgents, TurnResult
-from ..models import build_model
-from ..postgresql_session_repository import (
+from ..exceptions import (
     BackendUnavailableError,
     SessionBusyError,
     SessionConflictError,
     SessionNotFoundError,
 )
+from ..models import build_model
 from ..settings import AgentSettings, get_settings
 from .schemas import (
     IDENTIFIER_PATTERN,

@@ -1,0 +1,159 @@
+"""The HTTP transport every PostgreSQL client shares: one factory for httpx clients, the retry predicates, and the
+one place where a backend response becomes a return value or one of `test_session_agent.exceptions`."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, overload
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from .exceptions import (
+    BackendRequestError,
+    BackendUnavailableError,
+    SessionConflictError,
+    SessionNotFoundError,
+)
+
+DEFAULT_BASE_URL = "http://localhost:8001"
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
+
+
+def client_options(
+    base_url: str,
+    api_key: str | None,
+    timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+    max_connections: int = 64,
+) -> dict[str, Any]:
+    """Keyword arguments for `httpx.Client` / `httpx.AsyncClient` talking to the session backend.
+
+    Args:
+        base_url: URL of the session backend, e.g. `http://localhost:8001` (a trailing slash is removed).
+        api_key: bearer token sent as `Authorization`; None or empty sends none.
+        timeout: per-request timeout in seconds, or an `httpx.Timeout`.
+        max_connections: pool size; half of it is kept alive between requests.
+
+    Returns:
+        The options, ready for `httpx.Client(**options)`.
+    """
+    return {
+        "base_url": base_url.rstrip("/"),
+        "timeout": timeout,
+        "headers": {"Authorization": f"Bearer {api_key}"} if api_key else {},
+        "limits": httpx.Limits(max_connections=max_connections, max_keepalive_connections=max(1, max_connections // 2)),
+        # Loading the CA bundle costs ~40 ms per process; a plain-http backend never needs it.
+        "verify": base_url.startswith("https:"),
+    }
+
+
+@overload
+def backend_client(
+    base_url: str,
+    api_key: str | None = None,
+    timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+    *,
+    asynchronous: Literal[False] = False,
+    max_connections: int = 64,
+) -> httpx.Client: ...
+
+
+@overload
+def backend_client(
+    base_url: str,
+    api_key: str | None = None,
+    timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+    *,
+    asynchronous: Literal[True],
+    max_connections: int = 64,
+) -> httpx.AsyncClient: ...
+
+
+def backend_client(
+    base_url: str,
+    api_key: str | None = None,
+    timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+    *,
+    asynchronous: bool = False,
+    max_connections: int = 64,
+) -> httpx.Client | httpx.AsyncClient:
+    """Build the keep-alive HTTP client for the session backend (the only place one is built).
+
+    Args:
+        base_url: URL of the session backend.
+        api_key: bearer token; None sends none.
+        timeout: per-request timeout in seconds, or an `httpx.Timeout`.
+        asynchronous: build an `httpx.AsyncClient` instead of an `httpx.Client`.
+        max_connections: pool size.
+
+    Returns:
+        The client; the caller closes it.
+    """
+    options = client_options(base_url, api_key, timeout, max_connections)
+    return httpx.AsyncClient(**options) if asynchronous else httpx.Client(**options)
+
+
+def retryable(exc: BaseException) -> bool:
+    """True for failures worth retrying an idempotent request on: unreachable, or 502/503/504 (restarting)."""
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code in (502, 503, 504)
+
+
+def connect_failure(exc: BaseException) -> bool:
+    """True when the request never reached the server, so even a non-idempotent request may be sent again."""
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+
+
+def segment(identifier: str) -> str:
+    """Percent-encode an identifier as one URL path segment."""
+    return quote(identifier, safe="")
+
+
+def problem_detail(response: httpx.Response) -> str:
+    """The `detail` (else `title`) of an RFC 9457 problem body, or the start of a non-JSON body."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        return str(body.get("detail") or body.get("title") or body)
+    return str(body)[:200]
+
+
+def unavailable(method: str, path: str, exc: Exception) -> BackendUnavailableError:
+    """The error for a request that could not be completed (unreachable, timed out, 5xx after retries)."""
+    return BackendUnavailableError(f"session backend unavailable: {method} {path}: {exc!r}")
+
+
+def checked(method: str, path: str, response: httpx.Response, *, missing_ok: bool = False) -> httpx.Response | None:
+    """Map a backend response to the client contract.
+
+    Args:
+        method: HTTP method sent (for messages).
+        path: path sent (for messages).
+        response: the backend's answer.
+        missing_ok: a 404 returns None instead of raising.
+
+    Returns:
+        The response when 2xx, or None when it is 404 and `missing_ok`.
+
+    Raises:
+        SessionNotFoundError: 404 and not `missing_ok`.
+        SessionConflictError: 409 or 412.
+        BackendUnavailableError: 5xx.
+        BackendRequestError: any other refusal (4xx), with the backend's problem detail.
+    """
+    status = response.status_code
+    if status < 300:
+        return response
+    detail = problem_detail(response)
+    if status == 404:
+        if missing_ok:
+            return None
+        raise SessionNotFoundError(f"{method} {path}: not found: {detail}")
+    if status in (409, 412):
+        raise SessionConflictError(f"{method} {path}: {detail}")
+    if status >= 500:
+        raise BackendUnavailableError(f"{method} {path}: HTTP {status}: {detail}")
+    raise BackendRequestError(f"{method} {path}: HTTP {status}: {detail}", status)
