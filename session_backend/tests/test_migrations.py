@@ -6,14 +6,16 @@ import asyncio
 
 import asyncpg
 
-from session_backend.migrations import MIGRATIONS, apply_migrations, current_version
+from session_backend.migrations import MIGRATIONS, apply_migrations, current_version, install_functions
+from session_backend.sql.functions import SESSION_BACKEND_WRITE, SqlFunction
 
 
 async def _fresh(database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(
-            "DROP TABLE IF EXISTS messages, agents, multi_agents, sessions, session_leases, schema_migrations CASCADE"
+            "DROP TABLE IF EXISTS messages, agents, multi_agents, sessions, session_leases, schema_migrations,"
+            " schema_functions CASCADE"
         )
     finally:
         await conn.close()
@@ -38,7 +40,7 @@ def test_fresh_then_rerun_is_noop(database_url: str) -> None:
                    FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
                    JOIN pg_namespace n ON n.oid = c.connamespace
                    WHERE c.contype = 'p' AND n.nspname = 'public'
-                     AND c.conrelid::regclass::text <> 'schema_migrations'"""
+                     AND c.conrelid::regclass::text NOT IN ('schema_migrations', 'schema_functions')"""
             )
             assert keys and all(k["first"] == "session_id" for k in keys)
         finally:
@@ -62,3 +64,21 @@ def test_concurrent_replicas_apply_each_migration_once(database_url: str) -> Non
     results = asyncio.run(run())
     applied = sorted(v for r in results for v in r)
     assert applied == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_functions_install_when_changed_and_skip_when_identical(database_url: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await apply_migrations(conn)
+            assert await install_functions(conn) == []
+            changed = SqlFunction(SESSION_BACKEND_WRITE.name, SESSION_BACKEND_WRITE.definition + "\n")
+            assert await install_functions(conn, (changed,)) == [SESSION_BACKEND_WRITE.name]
+            assert await install_functions(conn) == [SESSION_BACKEND_WRITE.name]
+            source = await conn.fetchval("SELECT prosrc FROM pg_proc WHERE proname = $1", SESSION_BACKEND_WRITE.name)
+            # the live definition, not migration 2's first version
+            assert source in SESSION_BACKEND_WRITE.definition and "Compare and set" in source
+        finally:
+            await conn.close()
+
+    asyncio.run(run())

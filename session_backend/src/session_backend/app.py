@@ -14,9 +14,9 @@ from fastapi import FastAPI, Request, Response
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from .db import EmbeddedPostgres, create_pool
+from .errors import UNAVAILABLE_ERRORS, problem, register_exception_handlers
 from .middleware import BodySizeLimit
 from .migrations import MIGRATIONS, apply_migrations, current_version
-from .problems import UNAVAILABLE_ERRORS, problem, register_problem_handlers
 from .routes import router
 from .settings import Settings, get_settings
 from .store import SessionStore
@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    register_problem_handlers(app)
+    register_exception_handlers(app)
     app.include_router(router)
     app.state.settings = settings
 

@@ -1,11 +1,39 @@
-"""Domain errors raised by the store; the app maps each to one HTTP status in a single place."""
+"""Every error of the session backend and the one place it becomes an HTTP answer (RFC 9457 problem details).
+
+Domain errors are raised by the store (`SessionStore`); `from_postgres` turns the SQLSTATEs of `sql/functions.py`
+into them; `register_exception_handlers` maps them, validation errors, HTTP errors and database outages to
+`application/problem+json` responses. The status of each error is its class attribute `status`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from http import HTTPStatus
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+# RFC 9110's names where Python's `HTTPStatus` still has the older ones.
+_TITLES = {413: "Content Too Large"}
 
 
 class StoreError(Exception):
-    """Base of every domain error; `detail` is safe to show to clients."""
+    """Base of every domain error.
+
+    Args:
+        detail: what went wrong, safe to show to clients (the problem's `detail`).
+    """
 
     status = 500
-    title = "Internal Server Error"
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -16,43 +44,148 @@ class NotFound(StoreError):
     """The session, agent, message or multi-agent does not exist (or its session has expired)."""
 
     status = 404
-    title = "Not Found"
 
 
 class AlreadyExists(StoreError):
     """A create named an id that is already taken."""
 
     status = 409
-    title = "Conflict"
 
 
 class Conflict(StoreError):
     """The write contradicts what is stored (different message content at an existing message_id)."""
 
     status = 409
-    title = "Conflict"
 
 
 class PreconditionFailed(StoreError):
     """An `If-Match` version did not match the stored one: someone else wrote first."""
 
     status = 412
-    title = "Precondition Failed"
-
-
-class SessionBusy(StoreError):
-    """Another owner holds a live lease on the session."""
-
-    status = 409
-    title = "Conflict"
-
-    def __init__(self, detail: str, retry_after: float) -> None:
-        super().__init__(detail)
-        self.retry_after = retry_after
 
 
 class LeaseNotHeld(StoreError):
     """A write claimed a lease the writer does not (or no longer) hold."""
 
     status = 409
-    title = "Conflict"
+
+
+class SessionBusy(StoreError):
+    """Another owner holds a live lease on the session; answered with `Retry-After`.
+
+    Args:
+        detail: what is busy, for the client.
+        retry_after: seconds until the holder's lease expires.
+    """
+
+    status = 409
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class BodyTooLarge(Exception):
+    """A request body passed the configured limit (raised by `BodySizeLimit` while the body streams in).
+
+    Args:
+        max_bytes: the limit that was passed.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.detail = f"request body is larger than {max_bytes} bytes"
+        super().__init__(self.detail)
+
+
+# SQLSTATEs raised by the functions of `sql/functions.py` (class SB: "session backend").
+SQLSTATE_ERRORS: dict[str, type[StoreError]] = {
+    "SB404": NotFound,
+    "SB409": Conflict,
+    "SB412": PreconditionFailed,
+    "SB423": LeaseNotHeld,
+}
+
+# The database is down, restarting or out of connections: the client may retry, the process recovers by itself.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    # Raised by asyncpg when the server drops a connection in the middle of a statement.
+    asyncpg.exceptions.InternalClientError,
+)
+
+
+def from_postgres(error: asyncpg.PostgresError) -> StoreError | None:
+    """The domain error a backend SQL function signalled with its SQLSTATE, or None for any other database error."""
+    error_type = SQLSTATE_ERRORS.get(getattr(error, "sqlstate", "") or "")
+    return error_type(str(getattr(error, "message", error))) if error_type else None
+
+
+def problem(status: int, detail: str | None = None, *, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """Build an `application/problem+json` response.
+
+    Args:
+        status: HTTP status code.
+        detail: human-readable explanation specific to this occurrence.
+        headers: extra response headers.
+
+    Returns:
+        The response (also an ASGI app, so middleware can send it).
+    """
+    title = _TITLES.get(status) or HTTPStatus(status).phrase
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def validation_detail(exc: RequestValidationError) -> str:
+    """The first five validation errors as `location: message` pairs, for a 422's `detail`."""
+    parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()[:5]]
+    return "; ".join(parts) or "invalid request"
+
+
+async def _store_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StoreError)
+    if isinstance(exc, SessionBusy):
+        return problem(exc.status, exc.detail, headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))})
+    return problem(exc.status, exc.detail)
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return problem(422, validation_detail(exc))
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps errors raised while it reads the body
+        return problem(413, exc.__cause__.detail)
+    return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+async def _data_error(_: Request, exc: Exception) -> Response:
+    # PostgreSQL's class 22 (data exception): a value the request schema let through but the column refuses.
+    return problem(422, f"value refused by the database: {exc}")
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    logger.warning("path=<%s>, error=<%r> | database unavailable", request.url.path, exc)
+    return problem(503, "the database is unavailable; retry shortly", headers={"Retry-After": "1"})
+
+
+def register_exception_handlers(app: FastAPI) -> None:
+    """Answer domain errors, validation errors, HTTP errors and database outages with problem details.
+
+    Args:
+        app: the app to register the handlers on.
+    """
+    app.add_exception_handler(StoreError, _store_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(asyncpg.DataError, _data_error)
+    for error_type in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error_type, _unavailable)

@@ -1,4 +1,5 @@
-"""Append-only schema migrations: the list index is the version; a shipped entry is never edited, a fix is a new one."""
+"""Schema at start-up: append-only migrations (the list index is the version; a shipped entry is never edited, a
+fix is a new one), then the SQL functions of `sql/functions.py`, reinstalled whenever their definition changes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import logging
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+
+from .sql.functions import FUNCTIONS, SqlFunction
 
 Connection = asyncpg.Connection | PoolConnectionProxy
 
@@ -87,7 +90,8 @@ MIGRATIONS: list[str] = [
     );
     """,
     # 2: every write of messages and agents goes through one function, so a turn's batch is one round trip and
-    # the single-row routes share its semantics. Errors carry SQLSTATEs SB404 / SB409 / SB412 (see store.py).
+    # the single-row routes share its semantics. Kept as shipped; the function is now defined in sql/functions.py
+    # and replaced by `install_functions` at every start-up, so this first version never outlives a start-up.
     r"""
     CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops jsonb, p_lease_owner text)
     RETURNS TABLE (status text, version bigint, body text)
@@ -203,14 +207,30 @@ MIGRATIONS: list[str] = [
     END
     $fn$;
     """,
+    # 3: which version of each SQL function is installed, so replicas starting at once skip an identical install.
+    """
+    CREATE TABLE IF NOT EXISTS schema_functions (
+        name         text PRIMARY KEY,
+        sha256       text NOT NULL,
+        installed_at timestamptz NOT NULL DEFAULT now()
+    );
+    """,
 ]
+
+SELECT_FUNCTION_SHA256 = "SELECT sha256 FROM schema_functions WHERE name = $1"
+
+RECORD_FUNCTION = """
+INSERT INTO schema_functions (name, sha256) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET sha256 = EXCLUDED.sha256, installed_at = now()
+"""
 
 
 async def apply_migrations(conn: Connection) -> list[int]:
-    """Apply every migration not yet recorded in `schema_migrations`, each in its own transaction.
+    """Apply every migration not yet recorded in `schema_migrations`, each in its own transaction, then install the
+    SQL functions (`install_functions`).
 
-    Safe when several replicas start at once: each migration runs under a transaction-scoped advisory lock and
-    re-checks the version table after taking it.
+    Safe when several replicas start at once: each step runs under a transaction-scoped advisory lock and re-checks
+    what is recorded after taking it.
 
     Args:
         conn: an open connection with rights to create tables.
@@ -232,7 +252,36 @@ async def apply_migrations(conn: Connection) -> list[int]:
             await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
             applied.append(version)
             logger.info("version=<%d> | applied migration", version)
+    await install_functions(conn)
     return applied
+
+
+async def install_functions(conn: Connection, functions: tuple[SqlFunction, ...] = FUNCTIONS) -> list[str]:
+    """Create or replace every SQL function whose recorded sha256 differs from its definition's.
+
+    Each install runs in its own transaction under the migration lock, after re-checking the record, so replicas
+    starting at once install a changed function once and skip an identical one.
+
+    Args:
+        conn: an open connection on a database migrated to the latest version.
+        functions: the functions to install (default: all of `sql/functions.py`).
+
+    Returns:
+        The names of the functions this call installed.
+    """
+    installed: list[str] = []
+    for function in functions:
+        if await conn.fetchval(SELECT_FUNCTION_SHA256, function.name) == function.sha256:
+            continue
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+            if await conn.fetchval(SELECT_FUNCTION_SHA256, function.name) == function.sha256:
+                continue
+            await conn.execute(function.definition)
+            await conn.execute(RECORD_FUNCTION, function.name, function.sha256)
+            installed.append(function.name)
+            logger.info("function=<%s>, sha256=<%s> | installed sql function", function.name, function.sha256[:12])
+    return installed
 
 
 async def current_version(conn: Connection) -> int:

@@ -32,7 +32,7 @@ from .schemas import (
     SessionPublic,
 )
 from .settings import Settings
-from .store import SessionStore
+from .store import SessionStore, StoredAgent
 
 JSON = "application/json"
 _bearer = HTTPBearer(auto_error=False)
@@ -74,9 +74,9 @@ def _json(text: str, status_code: int = 200, headers: dict[str, str] | None = No
     return Response(content=text, status_code=status_code, media_type=JSON, headers=headers)
 
 
-def _agent_etag(agent_json: str) -> dict[str, str]:
-    version = orjson.loads(agent_json)["version"]
-    return {"ETag": f'"{version}"'}
+def _agent(agent: StoredAgent, status_code: int = 200) -> Response:
+    # The version is the ETag: a client sends it back in If-Match for a conditional update.
+    return _json(agent.body, status_code, {"ETag": f'"{agent.version}"'})
 
 
 def _encode_cursor(key: tuple[datetime, str]) -> str:
@@ -148,15 +148,13 @@ async def delete_session(session_id: SessionId, store: Store) -> Response:
 @router.post("/sessions/{session_id}/agents", status_code=201, response_model=AgentPublic)
 async def create_agent(session_id: SessionId, body: AgentBody, store: Store) -> Response:
     """Create an agent in a session."""
-    text = await store.create_agent(session_id, body.model_dump())
-    return _json(text, 201, _agent_etag(text))
+    return _agent(await store.create_agent(session_id, body.model_dump()), 201)
 
 
 @router.get("/sessions/{session_id}/agents/{agent_id}", response_model=AgentPublic)
 async def get_agent(session_id: SessionId, agent_id: AgentId, store: Store) -> Response:
     """Read an agent; its `version` is also the `ETag`."""
-    text = await store.get_agent(session_id, agent_id)
-    return _json(text, headers=_agent_etag(text))
+    return _agent(await store.get_agent(session_id, agent_id))
 
 
 @router.put("/sessions/{session_id}/agents/{agent_id}", response_model=AgentPublic, responses={412: _errors[409]})
@@ -170,8 +168,9 @@ async def update_agent(
     """Replace an agent's state; with `If-Match: "<version>"` a stale write is 412."""
     if body.agent_id != agent_id:
         raise HTTPException(422, "agent_id in the body differs from the path")
-    text = await store.update_agent(session_id, agent_id, body.model_dump(), if_version=_parse_if_match(if_match))
-    return _json(text, headers=_agent_etag(text))
+    return _agent(
+        await store.update_agent(session_id, agent_id, body.model_dump(), if_version=_parse_if_match(if_match))
+    )
 
 
 @router.post(

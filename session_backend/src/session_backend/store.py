@@ -1,19 +1,20 @@
 """SessionStore: every read and write of sessions, agents, messages and multi-agent state, over one asyncpg pool.
 
-Reads return JSON text built by PostgreSQL (passed to HTTP clients as is); writes raise the domain errors of
-`session_backend.errors`.
+Reads return JSON text built by PostgreSQL (passed to HTTP clients as is), with what routes need beside it (an
+agent's version); writes raise the domain errors of `session_backend.errors`.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
-from .errors import AlreadyExists, Conflict, LeaseNotHeld, NotFound, PreconditionFailed, SessionBusy, StoreError
+from .errors import AlreadyExists, NotFound, SessionBusy, from_postgres
 from .sql import agents as agents_sql
+from .sql import functions as functions_sql
 from .sql import leases as leases_sql
 from .sql import messages as messages_sql
 from .sql import multi_agents as multi_agents_sql
@@ -21,12 +22,12 @@ from .sql import sessions as sessions_sql
 
 logger = logging.getLogger(__name__)
 
-_WRITE_ERRORS: dict[str, type[StoreError]] = {
-    "SB404": NotFound,
-    "SB409": Conflict,
-    "SB412": PreconditionFailed,
-    "SB423": LeaseNotHeld,
-}
+
+class StoredAgent(NamedTuple):
+    """An agent as stored: its `version` (the ETag) and its JSON text (which holds the same version)."""
+
+    version: int
+    body: str
 
 
 class SessionStore:
@@ -169,62 +170,58 @@ class SessionStore:
 
     # agents
 
-    async def create_agent(self, session_id: str, agent: dict[str, Any]) -> str:
+    async def create_agent(self, session_id: str, agent: dict[str, Any]) -> StoredAgent:
         """Create an agent from a Strands `SessionAgent.to_dict()`-shaped mapping (validated by the caller).
 
         Returns:
-            The stored agent as JSON text (with `version` 1).
+            The stored agent (`version` 1).
 
         Raises:
             NotFound: the session does not exist.
             AlreadyExists: the agent exists.
         """
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchval(
-                agents_sql.INSERT_AGENT,
-                session_id,
-                agent["agent_id"],
-                agent["state"],
-                agent["conversation_manager_state"],
-                agent["internal_state"],
-                agent["created_at"],
-                agent["updated_at"],
-            )
-            if row is None:
-                if await conn.fetchval(sessions_sql.SESSION_IS_LIVE, session_id) is None:
-                    raise NotFound(f"session {session_id!r} not found")
-                raise AlreadyExists(f"agent {agent['agent_id']!r} already exists in session {session_id!r}")
-        return str(row)
+        row = await self._insert_in_live_session(
+            agents_sql.INSERT_AGENT,
+            session_id,
+            f"agent {agent['agent_id']!r}",
+            agent["agent_id"],
+            agent["state"],
+            agent["conversation_manager_state"],
+            agent["internal_state"],
+            agent["created_at"],
+            agent["updated_at"],
+        )
+        return StoredAgent(row["version"], row["body"])
 
-    async def get_agent(self, session_id: str, agent_id: str) -> str:
-        """Return the agent as JSON text.
+    async def get_agent(self, session_id: str, agent_id: str) -> StoredAgent:
+        """Return the agent.
 
         Raises:
             NotFound: no such session or agent.
         """
-        row = await self.pool.fetchval(agents_sql.SELECT_AGENT, session_id, agent_id)
+        row = await self.pool.fetchrow(agents_sql.SELECT_AGENT, session_id, agent_id)
         if row is None:
             raise NotFound(f"agent {agent_id!r} not found in session {session_id!r}")
-        return str(row)
+        return StoredAgent(row["version"], row["body"])
 
     async def update_agent(
         self, session_id: str, agent_id: str, agent: dict[str, Any], *, if_version: int | None = None
-    ) -> str:
+    ) -> StoredAgent:
         """Replace the agent's state; `version` goes up by one.
 
         Args:
             if_version: when given, write only if the stored version equals it (optimistic concurrency).
 
         Returns:
-            The stored agent as JSON text.
+            The stored agent.
 
         Raises:
             NotFound: no such session or agent.
             PreconditionFailed: `if_version` is stale.
         """
         op = {"op": "update_agent", "agent": agent | {"agent_id": agent_id}, "if_version": if_version}
-        (row,) = await self._write(self.pool, session_id, [op])
-        return str(row["body"])
+        (row,) = await self._write(session_id, [op])
+        return StoredAgent(row["version"], row["body"])
 
     async def apply_batch(
         self, session_id: str, operations: list[dict[str, Any]], *, lease_owner: str | None = None
@@ -243,7 +240,7 @@ class SessionStore:
             NotFound, Conflict, PreconditionFailed: as the single-row operations; nothing is written.
             LeaseNotHeld: `lease_owner` does not hold a live lease; nothing is written.
         """
-        rows = await self._write(self.pool, session_id, operations, lease_owner)
+        rows = await self._write(session_id, operations, lease_owner)
         versions = {
             op["agent"]["agent_id"]: int(row["version"])
             for op, row in zip(operations, rows, strict=True)
@@ -256,18 +253,32 @@ class SessionStore:
             "agent_versions": versions,
         }
 
-    @staticmethod
     async def _write(
-        executor: asyncpg.Pool, session_id: str, operations: list[dict[str, Any]], lease_owner: str | None = None
-    ) -> list[Any]:
-        """Run `session_backend_write` (one statement, so all or nothing) and map its SQLSTATEs to domain errors."""
+        self, session_id: str, operations: list[dict[str, Any]], lease_owner: str | None = None
+    ) -> list[asyncpg.Record]:
+        """Run `session_backend_write` (one statement, so all or nothing); its SQLSTATEs become domain errors."""
         try:
-            return await executor.fetch(messages_sql.WRITE, session_id, operations, lease_owner)
+            return await self.pool.fetch(functions_sql.WRITE, session_id, operations, lease_owner)
         except asyncpg.PostgresError as e:
-            error = _WRITE_ERRORS.get(getattr(e, "sqlstate", "") or "")
+            error = from_postgres(e)
             if error is None:
                 raise
-            raise error(str(getattr(e, "message", e))) from e
+            raise error from e
+
+    async def _insert_in_live_session(self, sql: str, session_id: str, what: str, *args: Any) -> asyncpg.Record:
+        """Run an insert guarded by `LIVE_SESSION_EXISTS` with `ON CONFLICT DO NOTHING`; tell the two misses apart.
+
+        Raises:
+            NotFound: the session does not exist (or has expired).
+            AlreadyExists: `what` exists in the session.
+        """
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(sql, session_id, *args)
+            if row is None:
+                if await conn.fetchval(sessions_sql.SESSION_IS_LIVE, session_id) is None:
+                    raise NotFound(f"session {session_id!r} not found")
+                raise AlreadyExists(f"{what} already exists in session {session_id!r}")
+        return row
 
     # messages
 
@@ -283,7 +294,7 @@ class SessionStore:
             asyncpg.DataError: PostgreSQL refused a value (e.g. a NUL character in JSON text); the app answers 422.
         """
         op = {"op": "create_message", "agent_id": agent_id, "message": message}
-        (row,) = await self._write(self.pool, session_id, [op])
+        (row,) = await self._write(session_id, [op])
         return row["status"] == "created", str(row["body"])
 
     async def get_message(self, session_id: str, agent_id: str, message_id: int) -> str:
@@ -304,7 +315,7 @@ class SessionStore:
             NotFound: no such session, agent or message.
         """
         op = {"op": "update_message", "agent_id": agent_id, "message": message | {"message_id": message_id}}
-        (row,) = await self._write(self.pool, session_id, [op])
+        (row,) = await self._write(session_id, [op])
         return str(row["body"])
 
     async def list_messages(self, session_id: str, agent_id: str, *, offset: int, limit: int | None) -> str:
@@ -333,13 +344,10 @@ class SessionStore:
             NotFound: no such session.
             AlreadyExists: this multi-agent id exists in the session.
         """
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchval(multi_agents_sql.INSERT_MULTI_AGENT, session_id, multi_agent_id, state)
-            if row is None:
-                if await conn.fetchval(sessions_sql.SESSION_IS_LIVE, session_id) is None:
-                    raise NotFound(f"session {session_id!r} not found")
-                raise AlreadyExists(f"multi-agent {multi_agent_id!r} already exists in session {session_id!r}")
-        return str(row)
+        row = await self._insert_in_live_session(
+            multi_agents_sql.INSERT_MULTI_AGENT, session_id, f"multi-agent {multi_agent_id!r}", multi_agent_id, state
+        )
+        return str(row[0])
 
     async def get_multi_agent(self, session_id: str, multi_agent_id: str) -> str:
         """Return `{id, state}` as JSON text.

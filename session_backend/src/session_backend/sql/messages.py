@@ -1,20 +1,14 @@
-"""SQL for the messages aggregate (one row per Strands `SessionMessage`, keyed by its position `message_id`).
+"""SQL reading the messages aggregate (one row per Strands `SessionMessage`, keyed by its position `message_id`).
 
-Each row keeps `body`, its API JSON rendered when written (by `session_backend_write`), so reads only join text.
+Each row keeps `body`, its API JSON rendered when written (by `session_backend_write` in `sql/functions.py`, which
+does every message write), so reads only join text.
 """
 
-from .sessions import LIVE
+from .common import LIVE
 
 AGENT_IS_LIVE = f"""EXISTS (
     SELECT 1 FROM agents a JOIN sessions s ON s.session_id = a.session_id
     WHERE a.session_id = $1 AND a.agent_id = $2 AND {LIVE})"""
-
-# Every message and agent write: `session_backend_write` (migration 2) applies a list of operations in order and
-# returns one row (status, version, body) per operation, or raises SB404 / SB409 / SB412 / SB423 with nothing
-# written. $3, when not NULL, is the lease owner the writer claims to be (fencing).
-WRITE = """
-SELECT status, version, body FROM session_backend_write($1, $2::jsonb, $3::text)
-"""
 
 SELECT_MESSAGE = f"""
 SELECT m.body FROM messages m

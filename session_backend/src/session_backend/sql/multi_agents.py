@@ -1,13 +1,10 @@
 """SQL for multi-agent state (Strands `MultiAgentBase.serialize_state()`), one row per multi-agent id."""
 
-from .sessions import LIVE
-
-MULTI_AGENT_JSON = "json_build_object('id', ma.multi_agent_id, 'state', ma.state)"
+from .common import LIVE, LIVE_SESSION_EXISTS, MULTI_AGENT_JSON
 
 INSERT_MULTI_AGENT = f"""
 INSERT INTO multi_agents AS ma (session_id, multi_agent_id, state)
-SELECT $1, $2, $3
-WHERE EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = $1 AND {LIVE})
+SELECT $1, $2, $3 WHERE {LIVE_SESSION_EXISTS}
 ON CONFLICT (session_id, multi_agent_id) DO NOTHING
 RETURNING {MULTI_AGENT_JSON}::text
 """

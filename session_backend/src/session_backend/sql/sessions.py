@@ -1,19 +1,6 @@
 """SQL for the sessions aggregate. Reads return JSON text built by PostgreSQL, passed to clients unchanged."""
 
-
-def iso(column: str) -> str:
-    """SQL rendering a timestamptz as Python's `datetime.isoformat()` does for UTC (always 6 fractional digits), so
-    Strands' own timestamp strings come back exactly as they were sent."""
-    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
-
-
-# A session that has expired reads as absent everywhere, before the sweeper deletes it.
-LIVE = "(s.expires_at IS NULL OR s.expires_at > now())"
-
-SESSION_JSON = f"""json_build_object(
-    'session_id', s.session_id, 'session_type', s.session_type,
-    'created_at', {iso("s.created_at")}, 'updated_at', {iso("s.updated_at")},
-    'actor_id', s.actor_id, 'metadata', s.metadata, 'expires_at', {iso("s.expires_at")})"""
+from .common import LIVE, SESSION_JSON
 
 INSERT_SESSION = f"""
 INSERT INTO sessions AS s (session_id, session_type, actor_id, metadata, created_at, updated_at, expires_at)

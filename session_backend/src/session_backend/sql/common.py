@@ -1,0 +1,56 @@
+"""SQL pieces every statement and function shares: the timestamp format, the live-session predicate, and the JSON
+shape of each row as the API returns it. Change one here and every read and write follows."""
+
+
+def iso(value: str) -> str:
+    """SQL rendering the timestamptz `value` as Python's `datetime.isoformat()` does for UTC.
+
+    Always 6 fractional digits, so Strands' own timestamp strings come back exactly as they were sent.
+
+    Args:
+        value: a SQL expression of type timestamptz (a column or a PL/pgSQL variable).
+
+    Returns:
+        A SQL expression of type text (NULL when `value` is NULL).
+    """
+    return f"""to_char({value} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+
+
+# A session that has expired reads as absent everywhere, before the sweeper deletes it. `s` is the sessions row.
+LIVE = "(s.expires_at IS NULL OR s.expires_at > now())"
+
+# Guard of every write into a session: it exists ($1) and is live.
+LIVE_SESSION_EXISTS = f"EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = $1 AND {LIVE})"
+
+# `Session.to_dict()` plus the backend's fields; `s` is the sessions row.
+SESSION_JSON = f"""json_build_object(
+    'session_id', s.session_id, 'session_type', s.session_type,
+    'created_at', {iso("s.created_at")}, 'updated_at', {iso("s.updated_at")},
+    'actor_id', s.actor_id, 'metadata', s.metadata, 'expires_at', {iso("s.expires_at")})"""
+
+# `SessionAgent.to_dict()` plus `version`; `a` is the agents row.
+AGENT_JSON = f"""json_build_object(
+    'agent_id', a.agent_id, 'state', a.state, 'conversation_manager_state', a.conversation_manager_state,
+    '_internal_state', a.internal_state, 'created_at', {iso("a.created_at")}, 'updated_at', {iso("a.updated_at")},
+    'version', a.version)"""
+
+# `{id, state}` of a multi-agent; `ma` is the multi_agents row.
+MULTI_AGENT_JSON = "json_build_object('id', ma.multi_agent_id, 'state', ma.state)"
+
+
+def message_json(message: str, message_id: str, redact_message: str, created_at: str, updated_at: str) -> str:
+    """SQL building `SessionMessage.to_dict()` (the `body` stored with each message row) from SQL expressions.
+
+    Args:
+        message: jsonb expression of the message.
+        message_id: integer expression of its position.
+        redact_message: jsonb expression of the redacted form, or NULL.
+        created_at: timestamptz expression.
+        updated_at: timestamptz expression.
+
+    Returns:
+        A SQL expression of type json.
+    """
+    return f"""json_build_object(
+        'message', {message}, 'message_id', {message_id}, 'redact_message', {redact_message},
+        'created_at', {iso(created_at)}, 'updated_at', {iso(updated_at)})"""

@@ -1,0 +1,142 @@
+"""SQL functions of the session backend, installed at every start-up (`CREATE OR REPLACE`, see `migrations.py`).
+
+They are built from the shared pieces of `sql/common.py`, so a fix to the write path is a change here, not a new
+migration. Errors carry the SQLSTATEs SB404 / SB409 / SB412 / SB423, mapped to domain errors in `errors.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from .common import AGENT_JSON, LIVE_SESSION_EXISTS, message_json
+
+
+@dataclass(frozen=True)
+class SqlFunction:
+    """A SQL function: its name and the `CREATE OR REPLACE FUNCTION` statement defining it."""
+
+    name: str
+    definition: str
+
+    @property
+    def sha256(self) -> str:
+        """Digest of the definition: an install is skipped when the database already holds this one."""
+        return hashlib.sha256(self.definition.encode()).hexdigest()
+
+
+# Every message and agent write: applies a list of operations in order and returns one row (status, version, body)
+# per operation, or raises with nothing written. `p_lease_owner`, when not NULL, is the lease owner the writer claims
+# to be (fencing). Operations: `update_agent` {agent, if_version}, `create_message` / `update_message`
+# {agent_id, message}; a `create_message` of identical content at an existing message_id is a retry ('existing').
+SESSION_BACKEND_WRITE = SqlFunction(
+    "session_backend_write",
+    rf"""
+CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops jsonb, p_lease_owner text)
+RETURNS TABLE (status text, version bigint, body text)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    op jsonb;
+    msg jsonb;
+    v_agent text;
+    v_message_id integer;
+    v_redact jsonb;
+    v_created timestamptz;
+    v_updated timestamptz;
+    v_same boolean;
+BEGIN
+    -- $1 is p_session_id: the guard shared with the single-row inserts.
+    IF NOT {LIVE_SESSION_EXISTS} THEN
+        RAISE EXCEPTION 'session % not found', p_session_id USING ERRCODE = 'SB404';
+    END IF;
+    -- Fencing: a writer whose lease expired (and may have been taken over) must not write.
+    IF p_lease_owner IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM session_leases l
+            WHERE l.session_id = p_session_id AND l.owner = p_lease_owner AND l.expires_at > now()) THEN
+        RAISE EXCEPTION 'the lease on session % is not held by %', p_session_id, p_lease_owner
+            USING ERRCODE = 'SB423';
+    END IF;
+    FOR op IN SELECT value FROM jsonb_array_elements(p_ops) LOOP
+        IF op->>'op' = 'update_agent' THEN
+            msg := op->'agent';
+            v_agent := msg->>'agent_id';
+        ELSE
+            msg := op->'message';
+            v_agent := op->>'agent_id';
+            v_message_id := (msg->>'message_id')::integer;
+            v_redact := CASE WHEN jsonb_typeof(msg->'redact_message') = 'object' THEN msg->'redact_message' END;
+            PERFORM 1 FROM agents a WHERE a.session_id = p_session_id AND a.agent_id = v_agent;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'agent % not found in session %', v_agent, p_session_id USING ERRCODE = 'SB404';
+            END IF;
+        END IF;
+        v_updated := coalesce((msg->>'updated_at')::timestamptz, now());
+
+        CASE op->>'op'
+        WHEN 'update_agent' THEN
+            -- Compare and set in one statement: a concurrent writer cannot slip between the check and the write.
+            UPDATE agents a
+            SET state = msg->'state', conversation_manager_state = msg->'conversation_manager_state',
+                internal_state = msg->'internal_state', updated_at = v_updated, version = a.version + 1
+            WHERE a.session_id = p_session_id AND a.agent_id = v_agent
+              AND (op->'if_version' IS NULL OR jsonb_typeof(op->'if_version') = 'null'
+                   OR a.version = (op->>'if_version')::bigint)
+            RETURNING 'updated', a.version, {AGENT_JSON}::text INTO status, version, body;
+            IF NOT FOUND THEN
+                SELECT a.version INTO version FROM agents a WHERE a.session_id = p_session_id AND a.agent_id = v_agent;
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION 'agent % not found in session %', v_agent, p_session_id USING ERRCODE = 'SB404';
+                END IF;
+                RAISE EXCEPTION 'agent % is at version %, not %', v_agent, version, op->>'if_version'
+                    USING ERRCODE = 'SB412';
+            END IF;
+
+        WHEN 'create_message' THEN
+            v_created := coalesce((msg->>'created_at')::timestamptz, now());
+            INSERT INTO messages AS m
+                (session_id, agent_id, message_id, message, redact_message, created_at, updated_at, body)
+            VALUES (p_session_id, v_agent, v_message_id, msg->'message', v_redact, v_created, v_updated,
+                    {message_json("msg->'message'", "v_message_id", "v_redact", "v_created", "v_updated")}::text)
+            ON CONFLICT (session_id, agent_id, message_id) DO NOTHING
+            RETURNING 'created', NULL::bigint, m.body INTO status, version, body;
+            IF NOT FOUND THEN
+                -- A retry is accepted when the content is identical (timestamps ignored).
+                SELECT m.message = msg->'message' AND m.redact_message IS NOT DISTINCT FROM v_redact, m.body
+                INTO v_same, body
+                FROM messages m
+                WHERE m.session_id = p_session_id AND m.agent_id = v_agent AND m.message_id = v_message_id;
+                IF NOT v_same THEN
+                    RAISE EXCEPTION 'message_id % of agent % in session % already holds a different message',
+                        v_message_id, v_agent, p_session_id USING ERRCODE = 'SB409';
+                END IF;
+                status := 'existing';
+                version := NULL;
+            END IF;
+
+        WHEN 'update_message' THEN
+            UPDATE messages AS m
+            SET message = msg->'message', redact_message = v_redact, updated_at = v_updated,
+                body = {message_json("msg->'message'", "m.message_id", "v_redact", "m.created_at", "v_updated")}::text
+            WHERE m.session_id = p_session_id AND m.agent_id = v_agent AND m.message_id = v_message_id
+            RETURNING 'updated', NULL::bigint, m.body INTO status, version, body;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'message % of agent % not found in session %', v_message_id, v_agent, p_session_id
+                    USING ERRCODE = 'SB404';
+            END IF;
+
+        ELSE
+            RAISE EXCEPTION 'unknown operation %', op->>'op' USING ERRCODE = '22023';
+        END CASE;
+        RETURN NEXT;
+    END LOOP;
+END
+$fn$
+""",
+)
+
+FUNCTIONS: tuple[SqlFunction, ...] = (SESSION_BACKEND_WRITE,)
+"""Every function the backend installs, in install order."""
+
+WRITE = """
+SELECT status, version, body FROM session_backend_write($1, $2::jsonb, $3::text)
+"""
