@@ -22,6 +22,8 @@ from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.models.model import Model
 from strands.types.exceptions import SessionException
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
+from tenacity.wait import wait_base
 
 from ._http import backend_client
 from .exceptions import SessionBusyError
@@ -32,6 +34,10 @@ from .settings import AgentSettings
 logger = logging.getLogger(__name__)
 
 AGENT_ID = "default"
+
+# Waits between attempts to take a busy session's lease: 5 ms, doubling, at most 250 ms.
+LEASE_FIRST_WAIT = 0.005
+LEASE_MAX_WAIT = 0.25
 
 TextCallback = Callable[[str], None]
 
@@ -186,17 +192,18 @@ class SessionAgents:
             lock.release()
 
     def _acquire_lease(self, session_id: str, owner: str, deadline: float) -> dict[str, Any]:
-        """Take the session's lease, polling while another writer holds it, until `deadline` (monotonic s)."""
-        delay = 0.005
-        while True:
-            try:
-                return self.repository.acquire_lease(session_id, owner, self.settings.lease_ttl_seconds)
-            except SessionBusyError:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise
-                time.sleep(min(delay, remaining))
-                delay = min(delay * 2, 0.25)
+        """Take the session's lease, retrying while another writer holds it, until `deadline` (monotonic s).
+
+        Raises:
+            SessionBusyError: another writer still held it at the deadline.
+        """
+        retrying = Retrying(
+            retry=retry_if_exception_type(SessionBusyError),
+            wait=_until(deadline, wait_exponential(multiplier=LEASE_FIRST_WAIT, max=LEASE_MAX_WAIT)),
+            stop=lambda _: time.monotonic() >= deadline,
+            reraise=True,
+        )
+        return retrying(self.repository.acquire_lease, session_id, owner, self.settings.lease_ttl_seconds)
 
     def _turn(
         self,
@@ -300,6 +307,11 @@ class _LeaseRenewal:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def _until(deadline: float, wait: wait_base) -> Callable[[RetryCallState], float]:
+    """`wait`, cut so the next attempt happens no later than `deadline` (monotonic seconds)."""
+    return lambda state: max(0.0, min(wait(state), deadline - time.monotonic()))
 
 
 async def _invoke(agent: Agent, prompt: str, on_text: TextCallback | None) -> Any:

@@ -1,25 +1,24 @@
 """Strands `SessionRepository` over the session backend's REST API (`/v1/sessions/...`).
 
-Every call is one synchronous HTTP request on a shared keep-alive `httpx.Client`; `_http.checked` turns each
-answer into the Strands contract ("not found" → `None`, every other failure → a `SessionException`).
+Every call is one synchronous HTTP request on a shared keep-alive `httpx.Client` (built by `_http.backend_client`);
+`_http.checked` turns each answer into the Strands contract ("not found" → `None`, every other failure → a
+`SessionException`); `_messages` turns message pages back into Strands objects.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
 from strands.session.session_repository import SessionRepository
-from strands.types.session import Session, SessionAgent, SessionMessage, decode_bytes_values
+from strands.types.session import Session, SessionAgent, SessionMessage
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, backend_client, checked, connect_failure, retryable, unavailable
 from ._http import segment as _seg
+from ._messages import session_messages
 from .exceptions import SessionBusyError, SessionConflictError
 
 if TYPE_CHECKING:
@@ -270,14 +269,7 @@ class PostgreSQLSessionRepository(SessionRepository):
         response = self._call(
             "GET", f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}/messages", params=params, missing_ok=True
         )
-        if response is None:
-            return []
-        # Built field by field: `SessionMessage.from_dict` inspects the class signature per key, which dominates a
-        # restore of thousands of messages. Bytes are decoded only when the page holds any. The cyclic GC is paused
-        # meanwhile: these objects hold no cycles, and its passes over them tripled the decode time of a restore.
-        decode = b"__bytes_encoded__" in response.content
-        with _gc_paused():
-            return [_session_message(m, decode) for m in orjson.loads(response.content)]
+        return session_messages(response.content) if response is not None else []
 
     # batches
 
@@ -373,28 +365,3 @@ class PostgreSQLSessionRepository(SessionRepository):
         """
         body = {"id": multi_agent.id, "state": multi_agent.serialize_state()}
         self._call("PUT", f"/v1/sessions/{_seg(session_id)}/multi-agents/{_seg(multi_agent.id)}", body=body)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _session_message(data: dict[str, Any], decode: bool) -> SessionMessage:
-    message, redact = data["message"], data.get("redact_message")
-    if decode:
-        message = decode_bytes_values(message)
-        redact = decode_bytes_values(redact) if redact is not None else None
-    return SessionMessage(
-        message=message,
-        message_id=data["message_id"],
-        redact_message=redact,
-        created_at=data["created_at"],
-        updated_at=data["updated_at"],
-    )

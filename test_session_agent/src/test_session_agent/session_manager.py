@@ -11,8 +11,9 @@ from strands.session.repository_session_manager import RepositorySessionManager
 from strands.types.session import SessionAgent, SessionMessage
 
 from ._http import DEFAULT_BASE_URL
+from ._messages import gc_paused
 from .exceptions import BackendUnavailableError
-from .postgresql_session_repository import PostgreSQLSessionRepository, _gc_paused
+from .postgresql_session_repository import PostgreSQLSessionRepository
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
     def initialize(self, agent: Any, **kwargs: Any) -> None:
         """Restore (or create) the agent in the session; the cyclic GC is paused while thousands of restored
         messages are turned into objects (they hold no cycles, and its passes dominated restore time)."""
-        with _gc_paused():
+        with gc_paused():
             super().initialize(agent, **kwargs)
 
     def _begin_batch(self, event: BeforeInvocationEvent) -> None:

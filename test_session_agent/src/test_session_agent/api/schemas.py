@@ -16,6 +16,8 @@ def _not_dot(value: str) -> str:
 
 
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN), AfterValidator(_not_dot)]
+"""1 to 256 characters from `A-Z a-z 0-9 . _ : @ + = -`, not `.` or `..`: the backend's identifier rule, checked
+here so a bad id is the caller's 422, not a backend refusal."""
 
 
 def _not_blank(value: str) -> str:

@@ -1,0 +1,1 @@
+"""Routers of the agent service, one per resource."""

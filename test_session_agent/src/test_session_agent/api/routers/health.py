@@ -1,0 +1,17 @@
+"""`GET /health`: the process is alive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from ..deps import Agents, Settings
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def health(agents: Agents, settings: Settings) -> dict[str, Any]:
+    """The process is alive; reports the model provider and how many agents are cached."""
+    return {"status": "ok", "model_provider": settings.model_provider, "cached_agents": agents.cached_count()}

@@ -1,0 +1,43 @@
+"""Sessions in the backend as the agent service shows them: list, history, delete."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Response
+
+from ..deps import Agents
+from ..errors import PROBLEM_RESPONSES
+from ..schemas import IDENTIFIER_PATTERN, HistoryResponse, Identifier
+
+router = APIRouter(prefix="/sessions", tags=["sessions"], responses=PROBLEM_RESPONSES)
+
+SessionId = Annotated[Identifier, Path()]
+
+
+@router.get("")
+async def list_sessions(
+    agents: Agents,
+    actor_id: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> dict[str, Any]:
+    """Sessions from the backend, newest first (`{items, next_cursor}`; pass `cursor` for the next page)."""
+    return await asyncio.to_thread(agents.repository.list_sessions, actor_id=actor_id, limit=limit, cursor=cursor)
+
+
+@router.get("/{session_id}/history", response_model=HistoryResponse)
+async def history(session_id: SessionId, agents: Agents) -> HistoryResponse:
+    """The session's conversation in order."""
+    messages = await asyncio.to_thread(agents.history, session_id)
+    if messages is None:
+        raise HTTPException(404, f"session {session_id!r} not found")
+    return HistoryResponse.model_validate({"session_id": session_id, "messages": messages})
+
+
+@router.delete("/{session_id}", status_code=204)
+async def delete_session(session_id: SessionId, agents: Agents) -> Response:
+    """Delete the session's data in the backend and drop its cached agent."""
+    await agents.delete(session_id)
+    return Response(status_code=204)
