@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, Response
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from .db import EmbeddedPostgres, create_pool
-from .errors import UNAVAILABLE_ERRORS, problem, register_exception_handlers
+from .errors import EXCEPTION_HANDLERS, UNAVAILABLE_ERRORS, problem
 from .middleware import BodySizeLimit
 from .migrations import MIGRATIONS, apply_migrations, current_version
 from .routes import router
@@ -92,9 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         summary="Strands sessions, agents, messages and multi-agent state in PostgreSQL.",
         lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    register_exception_handlers(app)
     app.include_router(router)
     app.state.settings = settings
 

@@ -1,7 +1,7 @@
 """Every error of the session backend and the one place it becomes an HTTP answer (RFC 9457 problem details).
 
 Domain errors are raised by the store (`SessionStore`); `from_postgres` turns the SQLSTATEs of `sql/functions.py`
-into them; `register_exception_handlers` maps them, validation errors, HTTP errors and database outages to
+into them; `EXCEPTION_HANDLERS` maps them, validation errors, HTTP errors and database outages to
 `application/problem+json` responses. The status of each error is its class attribute `status`.
 """
 
@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from http import HTTPStatus
+from typing import Any
 
 import asyncpg
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -177,15 +178,11 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
     return problem(503, "the database is unavailable; retry shortly", headers={"Retry-After": "1"})
 
 
-def register_exception_handlers(app: FastAPI) -> None:
-    """Answer domain errors, validation errors, HTTP errors and database outages with problem details.
-
-    Args:
-        app: the app to register the handlers on.
-    """
-    app.add_exception_handler(StoreError, _store_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(asyncpg.DataError, _data_error)
-    for error_type in UNAVAILABLE_ERRORS:
-        app.add_exception_handler(error_type, _unavailable)
+EXCEPTION_HANDLERS: dict[int | type[Exception], Callable[[Request, Exception], Coroutine[Any, Any, Response]]] = {
+    StoreError: _store_error,
+    RequestValidationError: _validation_error,
+    StarletteHTTPException: _http_error,
+    asyncpg.DataError: _data_error,
+    **dict.fromkeys(UNAVAILABLE_ERRORS, _unavailable),
+}
+"""`FastAPI(exception_handlers=...)`: domain errors, validation and HTTP errors, database outages → problem details."""

@@ -13,7 +13,7 @@ from strands.models.model import Model
 from ..agent import SessionAgents
 from ..models import build_model
 from ..settings import AgentSettings, get_settings
-from .errors import register_exception_handlers
+from .errors import EXCEPTION_HANDLERS
 from .routers import health, process, sessions
 
 
@@ -57,9 +57,9 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
         version="1.0.0",
         summary="Strands agents whose conversations live in PostgreSQL (via the session backend).",
         lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.settings = settings
-    register_exception_handlers(app)
     for router in (process.router, sessions.router, health.router):
         app.include_router(router)
     return app

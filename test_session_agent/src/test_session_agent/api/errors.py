@@ -6,11 +6,11 @@ detail in `status_of`, used by the exception handlers and by the SSE route's `er
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -81,12 +81,9 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     return problem(exc.status_code, str(exc.detail), exc.headers)
 
 
-def register_exception_handlers(app: FastAPI) -> None:
-    """Answer session errors, validation errors and HTTP errors with problem details.
-
-    Args:
-        app: the app to register the handlers on.
-    """
-    app.add_exception_handler(SessionException, _session_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+EXCEPTION_HANDLERS: dict[int | type[Exception], Callable[[Request, Exception], Coroutine[Any, Any, Response]]] = {
+    SessionException: _session_error,
+    RequestValidationError: _validation_error,
+    StarletteHTTPException: _http_error,
+}
+"""`FastAPI(exception_handlers=...)`: session errors, validation errors and HTTP errors → problem details."""
