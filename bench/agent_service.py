@@ -10,7 +10,9 @@ from typing import Any
 import httpx
 import psutil
 
-from .common import backend, free_port, median, percentile, process, scratch_database
+from session_backend.testing import free_port
+
+from .common import backend, median, percentile, process, scratch_database
 
 
 def _agent(backend_url: str, **env: str) -> tuple[dict[str, str], str]:

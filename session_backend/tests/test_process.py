@@ -6,6 +6,9 @@ import signal
 from typing import Any
 
 import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
 
 
 def test_console_script_serves_and_keeps_data_across_restart(

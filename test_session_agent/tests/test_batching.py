@@ -14,6 +14,8 @@ from strands import Agent
 from test_session_agent import PostgreSQLSessionManager, PostgreSQLSessionRepository
 from test_session_agent.models.scripted import ScriptedModel
 
+pytestmark = pytest.mark.integration
+
 
 def counting_client(base_url: str, counter: Counter[str]) -> httpx.Client:
     def hook(request: httpx.Request) -> None:
@@ -42,7 +44,7 @@ def test_one_request_per_turn(backend_url: str) -> None:
 
 
 class FailingModel(ScriptedModel):
-    async def stream(self, *args: Any, **kwargs: Any) -> AsyncIterable[Any]:  # type: ignore[override]
+    async def stream(self, *args: Any, **kwargs: Any) -> AsyncIterable[Any]:
         raise RuntimeError("model exploded")
         yield  # pragma: no cover
 

@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from test_session_agent import PostgreSQLSessionRepository
+
+pytestmark = pytest.mark.integration
 
 CALLS_PER_PROCESS = 50
 

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
 
 DEMO = Path(__file__).resolve().parent.parent / "test_session_demo.py"
 

@@ -9,6 +9,12 @@ import sys
 import textwrap
 import uuid
 
+import pytest
+
+from test_session_agent.models.scripted import echo_script
+
+pytestmark = pytest.mark.integration
+
 SCRIPT = textwrap.dedent(
     """
     import json, sys
@@ -64,6 +70,7 @@ def test_agent_restored_in_fresh_process(backend_url: str) -> None:
     assert second["restored"]["cm"]["removed_message_count"] == first["cm"]["removed_message_count"]
 
     third = run_fresh_process(backend_url, session_id, turns=1)
-    # the scripted model numbers user turns it can see: the window holds the restored history plus this prompt
-    assert third["replies"][0].startswith("turn ")
+    # the scripted model's reply describes what it saw: the restored window plus this prompt, nothing else
+    seen = [*third["restored"]["messages"], {"role": "user", "content": [{"text": "prompt 0"}]}]
+    assert third["replies"][0] == echo_script(seen)
     assert third["state"] == {"turns": 5}

@@ -18,6 +18,8 @@ from test_session_agent import (
     SessionNotFoundError,
 )
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def repo(backend_url: str) -> Iterator[PostgreSQLSessionRepository]:

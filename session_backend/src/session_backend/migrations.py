@@ -1,5 +1,8 @@
-"""Schema at start-up: append-only migrations (the list index is the version; a shipped entry is never edited, a
-fix is a new one), then the SQL functions of `sql/functions.py`, reinstalled whenever their definition changes."""
+"""The schema at start-up: append-only migrations, then the SQL functions of `sql/functions.py`.
+
+A migration's list index is its version; a shipped entry is never edited, a fix is a new one. Functions are
+reinstalled whenever their definition changes.
+"""
 
 from __future__ import annotations
 
@@ -226,8 +229,9 @@ ON CONFLICT (name) DO UPDATE SET sha256 = EXCLUDED.sha256, installed_at = now()
 
 
 async def apply_migrations(conn: Connection) -> list[int]:
-    """Apply every migration not yet recorded in `schema_migrations`, each in its own transaction, then install the
-    SQL functions (`install_functions`).
+    """Apply every migration not yet recorded in `schema_migrations`, then install the SQL functions.
+
+    Each migration runs in its own transaction; `install_functions` follows.
 
     Safe when several replicas start at once: each step runs under a transaction-scoped advisory lock and re-checks
     what is recorded after taking it.

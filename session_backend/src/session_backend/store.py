@@ -210,6 +210,9 @@ class SessionStore:
         """Replace the agent's state; `version` goes up by one.
 
         Args:
+            session_id: the agent's session.
+            agent_id: the agent.
+            agent: `SessionAgent.to_dict()`-shaped state (validated by the caller).
             if_version: when given, write only if the stored version equals it (optimistic concurrency).
 
         Returns:
@@ -229,6 +232,7 @@ class SessionStore:
         """Apply the writes of one turn in order, atomically, in one round trip.
 
         Args:
+            session_id: the session written to.
             operations: dicts with `op` in `create_message` / `update_message` (with `agent_id`, `message`) or
                 `update_agent` (with `agent`, optional `if_version`), validated by the caller.
             lease_owner: when given, write only while this owner holds the session's lease (fencing).
@@ -322,6 +326,8 @@ class SessionStore:
         """Return messages ordered by `message_id` as one JSON array text.
 
         Args:
+            session_id: the agent's session.
+            agent_id: the agent.
             offset: number of messages to skip (a position, not a message_id).
             limit: at most this many (None: all).
 

@@ -1,5 +1,7 @@
-"""Strands sessions in PostgreSQL: the client library (`PostgreSQLSessionRepository`, `PostgreSQLSessionManager`)
-and the agent service built on it."""
+"""Strands sessions in PostgreSQL: the client library and the agent service built on it.
+
+The client is `PostgreSQLSessionRepository` and `PostgreSQLSessionManager`; the service is `api.create_app`.
+"""
 
 from .exceptions import (
     BackendRequestError,

@@ -1,5 +1,8 @@
-"""The HTTP transport every PostgreSQL client shares: one factory for httpx clients, the retry predicates, and the
-one place where a backend response becomes a return value or one of `test_session_agent.exceptions`."""
+"""The HTTP transport every PostgreSQL client shares.
+
+One factory for httpx clients, the retry predicates, and the one place where a backend response becomes a return
+value or one of `test_session_agent.exceptions`.
+"""
 
 from __future__ import annotations
 

@@ -13,8 +13,10 @@ from strands.types.session import SessionMessage, decode_bytes_values
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for the block (restored objects hold no cycles; its passes over them
-    tripled the decode time of a restore)."""
+    """Pause the cyclic garbage collector for the block.
+
+    Restored objects hold no cycles, and the collector's passes over them tripled the decode time of a restore.
+    """
     enabled = gc.isenabled()
     gc.disable()
     try:

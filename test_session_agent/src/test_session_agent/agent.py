@@ -1,5 +1,8 @@
-"""Strands agents bound to backend sessions: built on demand, cached (bounded LRU with idle expiry), one turn at a
-time per session, run on worker threads so the server's event loop never blocks."""
+"""Strands agents bound to backend sessions, run one turn at a time per session.
+
+Agents are built on demand and cached (bounded LRU with idle expiry); turns run on worker threads so the server's
+event loop never blocks, under the session's lease so processes never interleave.
+"""
 
 from __future__ import annotations
 
@@ -159,6 +162,9 @@ class SessionAgents:
         The turn is shielded from the caller's cancellation (a client that disconnects does not cut a turn in half).
 
         Args:
+            session_id: the session of the turn (created in the backend when new).
+            prompt: the user's message.
+            actor_id: actor recorded on a new session.
             on_text: called from the worker thread with each text delta as the model produces it.
 
         Raises:

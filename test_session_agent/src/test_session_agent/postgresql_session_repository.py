@@ -279,9 +279,11 @@ class PostgreSQLSessionRepository(SessionRepository):
         """Apply writes in order in one backend transaction (all or nothing).
 
         Args:
+            session_id: the session written to.
             operations: `{"op": "create_message" | "update_message", "agent_id", "message": SessionMessage dict}` or
                 `{"op": "update_agent", "agent": SessionAgent dict, "if_version": int | None}`.
             lease_owner: write only while this owner holds the session's lease (fencing).
+            **kwargs: ignored (the Strands repository contract).
 
         Returns:
             `{"created_messages", "existing_messages", "agent_versions": {agent_id: version}}`; the versions are

@@ -1,5 +1,7 @@
-"""`PostgreSQLSessionManager`: Strands' `RepositorySessionManager` on `PostgreSQLSessionRepository`, committing each
-invocation's writes as one batch (one round trip, all or nothing)."""
+"""`PostgreSQLSessionManager`: Strands' `RepositorySessionManager` on `PostgreSQLSessionRepository`.
+
+It commits each invocation's writes as one batch (one round trip, all or nothing).
+"""
 
 from __future__ import annotations
 
@@ -69,8 +71,11 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         registry.add_callback(BeforeInvocationEvent, self._begin_batch)
 
     def initialize(self, agent: Any, **kwargs: Any) -> None:
-        """Restore (or create) the agent in the session; the cyclic GC is paused while thousands of restored
-        messages are turned into objects (they hold no cycles, and its passes dominated restore time)."""
+        """Restore (or create) the agent in the session.
+
+        The cyclic GC is paused while thousands of restored messages become objects (they hold no cycles, and its
+        passes dominated restore time).
+        """
         with gc_paused():
             super().initialize(agent, **kwargs)
 
@@ -126,8 +131,10 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
 def _coalesce(
     pending: list[dict[str, Any]], versions: dict[tuple[str, str], int], session_id: str
 ) -> list[dict[str, Any]]:
-    """Keep every message write in order; of several updates of one agent keep the last, conditional on the
-    version read before the turn."""
+    """Keep every message write in order; of several updates of one agent keep the last.
+
+    The update kept is conditional on the version read before the turn (`if_version`).
+    """
     last_update = {op["agent"]["agent_id"]: i for i, op in enumerate(pending) if op["op"] == "update_agent"}
     out = []
     for i, op in enumerate(pending):

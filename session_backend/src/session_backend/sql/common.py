@@ -1,5 +1,7 @@
-"""SQL pieces every statement and function shares: the timestamp format, the live-session predicate, and the JSON
-shape of each row as the API returns it. Change one here and every read and write follows."""
+"""SQL pieces every statement and function shares: timestamp format, live-session predicate, JSON shape of rows.
+
+Change one here and every read and write follows.
+"""
 
 
 def iso(value: str) -> str:

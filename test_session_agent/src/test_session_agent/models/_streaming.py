@@ -46,7 +46,7 @@ def text_response_events(deltas: Iterator[str] | list[str]) -> Iterator[StreamEv
 
 
 def stop_events(stop_reason: str, input_tokens: int, output_tokens: int, latency_ms: int) -> list[StreamEvent]:
-    """messageStop and metadata (token usage, latency in ms)."""
+    """MessageStop and metadata (token usage, latency in ms)."""
     usage: Any = {
         "inputTokens": input_tokens,
         "outputTokens": output_tokens,
