@@ -1,0 +1,69 @@
+"""PostgreSQLSessionManager on an in-memory backend: one batch per invocation, coalesced agent updates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from strands import Agent
+
+from test_session_agent import PostgreSQLSessionManager
+from test_session_agent.models.scripted import ScriptedModel
+from test_session_agent.session_manager import _coalesce
+from test_session_agent.testing import FakeBackend
+
+
+def agent_op(turns: int, agent_id: str = "default") -> dict[str, Any]:
+    return {"op": "update_agent", "agent": {"agent_id": agent_id, "state": {"turns": turns}}}
+
+
+def message_op(i: int) -> dict[str, Any]:
+    return {"op": "create_message", "agent_id": "default", "message": {"message_id": i}}
+
+
+def test_coalesce_keeps_messages_in_order_and_the_last_update_of_each_agent() -> None:
+    pending = [message_op(0), agent_op(1), message_op(1), agent_op(1, "other"), agent_op(2), message_op(2)]
+    versions = {("s", "default"): 7}
+    assert _coalesce(pending, versions, "s") == [
+        message_op(0),
+        message_op(1),
+        agent_op(1, "other") | {"if_version": None},  # never seen: unconditional
+        agent_op(2) | {"if_version": 7},
+        message_op(2),
+    ]
+    assert pending[1] == agent_op(1)  # the caller's list is left as it was
+
+
+def build(backend: FakeBackend, **kwargs: Any) -> Agent:
+    manager = PostgreSQLSessionManager("s", client=backend.client(), **kwargs)
+    return Agent(model=ScriptedModel(), agent_id="default", session_manager=manager, callback_handler=None)
+
+
+def test_an_invocation_is_one_batch(backend: FakeBackend) -> None:
+    agent = build(backend)
+    # a new session: nothing to restore
+    assert backend.paths() == ["GET /v1/sessions/s", "POST /v1/sessions", "POST /v1/sessions/s/agents"]
+    backend.requests.clear()
+    agent("hello")
+    assert backend.paths() == ["POST /v1/sessions/s/batch"]
+    operations = orjson.loads(backend.requests[0].content)["operations"]
+    messages = [op for op in operations if op["op"] == "create_message"]
+    (update,) = [op for op in operations if op["op"] == "update_agent"]
+    assert [op["message"]["message_id"] for op in messages] == [0, 1]
+    assert update["if_version"] == 1
+    assert [m["message"]["role"] for m in backend.messages[("s", "default")].values()] == ["user", "assistant"]
+    assert backend.agents[("s", "default")]["version"] == 2
+
+
+def test_restore_reads_what_was_written(backend: FakeBackend) -> None:
+    build(backend)("hello")
+    restored = build(backend)
+    assert [m["role"] for m in restored.messages] == ["user", "assistant"]
+
+
+def test_without_batching_each_write_is_a_request(backend: FakeBackend) -> None:
+    agent = build(backend, batch_writes=False)
+    backend.requests.clear()
+    agent("hello")
+    assert "POST /v1/sessions/s/batch" not in backend.paths()
+    assert backend.paths().count("POST /v1/sessions/s/agents/default/messages") == 2
