@@ -21,10 +21,11 @@ chat:  ## interactive terminal chat with the running agent service (one session,
 demo: install  ## the persistence demo: the agent remembers across a restart of its process
 	$(UV) run --no-sync python test_session_agent/test_session_demo.py
 
-lint:
+lint:  ## ruff: lint rules (docstrings on src) and the format check
 	$(UV) run --no-sync ruff check .
+	$(UV) run --no-sync ruff format --check .
 
-typecheck:
+typecheck:  ## mypy --strict over src, tests and bench (files in pyproject.toml)
 	$(UV) run --no-sync mypy
 
 pytest:

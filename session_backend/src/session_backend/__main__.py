@@ -10,7 +10,7 @@ from .settings import get_settings
 
 
 def main() -> None:
-    """Run the session backend until SIGINT/SIGTERM; settings come from the environment (see DESIGN.md)."""
+    """Run the session backend until SIGINT/SIGTERM; settings come from the environment (README.md, Configuration)."""
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(

@@ -21,7 +21,7 @@ Identifier = Annotated[
     StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=256),
     AfterValidator(_not_dot),
 ]
-"""1 to 256 characters from `A-Z a-z 0-9 . _ : @ + = -`, not `.` or `..` (DESIGN.md)."""
+"""1 to 256 characters from `A-Z a-z 0-9 . _ : @ + = -`, not `.` or `..` (README.md, Session backend API)."""
 
 MessageId = Annotated[int, Field(ge=0, le=2_147_483_647)]
 JsonObject = dict[str, Any]

@@ -1,4 +1,4 @@
-"""Settings of the session backend, read once from environment variables (see DESIGN.md)."""
+"""Settings of the session backend, read once from environment variables (see README.md, Configuration)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _default_data_dir() -> Path:
 class Settings(BaseSettings):
     """Configuration of the session backend.
 
-    Every field is read from the environment variable named in its alias; defaults follow DESIGN.md.
+    Every field is read from the environment variable named in its alias; defaults follow README.md, Configuration.
     """
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)

@@ -1,4 +1,4 @@
-"""Settings of the agent service, read once from environment variables (see DESIGN.md)."""
+"""Settings of the agent service, read once from environment variables (see README.md, Configuration)."""
 
 from __future__ import annotations
 
