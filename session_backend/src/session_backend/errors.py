@@ -19,9 +19,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .schemas import Problem
+
 logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}} for code in (401, 404, 409, 413, 422, 503)
+}
+"""OpenAPI `responses=` of the v1 routes: every status they may answer with a problem."""
 
 # RFC 9110's names where Python's `HTTPStatus` still has the older ones.
 _TITLES = {413: "Content Too Large"}

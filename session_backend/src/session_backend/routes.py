@@ -6,12 +6,13 @@ import base64
 import binascii
 import hmac
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from .errors import PROBLEM_RESPONSES
 from .schemas import (
     IDENTIFIER_PATTERN,
     AgentBody,
@@ -26,7 +27,6 @@ from .schemas import (
     MultiAgentCreate,
     MultiAgentPublic,
     MultiAgentUpdate,
-    Problem,
     SessionCreate,
     SessionPage,
     SessionPublic,
@@ -65,10 +65,6 @@ AgentId = Annotated[Identifier, Path()]
 MultiAgentId = Annotated[Identifier, Path()]
 MessageIdPath = Annotated[int, Path(ge=0, le=2_147_483_647)]
 
-_errors: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}} for code in (401, 404, 409, 413, 422, 503)
-}
-
 
 def _json(text: str, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(content=text, status_code=status_code, media_type=JSON, headers=headers)
@@ -100,7 +96,7 @@ def _parse_if_match(if_match: str | None) -> int | None:
         raise HTTPException(422, "If-Match must be an agent version as returned in ETag") from e
 
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=_errors)
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=PROBLEM_RESPONSES)
 
 
 @router.post("/sessions", status_code=201, response_model=SessionPublic)
@@ -157,7 +153,9 @@ async def get_agent(session_id: SessionId, agent_id: AgentId, store: Store) -> R
     return _agent(await store.get_agent(session_id, agent_id))
 
 
-@router.put("/sessions/{session_id}/agents/{agent_id}", response_model=AgentPublic, responses={412: _errors[409]})
+@router.put(
+    "/sessions/{session_id}/agents/{agent_id}", response_model=AgentPublic, responses={412: PROBLEM_RESPONSES[409]}
+)
 async def update_agent(
     session_id: SessionId,
     agent_id: AgentId,
@@ -235,7 +233,7 @@ async def update_multi_agent(
     return _json(await store.update_multi_agent(session_id, multi_agent_id, body.state))
 
 
-@router.post("/sessions/{session_id}/batch", response_model=BatchResult, responses={412: _errors[409]})
+@router.post("/sessions/{session_id}/batch", response_model=BatchResult, responses={412: PROBLEM_RESPONSES[409]})
 async def apply_batch(session_id: SessionId, body: BatchRequest, store: Store) -> Response:
     """Apply one turn's writes (message creates/updates, agent updates) in order, in one transaction.
 
