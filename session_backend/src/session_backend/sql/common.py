@@ -21,6 +21,9 @@ def iso(value: str) -> str:
 # A session that has expired reads as absent everywhere, before the sweeper deletes it. `s` is the sessions row.
 LIVE = "(s.expires_at IS NULL OR s.expires_at > now())"
 
+# A lease past its expiry is held by no one (the next writer takes it over, the sweeper deletes it). `l`: the lease.
+LIVE_LEASE = "(l.expires_at > now())"
+
 # Guard of every write into a session: it exists ($1) and is live.
 LIVE_SESSION_EXISTS = f"EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = $1 AND {LIVE})"
 

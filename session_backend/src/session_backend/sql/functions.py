@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from .common import AGENT_JSON, LIVE_SESSION_EXISTS, message_json
+from .common import AGENT_JSON, LIVE_LEASE, LIVE_SESSION_EXISTS, message_json
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ BEGIN
     -- Fencing: a writer whose lease expired (and may have been taken over) must not write.
     IF p_lease_owner IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM session_leases l
-            WHERE l.session_id = p_session_id AND l.owner = p_lease_owner AND l.expires_at > now()) THEN
+            WHERE l.session_id = p_session_id AND l.owner = p_lease_owner AND {LIVE_LEASE}) THEN
         RAISE EXCEPTION 'the lease on session % is not held by %', p_session_id, p_lease_owner
             USING ERRCODE = 'SB423';
     END IF;

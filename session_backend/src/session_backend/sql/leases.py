@@ -1,8 +1,10 @@
 """SQL for session leases: one writer per session across replicas, with a TTL after which another may take over."""
 
+from .common import LIVE_LEASE
+
 # Acquire, renew (same owner) or take over (expired); no row returned when another owner holds a live lease.
 # The session's agent versions come along, so a writer can tell whether its cached agent is still current.
-ACQUIRE_LEASE = """
+ACQUIRE_LEASE = f"""
 WITH l AS (
     INSERT INTO session_leases AS l (session_id, owner, locked_at, expires_at)
     VALUES ($1, $2, now(), now() + make_interval(secs => $3))
@@ -10,18 +12,18 @@ WITH l AS (
         SET owner = EXCLUDED.owner,
             locked_at = CASE WHEN l.owner = EXCLUDED.owner THEN l.locked_at ELSE now() END,
             expires_at = EXCLUDED.expires_at
-        WHERE l.owner = EXCLUDED.owner OR l.expires_at <= now()
+        WHERE l.owner = EXCLUDED.owner OR NOT {LIVE_LEASE}
     RETURNING l.session_id, l.owner, l.locked_at, l.expires_at
 )
 SELECT l.session_id, l.owner, l.locked_at, l.expires_at,
-       (SELECT coalesce(jsonb_object_agg(a.agent_id, a.version), '{}'::jsonb)
+       (SELECT coalesce(jsonb_object_agg(a.agent_id, a.version), '{{}}'::jsonb)
         FROM agents a WHERE a.session_id = $1) AS agent_versions
 FROM l
 """
 
-SELECT_LEASE = """
+SELECT_LEASE = f"""
 SELECT l.session_id, l.owner, l.locked_at, l.expires_at FROM session_leases l
-WHERE l.session_id = $1 AND l.expires_at > now()
+WHERE l.session_id = $1 AND {LIVE_LEASE}
 """
 
 RELEASE_LEASE = """
