@@ -7,6 +7,9 @@ import logging
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from .sql.memories import CREATE_ACTOR_MEMORIES
+from .sql.profiles import CREATE_AGENT_PROFILES
+
 Connection = asyncpg.Connection | PoolConnectionProxy
 
 logger = logging.getLogger(__name__)
@@ -203,6 +206,10 @@ MIGRATIONS: list[str] = [
     END
     $fn$;
     """,
+    # 3: agent profiles (see sql/profiles.py).
+    CREATE_AGENT_PROFILES,
+    # 4: long-term memories per actor, full-text searchable (see sql/memories.py).
+    CREATE_ACTOR_MEMORIES,
 ]
 
 
