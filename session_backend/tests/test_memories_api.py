@@ -97,6 +97,21 @@ def test_invalid_memories_are_422_and_store_nothing(client: TestClient, body: di
     assert search(client, actor_id) == []
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"content": "lone \\ud800 surrogate"}',
+        b'{"content": "ok", "metadata": {"n": 123456789012345678901234567890}}',
+        b'{"content": "ok", "metadata": {"\\udc00": 1}}',
+        b'{"content": "nul \\u0000 byte"}',
+    ],
+)
+def test_text_and_json_postgresql_cannot_store_are_422(client: TestClient, raw: bytes) -> None:
+    actor_id = actor()
+    assert_problem(client.post(base(actor_id), content=raw, headers={"Content-Type": "application/json"}), 422)
+    assert search(client, actor_id) == []
+
+
 def test_content_of_the_maximum_size_is_accepted(client: TestClient) -> None:
     actor_id = actor()
     assert len(add(client, actor_id, "word " * 3276 + "end")["content"]) == 16_383

@@ -89,6 +89,19 @@ def test_system_prompt_over_100k_characters_is_422(make_settings: Callable[..., 
         assert_problem(c.post(BASE, json={"name": "x", "system_prompt": "p" * 100_001}), 422)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"name": "lone \\ud800 surrogate"}',
+        b'{"name": "x", "system_prompt": "\\udfff"}',
+        b'{"name": "x", "model_config": {"model_id": "\\ud800"}}',
+        b'{"name": "nul \\u0000 byte"}',
+    ],
+)
+def test_text_postgresql_cannot_store_is_422(client: TestClient, raw: bytes) -> None:
+    assert_problem(client.post(BASE, content=raw, headers={"Content-Type": "application/json"}), 422)
+
+
 def test_get_update_delete_unknown_are_404(client: TestClient) -> None:
     assert_problem(client.get(f"{BASE}/nope"), 404)
     assert_problem(client.put(f"{BASE}/nope", json={"name": "x"}), 404)

@@ -11,13 +11,13 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
-import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from .errors import Conflict, NotFound
 from .schemas import Identifier, JsonObject, Problem
 from .sql import memories as sql
+from .validators import json_size, utf8_text
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ MAX_QUERY_CHARS = 2_000
 
 
 def _small(metadata: JsonObject) -> JsonObject:
-    if len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
+    if json_size(metadata) > MAX_METADATA_BYTES:
         raise ValueError(f"metadata must serialize to at most {MAX_METADATA_BYTES} bytes of JSON")
     return metadata
 
@@ -39,7 +39,9 @@ class MemoryCreate(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    content: Annotated[str, StringConstraints(min_length=1, max_length=MAX_CONTENT_CHARS, pattern=r"\S")]
+    content: Annotated[
+        str, StringConstraints(min_length=1, max_length=MAX_CONTENT_CHARS, pattern=r"\S"), AfterValidator(utf8_text)
+    ]
     metadata: Annotated[JsonObject, AfterValidator(_small)] = Field(default_factory=dict)
 
 

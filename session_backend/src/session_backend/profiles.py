@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from .errors import AlreadyExists, NotFound
 from .schemas import IDENTIFIER_PATTERN, Identifier, Problem
 from .sql import profiles as sql
+from .validators import utf8_text
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     provider: ProviderName | None = None
-    model_id: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    model_id: Annotated[str, StringConstraints(min_length=1, max_length=512), AfterValidator(utf8_text)] | None = None
     max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
 
@@ -51,8 +52,10 @@ class ProfileBody(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, protected_namespaces=())
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    system_prompt: Annotated[str, StringConstraints(max_length=MAX_SYSTEM_PROMPT_CHARS)] | None = None
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(utf8_text)]
+    system_prompt: (
+        Annotated[str, StringConstraints(max_length=MAX_SYSTEM_PROMPT_CHARS), AfterValidator(utf8_text)] | None
+    ) = None
     model_settings: ModelConfig = Field(default_factory=ModelConfig, alias="model_config")
     tools: Annotated[list[ToolName], Field(max_length=MAX_TOOLS), AfterValidator(_unique)] = Field(default_factory=list)
 
