@@ -87,3 +87,8 @@ def backend_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     log = tmp_path_factory.mktemp("backend") / "backend.log"
     with run_service("session-backend", env, url, health="/ready", log=log):
         yield url
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the `integration` marker (tests on a real PostgreSQL and real processes; `-m "not integration"`)."""
+    config.addinivalue_line("markers", "integration: needs a real PostgreSQL (and real service processes)")

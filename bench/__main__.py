@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from . import agent_service, list_messages, local_model, restore, throughput, turns
+from . import agent_service, list_messages, local_model, memory_search, restore, throughput, turns
 from .common import ROOT, print_table
 
 TARGETS = {
@@ -19,6 +19,7 @@ TARGETS = {
     "throughput": "at 64 clients >= 50% of raw pgbench INSERT TPS",
     "memory": "<= 300 MB and flat once the agent cache is full",
     "streaming": "<= 5 ms beyond the model's time to first token",
+    "memory_search": "",
 }
 
 
@@ -49,6 +50,10 @@ def main() -> int:
         results["memory"] = agent_service.memory(sessions=1_000 if quick else 10_000)
     if "streaming" in wanted:
         results["streaming"] = agent_service.streaming(requests=10 if quick else 30)
+    if "memory_search" in wanted:
+        results["memory_search"] = memory_search.run(
+            memories=10_000 if quick else 100_000, actors=100 if quick else 1_000, samples=50 if quick else 200
+        )
     if "local_model" in wanted:
         results["local_model"] = local_model.run(samples=1 if quick else 3)
     results["seconds"] = time.perf_counter() - started
@@ -146,6 +151,24 @@ def report(results: dict[str, Any]) -> None:
                 None,
                 TARGETS["streaming"],
                 r["overhead_median_ms"] <= 5,
+            )
+        )
+    if "memory_search" in results:
+        r = results["memory_search"]
+        one, many = f"1 actor x {r['memories']:,} memories", f"{r['actors']:,} actors x {r['per_actor']} memories"
+        rows.append(
+            row(
+                f"memory search p50, {one}, any term, vs TestMemoryStore (ms)",
+                r["one_actor_any_p50_ms"],
+                r["file_one_actor_p50_ms"],
+            )
+        )
+        rows.append(row(f"memory search p50, {one}, all terms (ms)", r["one_actor_all_p50_ms"]))
+        rows.append(
+            row(
+                f"memory search p50, {many}, any term, vs TestMemoryStore (ms)",
+                r["many_actors_any_p50_ms"],
+                r["file_many_actors_p50_ms"],
             )
         )
     if "local_model" in results:

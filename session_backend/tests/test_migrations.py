@@ -18,7 +18,8 @@ async def _fresh(database_url: str) -> None:
     try:
         await conn.execute(
             "DROP TABLE IF EXISTS messages, agents, multi_agents, sessions, session_leases, schema_migrations,"
-            " schema_functions CASCADE"
+            " schema_functions CASCADE;"
+            "DROP TABLE IF EXISTS agent_profiles, actor_memories CASCADE"
         )
     finally:
         await conn.close()
@@ -37,7 +38,7 @@ def test_fresh_then_rerun_is_noop(database_url: str) -> None:
                 r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
             }
             assert {"sessions", "agents", "messages", "multi_agents", "schema_migrations"} <= tables
-            # every primary key leads with session_id
+            # every primary key leads with session_id ...
             keys = await conn.fetch(
                 """SELECT c.conrelid::regclass::text AS t, a.attname AS first
                    FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
@@ -45,7 +46,9 @@ def test_fresh_then_rerun_is_noop(database_url: str) -> None:
                    WHERE c.contype = 'p' AND n.nspname = 'public'
                      AND c.conrelid::regclass::text NOT IN ('schema_migrations', 'schema_functions')"""
             )
-            assert keys and all(k["first"] == "session_id" for k in keys)
+            # ... except the per-actor memories (distributed by actor) and the agent profiles (a reference table)
+            leading = {"actor_memories": "actor_id", "agent_profiles": "agent_id"}
+            assert keys and all(k["first"] == leading.get(k["t"], "session_id") for k in keys)
         finally:
             await conn.close()
 

@@ -13,6 +13,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from . import memories, profiles
 from .db import EmbeddedPostgres, create_pool
 from .errors import EXCEPTION_HANDLERS, UNAVAILABLE_ERRORS, problem
 from .middleware import BodySizeLimit
@@ -96,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(router)
+    app.include_router(profiles.router, dependencies=router.dependencies)
+    app.include_router(memories.router, dependencies=router.dependencies)
     app.state.settings = settings
 
     @app.get("/health", tags=["health"])

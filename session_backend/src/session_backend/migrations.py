@@ -12,6 +12,8 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from .sql.functions import FUNCTIONS, SqlFunction
+from .sql.memories import CREATE_ACTOR_MEMORIES
+from .sql.profiles import CREATE_AGENT_PROFILES
 
 Connection = asyncpg.Connection | PoolConnectionProxy
 
@@ -218,6 +220,10 @@ MIGRATIONS: list[str] = [
         installed_at timestamptz NOT NULL DEFAULT now()
     );
     """,
+    # 4: agent profiles (see sql/profiles.py).
+    CREATE_AGENT_PROFILES,
+    # 5: long-term memories per actor, full-text searchable (see sql/memories.py).
+    CREATE_ACTOR_MEMORIES,
 ]
 
 SELECT_FUNCTION_SHA256 = "SELECT sha256 FROM schema_functions WHERE name = $1"

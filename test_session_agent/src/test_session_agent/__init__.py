@@ -10,12 +10,18 @@ from .exceptions import (
     SessionConflictError,
     SessionNotFoundError,
 )
+from .memory import FirstPersonExtractor, PostgreSQLMemoryStore
 from .postgresql_session_repository import PostgreSQLSessionRepository
+from .profiles import AgentProfile, AgentProfileClient
 from .session_manager import PostgreSQLSessionManager
 
 __all__ = [
+    "AgentProfile",
+    "AgentProfileClient",
     "BackendRequestError",
     "BackendUnavailableError",
+    "FirstPersonExtractor",
+    "PostgreSQLMemoryStore",
     "PostgreSQLSessionManager",
     "PostgreSQLSessionRepository",
     "SessionBusyError",

@@ -1,0 +1,52 @@
+"""SQL for agent profiles: reads return JSON text built by PostgreSQL."""
+
+from .common import iso
+
+# Profiles are few and read by every agent-service replica: a plain table keyed by agent_id (a reference table
+# when the schema is distributed).
+CREATE_AGENT_PROFILES = """
+CREATE TABLE IF NOT EXISTS agent_profiles (
+    agent_id      text PRIMARY KEY,
+    name          text NOT NULL,
+    system_prompt text,
+    model_config  jsonb NOT NULL DEFAULT '{}'::jsonb,
+    tools         text[] NOT NULL DEFAULT '{}',
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+PROFILE_JSON = f"""json_build_object(
+    'agent_id', p.agent_id, 'name', p.name, 'system_prompt', p.system_prompt, 'model_config', p.model_config,
+    'tools', to_json(p.tools), 'created_at', {iso("p.created_at")}, 'updated_at', {iso("p.updated_at")})"""
+
+INSERT_PROFILE = f"""
+INSERT INTO agent_profiles AS p (agent_id, name, system_prompt, model_config, tools)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (agent_id) DO NOTHING
+RETURNING {PROFILE_JSON}::text
+"""
+
+SELECT_PROFILE = f"""
+SELECT {PROFILE_JSON}::text FROM agent_profiles p WHERE p.agent_id = $1
+"""
+
+# Keyset pagination by agent_id: the cursor is the last agent_id of the previous page.
+LIST_PROFILES = f"""
+SELECT p.agent_id, {PROFILE_JSON}::text
+FROM agent_profiles p
+WHERE $1::text IS NULL OR p.agent_id > $1
+ORDER BY p.agent_id
+LIMIT $2
+"""
+
+UPDATE_PROFILE = f"""
+UPDATE agent_profiles AS p
+SET name = $2, system_prompt = $3, model_config = $4, tools = $5, updated_at = now()
+WHERE p.agent_id = $1
+RETURNING {PROFILE_JSON}::text
+"""
+
+DELETE_PROFILE = """
+DELETE FROM agent_profiles WHERE agent_id = $1 RETURNING 1
+"""

@@ -1,0 +1,359 @@
+"""Long-term memory per actor for Strands' `MemoryManager`.
+
+`PostgreSQLMemoryStore` over the backend's `/v1/actors/{actor_id}/memories`, and `FirstPersonExtractor`, a
+deterministic fact extractor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import httpx
+import orjson
+from strands.memory import (
+    AddMessagesContext,
+    ExtractionConfig,
+    ExtractionResult,
+    ExtractorContext,
+    MemoryEntry,
+    MemoryStore,
+    SearchOptions,
+)
+from strands.types.content import Message
+from strands.types.tools import AgentTool
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, backend_client, checked, retryable, segment, unavailable
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_SEARCH_RESULTS = 10
+MAX_SEARCH_RESULTS = 100  # the backend's page limit
+BATCH_SIZE = 1_000  # the backend's batch limit
+
+
+class PostgreSQLMemoryStore(MemoryStore):
+    """Memories of one actor in PostgreSQL, through the session backend; plug it into Strands' `MemoryManager`.
+
+    Search is PostgreSQL full text (english stemming, ranked by `ts_rank_cd`). With `match="any"` (the default) a
+    whole question finds memories sharing any of its words, those sharing the most first: what `MemoryManager`'s
+    injection needs, since it searches with the user's latest message. `add` is idempotent (identical content of an
+    actor is stored once), so extraction's at-least-once writes never pile up copies.
+
+    Strands' synchronous `Agent` runs each invocation on a fresh event loop and an `httpx.AsyncClient`'s pooled
+    connections belong to the loop that opened them; so the store keeps one loop-independent keep-alive
+    `httpx.Client` and runs each request on a worker thread.
+
+    Example:
+        ```python
+        store = PostgreSQLMemoryStore(
+            "user-42",
+            base_url="http://localhost:8001",
+            extraction=ExtractionConfig(trigger=InvocationTrigger(), extractor=FirstPersonExtractor()),
+        )
+        agent = Agent(model=model, memory_manager=MemoryManager(stores=[store]))
+        ```
+    """
+
+    def __init__(
+        self,
+        actor_id: str,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str | None = None,
+        *,
+        name: str = "postgresql",
+        description: str | None = "Long-term memories of this user from earlier conversations.",
+        max_search_results: int | None = None,
+        writable: bool = True,
+        extraction: ExtractionConfig | bool | None = None,
+        match: Literal["any", "all"] = "any",
+        message_roles: Sequence[str] = ("user",),
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        client: httpx.Client | None = None,
+        retries: int = 3,
+    ) -> None:
+        """Create the store (no request is sent until `initialize` or the first call).
+
+        Args:
+            actor_id: whose memories these are; every call is scoped to this actor.
+            base_url: URL of the session backend (`SESSION_BACKEND_URL`).
+            api_key: bearer token (`SESSION_BACKEND_API_KEY`); None sends none.
+            name: the store's name in `MemoryManager` (unique per manager).
+            description: shown to the model in the memory tools' descriptions.
+            max_search_results: default results per search (at most 100); None: 10.
+            writable: whether `add` / `add_messages` are allowed.
+            extraction: Strands' automatic extraction for this store (see `ExtractionConfig`); with an extractor
+                facts are written through `add`, without one raw messages through `add_messages`.
+            match: `"any"`: a memory sharing any query term matches; `"all"`: every term must (web-search syntax).
+            message_roles: the roles whose text `add_messages` stores; the assistant's replies are left out by
+                default because they repeat injected memories back.
+            timeout: per-request timeout in seconds, or an `httpx.Timeout`.
+            client: an `httpx.Client` to use instead of creating one (not closed by `close()`).
+            retries: attempts per call when the backend is unreachable or answers 502/503/504.
+
+        Raises:
+            ValueError: `max_search_results` is not between 1 and 100.
+        """
+        if max_search_results is not None and not 1 <= max_search_results <= MAX_SEARCH_RESULTS:
+            raise ValueError(f"max_search_results must be between 1 and {MAX_SEARCH_RESULTS}")
+        self.actor_id = actor_id
+        self.name = name
+        self.description = description
+        self.max_search_results = max_search_results
+        self.writable = writable
+        self.extraction = extraction
+        self.match = match
+        self.message_roles = frozenset(message_roles)
+        self._owns_client = client is None
+        self._client = client if client is not None else backend_client(base_url, api_key, timeout)
+        if client is not None and api_key:
+            client.headers["Authorization"] = f"Bearer {api_key}"
+        self._retries = max(1, retries)
+        self._path = f"/v1/actors/{segment(actor_id)}/memories"
+
+    def close(self) -> None:
+        """Close the HTTP client if this store created it."""
+        if self._owns_client:
+            self._client.close()
+
+    # transport
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        missing_ok: bool = False,
+    ) -> httpx.Response | None:
+        content = orjson.dumps(body) if body is not None else None
+        headers = {"Content-Type": "application/json"} if content is not None else {}
+
+        def send() -> httpx.Response:
+            response = self._client.request(method, path, content=content, params=params, headers=headers)
+            if response.status_code >= 500:
+                response.raise_for_status()
+            return response
+
+        # Every memory call is idempotent (an add of stored content returns the stored memory), so all retry.
+        retrying = Retrying(
+            retry=retry_if_exception(retryable),
+            stop=stop_after_attempt(self._retries),
+            wait=wait_exponential(multiplier=0.05, max=1.0),
+            reraise=True,
+        )
+        try:
+            response = retrying(send)
+        except (httpx.HTTPError, OSError) as e:
+            raise unavailable(method, path, e) from e
+        return checked(method, path, response, missing_ok=missing_ok)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        missing_ok: bool = False,
+    ) -> httpx.Response | None:
+        return await asyncio.to_thread(self._send, method, path, body=body, params=params, missing_ok=missing_ok)
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise ValueError(f"PostgreSQLMemoryStore {self.name!r} is not writable")
+
+    # MemoryStore
+
+    async def initialize(self) -> None:
+        """Check that the backend answers for this actor before the agent runs (a bad actor_id fails here).
+
+        Raises:
+            BackendUnavailableError: the backend is unreachable or failing.
+            BackendRequestError: the backend refused the actor_id (422) or the API key (401).
+        """
+        await self._call("GET", self._path, params={"limit": 1})
+        logger.debug("actor_id=<%s> | memory store ready", self.actor_id)
+
+    async def search(self, query: str, options: SearchOptions | None = None) -> list[MemoryEntry]:
+        """Memories of the actor best matching `query`, best first.
+
+        Args:
+            query: natural language or web-search syntax (`"a phrase"`, `or`, `-word`).
+            options: `max_search_results` (at most 100; default: the store's, else 10).
+
+        Returns:
+            The matches; each entry's metadata is the stored metadata plus `memory_id`, `score` (in (0, 1)) and
+            `created_at`. A query without searchable words (only stop words) matches nothing.
+
+        Raises:
+            ValueError: `max_search_results` is less than 1.
+            BackendUnavailableError: the backend is unreachable or failing.
+        """
+        requested = options.get("max_search_results") if options else None
+        if requested is not None and requested < 1:
+            raise ValueError("max_search_results must be >= 1")
+        limit = requested or self.max_search_results or DEFAULT_MAX_SEARCH_RESULTS
+        if not query.strip():
+            return []
+        params = {"query": query, "limit": min(limit, MAX_SEARCH_RESULTS), "match": self.match}
+        response = await self._call("GET", self._path, params=params)
+        assert response is not None
+        items = orjson.loads(response.content)["items"]
+        logger.debug("actor_id=<%s>, hits=<%d> | searched memories", self.actor_id, len(items))
+        return [_entry(item) for item in items]
+
+    async def add(self, content: str, metadata: dict[str, Any] | None = None) -> str:
+        """Store one memory of the actor; identical content already stored is not stored again.
+
+        Args:
+            content: the text to remember (not blank; at most 16,384 characters).
+            metadata: JSON metadata kept with it (at most 16 KiB).
+
+        Returns:
+            The memory_id (of the stored copy when the content was already there).
+
+        Raises:
+            ValueError: the store is not writable, or `content` is blank.
+            BackendRequestError: the backend refused the memory (422: too long, metadata too large; 413).
+            BackendUnavailableError: the backend is unreachable or failing.
+        """
+        self._require_writable()
+        if not content.strip():
+            raise ValueError("content must not be blank")
+        response = await self._call("POST", self._path, body={"content": content, "metadata": metadata or {}})
+        assert response is not None
+        memory_id = str(orjson.loads(response.content)["memory_id"])
+        logger.debug("actor_id=<%s>, memory_id=<%s> | added memory", self.actor_id, memory_id)
+        return memory_id
+
+    async def add_messages(self, messages: list[Message], context: AddMessagesContext | None = None) -> list[str]:
+        """Store the text of each message whose role is in `message_roles`, one memory per message, in batches.
+
+        The sink of extraction without an extractor: the backend indexes the raw text (no model call). Re-sending a
+        batch stores nothing twice, since identical content is stored once; `context` is therefore not needed.
+
+        Args:
+            messages: Strands messages; their text blocks are joined per message, other blocks are ignored.
+            context: the manager's per-message sequence numbers (unused).
+
+        Returns:
+            The memory_ids, in message order (messages without text skipped).
+
+        Raises:
+            ValueError: the store is not writable.
+            BackendRequestError: the backend refused a memory (e.g. a message over 16,384 characters).
+            BackendUnavailableError: the backend is unreachable or failing.
+        """
+        self._require_writable()
+        memories = []
+        for message in messages:
+            if message["role"] not in self.message_roles:
+                continue
+            text = "\n".join(block["text"] for block in message["content"] if "text" in block).strip()
+            if text:
+                memories.append({"content": text, "metadata": {"role": message["role"]}})
+        ids: list[str] = []
+        for start in range(0, len(memories), BATCH_SIZE):
+            chunk = memories[start : start + BATCH_SIZE]
+            response = await self._call("POST", f"{self._path}/batch", body={"memories": chunk})
+            assert response is not None
+            ids += [str(item["memory_id"]) for item in orjson.loads(response.content)["items"]]
+        logger.debug("actor_id=<%s>, count=<%d> | added memories from messages", self.actor_id, len(ids))
+        return ids
+
+    def get_tools(self) -> list[AgentTool]:
+        """No store-specific tools: `MemoryManager`'s `search_memory` / `add_memory` cover this store."""
+        return []
+
+    # beyond the MemoryStore contract
+
+    async def list_recent(self, limit: int = DEFAULT_MAX_SEARCH_RESULTS) -> list[MemoryEntry]:
+        """The actor's newest memories, newest first (at most 100)."""
+        response = await self._call("GET", self._path, params={"limit": min(max(1, limit), MAX_SEARCH_RESULTS)})
+        assert response is not None
+        return [_entry(item) for item in orjson.loads(response.content)["items"]]
+
+    async def delete(self, memory_id: str) -> bool:
+        """Forget one memory of the actor.
+
+        Returns:
+            True when it was deleted, False when the actor had no memory with this id.
+        """
+        return await self._call("DELETE", f"{self._path}/{segment(memory_id)}", missing_ok=True) is not None
+
+    async def clear(self) -> None:
+        """Forget every memory of the actor."""
+        await self._call("DELETE", self._path)
+        logger.debug("actor_id=<%s> | cleared memories", self.actor_id)
+
+
+def _entry(item: dict[str, Any]) -> MemoryEntry:
+    metadata = {
+        **(item.get("metadata") or {}),
+        "memory_id": item["memory_id"],
+        "score": item.get("score"),
+        "created_at": item["created_at"],
+    }
+    return MemoryEntry(content=item["content"], metadata=metadata)
+
+
+# A sentence ends at . ! ? or a line break; it is a first-person statement when it starts with one of these.
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
+_FIRST_PERSON = re.compile(r"^(?:I|I'm|I've|I'd|I'll|My|Mine)\b", re.IGNORECASE)
+_QUESTION_START = re.compile(r"^(?:I wonder|I want to know)\b", re.IGNORECASE)
+
+
+class FirstPersonExtractor:
+    """A deterministic Strands `Extractor`: first-person statements of the user become facts.
+
+    A sentence of a user message that starts with "I", "I'm", "I've", "I'd", "I'll", "My" or "Mine" and is not a
+    question is one fact, stored verbatim (trailing punctuation removed). No model call: for the scripted model and
+    for small local models whose `ModelExtractor` output is unreliable.
+
+    Example:
+        ```python
+        ExtractionConfig(trigger=InvocationTrigger(), extractor=FirstPersonExtractor())
+        ```
+    """
+
+    def __init__(self, roles: Sequence[str] = ("user",), min_words: int = 3) -> None:
+        """Create the extractor.
+
+        Args:
+            roles: the roles whose messages are read.
+            min_words: shorter sentences ("I see.") are not facts.
+        """
+        self.roles = frozenset(roles)
+        self.min_words = min_words
+
+    async def extract(self, messages: list[Message], context: ExtractorContext | None = None) -> list[ExtractionResult]:
+        """Extract the first-person statements of `messages`, in order, each once.
+
+        Args:
+            messages: the turn's messages (tool traffic already filtered out by the manager).
+            context: unused (no model is called).
+
+        Returns:
+            One result per fact, with metadata `{"extractor": "first_person", "role": ...}`.
+        """
+        facts: dict[str, str] = {}
+        for message in messages:
+            if message["role"] not in self.roles:
+                continue
+            for block in message["content"]:
+                for sentence in _SENTENCE.findall(block.get("text", "")):
+                    fact = sentence.strip()
+                    if fact.endswith("?") or not _FIRST_PERSON.match(fact) or _QUESTION_START.match(fact):
+                        continue
+                    fact = fact.rstrip(".!").strip()
+                    if len(fact.split()) >= self.min_words:
+                        facts.setdefault(fact, message["role"])
+        return [
+            ExtractionResult(content=f, metadata={"extractor": "first_person", "role": r}) for f, r in facts.items()
+        ]
