@@ -19,6 +19,8 @@ from .migrations import MIGRATIONS, apply_migrations, current_version
 from .problems import UNAVAILABLE_ERRORS, problem, register_problem_handlers
 from .routes import router
 from .settings import Settings, get_settings
+from .storage_routes import router as storage_router
+from .storage_store import StorageStore
 from .store import SessionStore
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = await _connect(settings, dsn)
         store = SessionStore(pool)
         app.state.store = store
+        app.state.storage_store = StorageStore(pool)
         sweeper = asyncio.create_task(
             _sweep_forever(store, settings.sweep_interval_seconds, settings.sweep_batch_size), name="sweeper"
         )
@@ -96,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     register_problem_handlers(app)
     app.include_router(router)
+    app.include_router(storage_router)
     app.state.settings = settings
 
     @app.get("/health", tags=["health"])

@@ -7,6 +7,8 @@ import logging
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from .sql.storage import CREATE_STORAGE_OBJECTS
+
 Connection = asyncpg.Connection | PoolConnectionProxy
 
 logger = logging.getLogger(__name__)
@@ -203,6 +205,8 @@ MIGRATIONS: list[str] = [
     END
     $fn$;
     """,
+    # 3: Strands `Storage` objects (bytes under keys) with a full-text index of their text.
+    CREATE_STORAGE_OBJECTS,
 ]
 
 
