@@ -10,12 +10,14 @@ from .exceptions import (
 )
 from .postgresql_session_repository import PostgreSQLSessionRepository
 from .session_manager import PostgreSQLSessionManager
+from .storage import PostgreSQLStorage
 
 __all__ = [
     "BackendRequestError",
     "BackendUnavailableError",
     "PostgreSQLSessionManager",
     "PostgreSQLSessionRepository",
+    "PostgreSQLStorage",
     "SessionBusyError",
     "SessionConflictError",
     "SessionNotFoundError",
