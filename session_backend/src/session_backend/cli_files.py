@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
+
 from .db import EmbeddedPostgres, create_pool
 from .errors import AlreadyExists, Conflict, NotFound
 from .migrations import apply_migrations
