@@ -112,6 +112,8 @@ class TestStorageRoutes:
         ]
         assert client.get("/v1/storage/keys", params={"prefix": "/x"}).status_code == 422
         assert client.get("/v1/storage/keys", params={"cursor": "!!"}).status_code == 422
+        assert client.get("/v1/storage/keys", params={"cursor": "é"}).status_code == 422
+        assert client.get("/v1/storage/keys", params={"cursor": "AA"}).status_code == 422  # a NUL key
 
     def test_search_ranks_and_scopes(self, client: TestClient) -> None:
         base = scope()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -68,14 +67,18 @@ def _encode_cursor(key: str) -> str:
 
 def _decode_cursor(cursor: str) -> str:
     try:
-        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError) as e:
+        key = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+    except ValueError as e:  # binascii.Error, UnicodeDecodeError, and non-ASCII text
         raise HTTPException(422, "cursor is not one this service returned") from e
+    if "\x00" in key:
+        raise HTTPException(422, "cursor is not one this service returned")
+    return key
 
 
-_errors: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}} for code in (401, 413, 422, 503)
+_problems: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {"application/problem+json": {}}} for code in (401, 404, 413, 422, 503)
 }
+_errors = {code: _problems[code] for code in (401, 413, 422, 503)}
 
 router = APIRouter(prefix="/v1/storage", tags=["storage"], dependencies=[Depends(require_api_key)], responses=_errors)
 
@@ -92,7 +95,7 @@ async def write_object(key: Key, request: Request, store: Store) -> Response:
 @router.get(
     "/objects",
     response_class=Response,
-    responses={200: {"content": {OCTET_STREAM: {}}}, 404: {"model": Problem}},
+    responses={200: {"content": {OCTET_STREAM: {}}}, 404: _problems[404]},
 )
 async def read_object(key: Key, store: Store) -> Response:
     """The bytes under `key` as stored (404 when there are none)."""
