@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from . import agent_service, list_messages, local_model, memory_search, restore, throughput, turns
+from . import agent_service, list_messages, local_model, memory_search, restore, snapshot, throughput, turns
 from .common import ROOT, print_table
 
 TARGETS = {
@@ -20,6 +20,7 @@ TARGETS = {
     "memory": "<= 300 MB and flat once the agent cache is full",
     "streaming": "<= 5 ms beyond the model's time to first token",
     "memory_search": "",
+    "snapshot": "",  # reported against LocalFileStorage, no target yet
 }
 
 
@@ -56,6 +57,8 @@ def main() -> int:
         )
     if "local_model" in wanted:
         results["local_model"] = local_model.run(samples=1 if quick else 3)
+    if "snapshot" in wanted:
+        results["snapshot"] = snapshot.run(messages=2_000 if quick else 10_000, samples=3 if quick else 5)
     results["seconds"] = time.perf_counter() - started
     report(results)
     out = ROOT / ".data" / "bench" / "latest.json"
@@ -175,6 +178,19 @@ def report(results: dict[str, Any]) -> None:
         r = results["local_model"]
         rows.append(row("local model generation (tokens/s)", r["tokens_per_s"]))
         rows.append(row("local model time to first token (ms)", r["first_token_ms"]))
+    if "snapshot" in results:
+        r = results["snapshot"]
+        n = r["messages"]
+        rows.append(
+            row(f"snapshot save, {n} messages, vs LocalFileStorage (s)", r["postgresql_save_s"], r["file_save_s"])
+        )
+        rows.append(
+            row(
+                f"snapshot restore, {n} messages, vs LocalFileStorage (s)",
+                r["postgresql_restore_s"],
+                r["file_restore_s"],
+            )
+        )
     print_table("Benchmarks (medians; baseline = FileSessionManager / raw pgbench INSERT, same run)", rows)
     if "memory" in results:
         print("\nRSS by sessions served (MB):", results["memory"]["rss_mb"])

@@ -18,7 +18,7 @@ async def _fresh(database_url: str) -> None:
     try:
         await conn.execute(
             "DROP TABLE IF EXISTS messages, agents, multi_agents, sessions, session_leases, schema_migrations,"
-            " schema_functions CASCADE;"
+            " schema_functions, storage_objects CASCADE;"
             "DROP TABLE IF EXISTS agent_profiles, actor_memories CASCADE"
         )
     finally:
@@ -38,13 +38,14 @@ def test_fresh_then_rerun_is_noop(database_url: str) -> None:
                 r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
             }
             assert {"sessions", "agents", "messages", "multi_agents", "schema_migrations"} <= tables
-            # every primary key leads with session_id ...
+            # every primary key of the session model leads with session_id (storage objects are keyed by their key,
+            # distributable by it)
             keys = await conn.fetch(
                 """SELECT c.conrelid::regclass::text AS t, a.attname AS first
                    FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
                    JOIN pg_namespace n ON n.oid = c.connamespace
                    WHERE c.contype = 'p' AND n.nspname = 'public'
-                     AND c.conrelid::regclass::text NOT IN ('schema_migrations', 'schema_functions')"""
+                     AND c.conrelid::regclass::text NOT IN ('schema_migrations', 'schema_functions', 'storage_objects')"""
             )
             # ... except the per-actor memories (distributed by actor) and the agent profiles (a reference table)
             leading = {"actor_memories": "actor_id", "agent_profiles": "agent_id"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import uvicorn
 
@@ -11,6 +12,10 @@ from .settings import get_settings
 
 def main() -> None:
     """Run the session backend until SIGINT/SIGTERM; settings come from the environment (README.md, Configuration)."""
+    if sys.argv[1:2] in (["import-files"], ["export"]):
+        from .cli_files import main as files_main
+
+        raise SystemExit(files_main(sys.argv[1:]))
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(

@@ -20,6 +20,8 @@ from .middleware import BodySizeLimit
 from .migrations import MIGRATIONS, apply_migrations, current_version
 from .routes import router
 from .settings import Settings, get_settings
+from .storage_routes import router as storage_router
+from .storage_store import StorageStore
 from .store import SessionStore
 
 logger = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = await _connect(settings, dsn)
         store = SessionStore(pool)
         app.state.store = store
+        app.state.storage_store = StorageStore(pool)
         sweeper = asyncio.create_task(
             _sweep_forever(store, settings.sweep_interval_seconds, settings.sweep_batch_size), name="sweeper"
         )
@@ -99,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(profiles.router, dependencies=router.dependencies)
     app.include_router(memories.router, dependencies=router.dependencies)
+    app.include_router(storage_router)
     app.state.settings = settings
 
     @app.get("/health", tags=["health"])

@@ -14,6 +14,7 @@ from asyncpg.pool import PoolConnectionProxy
 from .sql.functions import FUNCTIONS, SqlFunction
 from .sql.memories import CREATE_ACTOR_MEMORIES
 from .sql.profiles import CREATE_AGENT_PROFILES
+from .sql.storage import CREATE_STORAGE_OBJECTS
 
 Connection = asyncpg.Connection | PoolConnectionProxy
 
@@ -224,6 +225,8 @@ MIGRATIONS: list[str] = [
     CREATE_AGENT_PROFILES,
     # 5: long-term memories per actor, full-text searchable (see sql/memories.py).
     CREATE_ACTOR_MEMORIES,
+    # 6: Strands `Storage` objects (bytes under keys) with a full-text index of their text.
+    CREATE_STORAGE_OBJECTS,
 ]
 
 SELECT_FUNCTION_SHA256 = "SELECT sha256 FROM schema_functions WHERE name = $1"

@@ -14,6 +14,7 @@ from .memory import FirstPersonExtractor, PostgreSQLMemoryStore
 from .postgresql_session_repository import PostgreSQLSessionRepository
 from .profiles import AgentProfile, AgentProfileClient
 from .session_manager import PostgreSQLSessionManager
+from .storage import PostgreSQLStorage
 
 __all__ = [
     "AgentProfile",
@@ -24,6 +25,7 @@ __all__ = [
     "PostgreSQLMemoryStore",
     "PostgreSQLSessionManager",
     "PostgreSQLSessionRepository",
+    "PostgreSQLStorage",
     "SessionBusyError",
     "SessionConflictError",
     "SessionNotFoundError",
