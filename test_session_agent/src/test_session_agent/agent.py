@@ -29,10 +29,14 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 from tenacity.wait import wait_base
 
 from ._http import backend_client
+from .agent_memory import ActorMemory
 from .exceptions import SessionBusyError
+from .models.factory import ProfileModels
 from .postgresql_session_repository import PostgreSQLSessionRepository
+from .profiles import AgentProfile
 from .session_manager import PostgreSQLSessionManager
 from .settings import AgentSettings
+from .tools import resolve_tools
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +51,16 @@ TextCallback = Callable[[str], None]
 
 @dataclass
 class CachedAgent:
-    """A cached agent and its session manager (kept together: the service sets the manager's lease owner)."""
+    """A cached agent and its session manager (kept together: the service sets the manager's lease owner).
+
+    `fingerprint` names what the agent was built from (profile and its version, actor): a turn asking for another
+    one rebuilds the agent, so an updated profile reaches the next turn.
+    """
 
     agent: Agent
     manager: PostgreSQLSessionManager
+    fingerprint: tuple[str | None, ...] = ()
+    memory: ActorMemory | None = None
 
 
 @dataclass
@@ -64,6 +74,7 @@ class TurnResult:
         cached: True when the agent came from the cache, False when it was rebuilt from the backend.
         duration_ms: wall time of the turn (waiting for the session excluded), in milliseconds.
         usage: token counts reported by the model (`inputTokens`, `outputTokens`, `totalTokens`).
+        injected_memory: the actor's memories folded into the model's input this turn (None: none).
     """
 
     session_id: str
@@ -72,6 +83,7 @@ class TurnResult:
     cached: bool
     duration_ms: float
     usage: dict[str, Any] = field(default_factory=dict)
+    injected_memory: str | None = None
 
 
 class SessionAgents:
@@ -93,6 +105,7 @@ class SessionAgents:
             max_connections=max_workers * 2,
         )
         self.repository = PostgreSQLSessionRepository(client=self.client)
+        self.models = ProfileModels(settings, model)
         self._cache: TTLCache[str, CachedAgent] = TTLCache(
             maxsize=settings.agent_cache_size, ttl=settings.agent_idle_seconds
         )
@@ -135,27 +148,45 @@ class SessionAgents:
         with self._cache_lock:
             self._cache[session_id] = entry
 
-    def build_agent(self, session_id: str, actor_id: str | None = None) -> CachedAgent:
+    def build_agent(
+        self, session_id: str, actor_id: str | None = None, profile: AgentProfile | None = None
+    ) -> CachedAgent:
         """Build an agent whose conversation is restored from (or created in) the backend.
+
+        Args:
+            session_id: the agent's session.
+            actor_id: the actor of the turn: recorded on a new session, and whose long-term memory the agent has.
+            profile: system prompt, model and tools of the agent; None: the service's defaults and no tools.
 
         Raises:
             SessionException: the backend is unreachable or refused.
         """
         manager = PostgreSQLSessionManager(session_id, client=self.client, actor_id=actor_id)
+        memory = ActorMemory(actor_id, self.client) if actor_id else None
+        system_prompt = profile.system_prompt if profile is not None else None
+        tools: list[Any] | None = resolve_tools(profile.tools) if profile is not None else None
         agent = Agent(
-            model=self.model,
+            model=self.models.model_for(profile.model_config) if profile is not None else self.model,
             agent_id=AGENT_ID,
-            system_prompt=self.settings.system_prompt,
+            system_prompt=system_prompt if system_prompt is not None else self.settings.system_prompt,
+            tools=tools,
             session_manager=manager,
+            memory_manager=memory.manager if memory is not None else None,
             conversation_manager=SlidingWindowConversationManager(window_size=40),
             callback_handler=None,
         )
-        return CachedAgent(agent, manager)
+        return CachedAgent(agent, manager, _fingerprint(profile, actor_id), memory)
 
     # turns
 
     async def run_turn(
-        self, session_id: str, prompt: str, *, actor_id: str | None = None, on_text: TextCallback | None = None
+        self,
+        session_id: str,
+        prompt: str,
+        *,
+        actor_id: str | None = None,
+        on_text: TextCallback | None = None,
+        profile: AgentProfile | None = None,
     ) -> TurnResult:
         """Run one turn: wait for the session's earlier turns, then invoke its agent on a worker thread.
 
@@ -166,12 +197,13 @@ class SessionAgents:
             prompt: the user's message.
             actor_id: actor recorded on a new session.
             on_text: called from the worker thread with each text delta as the model produces it.
+            profile: the agent profile the turn runs with; None: the service's defaults.
 
         Raises:
             SessionException: the backend is unreachable or refused a write; the cached agent is dropped so the
                 next turn starts from what the backend holds.
         """
-        return await asyncio.shield(self._run_turn(session_id, prompt, actor_id, on_text))
+        return await asyncio.shield(self._run_turn(session_id, prompt, actor_id, on_text, profile))
 
     def _lock_for(self, session_id: str) -> asyncio.Lock:
         lock = self._session_locks.get(session_id)
@@ -180,7 +212,12 @@ class SessionAgents:
         return lock
 
     async def _run_turn(
-        self, session_id: str, prompt: str, actor_id: str | None, on_text: TextCallback | None
+        self,
+        session_id: str,
+        prompt: str,
+        actor_id: str | None,
+        on_text: TextCallback | None,
+        profile: AgentProfile | None = None,
     ) -> TurnResult:
         deadline = time.monotonic() + self.settings.session_wait_seconds
         lock = self._lock_for(session_id)
@@ -192,7 +229,7 @@ class SessionAgents:
         try:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(
-                self._executor, self._turn, session_id, prompt, actor_id, on_text, deadline
+                self._executor, self._turn, session_id, prompt, actor_id, on_text, deadline, profile
             )
         finally:
             lock.release()
@@ -218,6 +255,7 @@ class SessionAgents:
         actor_id: str | None,
         on_text: TextCallback | None,
         deadline: float,
+        profile: AgentProfile | None = None,
     ) -> TurnResult:
         owner = f"{self.instance_id}:{uuid.uuid4().hex[:12]}"
         lease = self._acquire_lease(session_id, owner, deadline)
@@ -230,8 +268,12 @@ class SessionAgents:
             if entry is not None and entry.manager.agent_version(session_id, AGENT_ID) != stored_version:
                 # Another process wrote this session since this copy was cached: start from the backend's state.
                 entry, cached = None, False
+            if entry is not None and entry.fingerprint != _fingerprint(profile, actor_id):
+                entry, cached = None, False  # another profile (version) or actor: rebuilt around the same history
             if entry is None:
-                entry = self.build_agent(session_id, actor_id)
+                entry = self.build_agent(session_id, actor_id, profile)
+            if entry.memory is not None:
+                entry.memory.begin_turn()
             entry.manager.lease_owner = owner
             result = asyncio.run(_invoke(entry.agent, prompt, on_text))
         except BaseException:
@@ -253,6 +295,7 @@ class SessionAgents:
             cached=cached,
             duration_ms=(time.perf_counter() - started) * 1000,
             usage=usage,
+            injected_memory=entry.memory.injected if entry.memory is not None else None,
         )
 
     # backend passthroughs
@@ -315,6 +358,13 @@ class _LeaseRenewal:
         self._stop.set()
 
 
+def _fingerprint(profile: AgentProfile | None, actor_id: str | None) -> tuple[str | None, ...]:
+    """What a cached agent must have been built from to serve a turn of `profile` by `actor_id`."""
+    if profile is None:
+        return (None, None, actor_id)
+    return (profile.agent_id, profile.updated_at, actor_id)
+
+
 def _until(deadline: float, wait: wait_base) -> Callable[[RetryCallState], float]:
     """`wait`, cut so the next attempt happens no later than `deadline` (monotonic seconds)."""
     return lambda state: max(0.0, min(wait(state), deadline - time.monotonic()))
@@ -327,4 +377,7 @@ async def _invoke(agent: Agent, prompt: str, on_text: TextCallback | None) -> An
             on_text(event["data"])
         if "result" in event:
             result = event["result"]
+    if agent.memory_manager is not None:
+        # Extraction runs as tasks of this turn's event loop, which ends with the turn: let them finish first.
+        await agent.memory_manager.flush()
     return result

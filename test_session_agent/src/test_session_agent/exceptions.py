@@ -1,4 +1,4 @@
-"""Errors the PostgreSQL clients raise: Strands' `SessionException` refined by what the backend answered."""
+"""Errors of the PostgreSQL clients (Strands' `SessionException` refined by the backend's answer) and the invoke API."""
 
 from __future__ import annotations
 
@@ -33,3 +33,32 @@ class BackendRequestError(SessionException):
         """
         super().__init__(message)
         self.status = status
+
+
+class SessionNotFoundOrExpiredError(SessionNotFoundError):
+    """A turn named a session that does not exist or has expired (never silently started afresh under its id)."""
+
+    def __init__(self, session_id: str) -> None:
+        """Create the error for `session_id`."""
+        super().__init__(f"session {session_id!r} not found or expired")
+        self.session_id = session_id
+
+
+class SessionOfAnotherAgentError(SessionConflictError):
+    """A turn through one agent profile named a session that belongs to another."""
+
+    def __init__(self, session_id: str, agent_id: str, owner: str | None) -> None:
+        """Create the error: `session_id` belongs to profile `owner`, not to `agent_id`."""
+        super().__init__(f"session {session_id!r} belongs to agent {owner!r}, not to agent {agent_id!r}")
+        self.session_id = session_id
+        self.agent_id = agent_id
+        self.owner = owner
+
+
+class AgentProfileNotFoundError(LookupError):
+    """No agent profile has this id."""
+
+    def __init__(self, agent_id: str) -> None:
+        """Create the error for `agent_id`."""
+        super().__init__(f"agent {agent_id!r} not found")
+        self.agent_id = agent_id

@@ -143,6 +143,15 @@ class PostgreSQLSessionRepository(SessionRepository):
         response = self._call("GET", f"/v1/sessions/{_seg(session_id)}", missing_ok=True)
         return Session.from_dict(orjson.loads(response.content)) if response else None
 
+    def read_session_record(self, session_id: str) -> dict[str, Any] | None:
+        """The backend's record of the session (`Session` fields plus `actor_id`, `metadata`, `expires_at`).
+
+        Returns:
+            The record, or None when the session does not exist (or has expired).
+        """
+        response = self._call("GET", f"/v1/sessions/{_seg(session_id)}", missing_ok=True)
+        return orjson.loads(response.content) if response else None
+
     def delete_session(self, session_id: str, **kwargs: Any) -> None:
         """Delete the session with its agents, messages and multi-agent state.
 

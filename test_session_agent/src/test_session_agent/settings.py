@@ -37,6 +37,7 @@ class AgentSettings(BaseSettings):
     agent_cache_size: int = Field(default=256, ge=1, validation_alias="AGENT_CACHE_SIZE")
     agent_idle_seconds: float = Field(default=600.0, gt=0, validation_alias="AGENT_IDLE_SECONDS")
     max_prompt_chars: int = Field(default=32_000, ge=1, validation_alias="MAX_PROMPT_CHARS")
+    session_default_ttl_seconds: int = Field(default=86_400, ge=0, validation_alias="SESSION_DEFAULT_TTL_SECONDS")
     lease_ttl_seconds: float = Field(default=30.0, gt=0, le=3600, validation_alias="SESSION_LEASE_TTL_SECONDS")
     session_wait_seconds: float = Field(default=30.0, ge=0, validation_alias="SESSION_WAIT_SECONDS")
     scripted_first_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_FIRST_TOKEN_DELAY_MS")

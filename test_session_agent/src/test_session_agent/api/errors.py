@@ -16,7 +16,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from strands.types.exceptions import SessionException
 
-from ..exceptions import BackendUnavailableError, SessionBusyError, SessionConflictError, SessionNotFoundError
+from ..exceptions import (
+    AgentProfileNotFoundError,
+    BackendUnavailableError,
+    SessionBusyError,
+    SessionConflictError,
+    SessionNotFoundError,
+    SessionNotFoundOrExpiredError,
+    SessionOfAnotherAgentError,
+)
 from .schemas import Problem
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -51,6 +59,11 @@ def status_of(exc: BaseException) -> tuple[int, str]:
     Returns:
         `(status, detail)`; 500 for anything that is not a session error.
     """
+    # The invoke API's errors name the profile or session, in their own words.
+    if isinstance(exc, AgentProfileNotFoundError | SessionNotFoundOrExpiredError):
+        return 404, str(exc)
+    if isinstance(exc, SessionOfAnotherAgentError):
+        return 409, str(exc)
     if isinstance(exc, SessionNotFoundError):
         return 404, "session not found"
     if isinstance(exc, SessionBusyError):
@@ -83,6 +96,7 @@ async def _http_error(_: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS: dict[int | type[Exception], Callable[[Request, Exception], Coroutine[Any, Any, Response]]] = {
     SessionException: _session_error,
+    AgentProfileNotFoundError: _session_error,
     RequestValidationError: _validation_error,
     StarletteHTTPException: _http_error,
 }

@@ -46,6 +46,7 @@ class TurnStatus(BaseModel):
     model_provider: str
     duration_ms: float
     usage: dict[str, Any] = Field(default_factory=dict)
+    injected_memory: str | None = None
 
 
 class ProcessResponse(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from strands.models.model import Model
@@ -10,6 +12,9 @@ if TYPE_CHECKING:
     from ..settings import AgentSettings
 
 PROVIDERS = ("local", "scripted", "bedrock", "openai", "ollama", "anthropic", "litellm")
+
+# Providers whose sampling settings go in a `params` dict of their config rather than at its top level.
+_PARAMS_PROVIDERS = ("openai", "anthropic", "litellm")
 
 
 def build_model(settings: AgentSettings) -> Model:
@@ -58,3 +63,72 @@ def build_model(settings: AgentSettings) -> Model:
 
         return LiteLLMModel(model_id=model_id or "openai/gpt-4o-mini")
     raise ValueError(f"unknown MODEL_PROVIDER {provider!r}; choose one of {', '.join(PROVIDERS)}")
+
+
+def build_profile_model(settings: AgentSettings, model_config: Mapping[str, Any]) -> Model:
+    """Build the model of an agent profile's `model_config`; keys it leaves unset come from `settings`.
+
+    Args:
+        settings: the service's settings (provider, model id, max tokens, provider hosts).
+        model_config: any of `provider`, `model_id`, `max_tokens`, `temperature`.
+
+    Returns:
+        The model (not loaded yet).
+
+    Raises:
+        ValueError: unknown provider.
+        ImportError: the provider's optional dependency is missing.
+    """
+    provider = model_config.get("provider") or settings.model_provider
+    update: dict[str, Any] = {"model_provider": provider}
+    if provider != settings.model_provider:
+        update["model_id"] = None  # the service's model id names a model of its own provider
+    for key in ("model_id", "max_tokens"):
+        if model_config.get(key) is not None:
+            update[key] = model_config[key]
+    model = build_model(settings.model_copy(update=update))
+    temperature = model_config.get("temperature")
+    if temperature is not None:
+        if provider in _PARAMS_PROVIDERS:
+            params = dict(model.get_config().get("params") or {})
+            model.update_config(params=params | {"temperature": temperature})
+        else:
+            model.update_config(temperature=temperature)
+    return model
+
+
+class ProfileModels:
+    """The models of agent profiles, one per distinct `model_config`, built on first use and then shared.
+
+    A profile without model settings (or with exactly the service's own) runs on the service's model.
+
+    Args:
+        settings: the service's settings.
+        default: the service's model.
+    """
+
+    def __init__(self, settings: AgentSettings, default: Model) -> None:
+        self.settings = settings
+        self.default = default
+        self._models: dict[tuple[tuple[str, Any], ...], Model] = {}
+        self._lock = threading.Lock()
+
+    def model_for(self, model_config: Mapping[str, Any]) -> Model:
+        """The model of `model_config` (built and loaded on first use; blocking).
+
+        Raises:
+            ValueError: unknown provider.
+            ImportError: the provider's optional dependency is missing.
+        """
+        wanted = {k: v for k, v in model_config.items() if v is not None}
+        if not wanted or wanted == {"provider": self.settings.model_provider}:
+            return self.default
+        key = tuple(sorted(wanted.items()))
+        with self._lock:
+            model = self._models.get(key)
+            if model is None:
+                model = self._models[key] = build_profile_model(self.settings, wanted)
+                load = getattr(model, "load", None)
+                if callable(load):
+                    load()
+            return model

@@ -2,42 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
-import orjson
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from sse_starlette.sse import EventSourceResponse
 
 from ...agent import AGENT_ID, TurnResult
 from ...settings import AgentSettings
 from ..deps import Agents, Settings
-from ..errors import PROBLEM_RESPONSES, status_of
-from ..schemas import ProcessRequest, ProcessResponse, TurnStatus
+from ..errors import PROBLEM_RESPONSES
+from ..schemas import ProcessRequest, ProcessResponse
+from ..turns import SSE_RESPONSES, check_prompt, turn_status, turn_stream
 
 router = APIRouter(tags=["process"], responses=PROBLEM_RESPONSES)
 
 
 def _session_id(body: ProcessRequest, settings: AgentSettings) -> str:
     """The turn's session: the one named, else a new id. Refuses an over-long prompt before any work."""
-    if len(body.prompt) > settings.max_prompt_chars:
-        raise HTTPException(422, f"prompt is longer than {settings.max_prompt_chars} characters")
+    check_prompt(body.prompt, settings)
     return body.session_id or uuid.uuid4().hex
 
 
 def _response(result: TurnResult, settings: AgentSettings) -> ProcessResponse:
     return ProcessResponse(
-        session_id=result.session_id,
-        response=result.response,
-        status=TurnStatus(
-            conversation_length=result.conversation_length,
-            agent_id=AGENT_ID,
-            cached_agent=result.cached,
-            model_provider=settings.model_provider,
-            duration_ms=round(result.duration_ms, 3),
-            usage=result.usage,
-        ),
+        session_id=result.session_id, response=result.response, status=turn_status(result, settings, AGENT_ID)
     )
 
 
@@ -49,34 +37,12 @@ async def process(body: ProcessRequest, agents: Agents, settings: Settings) -> P
     return _response(result, settings)
 
 
-@router.post(
-    "/process-streaming",
-    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE: text..., then done or error"}},
-)
+@router.post("/process-streaming", responses=SSE_RESPONSES)
 async def process_streaming(body: ProcessRequest, agents: Agents, settings: Settings) -> EventSourceResponse:
     """Run one turn, streaming `{"type":"text"}` events as the model writes, then `{"type":"done"}`."""
     session_id = _session_id(body, settings)
-
-    async def events() -> AsyncIterator[dict[str, str]]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
-
-        def on_text(text: str) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, text)
-
-        turn = asyncio.ensure_future(agents.run_turn(session_id, body.prompt, actor_id=body.actor_id, on_text=on_text))
-        turn.add_done_callback(lambda _: queue.put_nowait(None))
-        yield {"data": orjson.dumps({"type": "start", "session_id": session_id}).decode()}
-        while (text := await queue.get()) is not None:
-            yield {"data": orjson.dumps({"type": "text", "data": text}).decode()}
-        try:
-            result = turn.result()
-        except Exception as e:
-            status, detail = status_of(e)
-            error = {"type": "error", "status": status, "detail": detail, "session_id": session_id}
-            yield {"data": orjson.dumps(error).decode()}
-            return
-        done = {"type": "done"} | _response(result, settings).model_dump()
-        yield {"data": orjson.dumps(done).decode()}
-
-    return EventSourceResponse(events(), ping=15)
+    return turn_stream(
+        session_id,
+        lambda on_text: agents.run_turn(session_id, body.prompt, actor_id=body.actor_id, on_text=on_text),
+        lambda result: _response(result, settings),
+    )

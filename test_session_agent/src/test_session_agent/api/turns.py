@@ -1,0 +1,85 @@
+"""What the turn routes share (`/process*`, `/api/v1/agents/{agent_id}/invoke*`): prompt check, status, SSE answer.
+
+SSE events (`data:` JSON): `{"type":"start","session_id"}`, `{"type":"text","data"}` per text delta, then
+`{"type":"done", ...the route's JSON response}` or `{"type":"error","status","detail","session_id"}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import HTTPException
+from pydantic import BaseModel
+from sse_starlette.sse import EventSourceResponse
+
+from ..agent import TextCallback, TurnResult
+from ..settings import AgentSettings
+from .errors import status_of
+from .schemas import TurnStatus
+
+SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "SSE: start, text..., then done or error"}
+}
+"""OpenAPI `responses=` of a streaming route."""
+
+
+def check_prompt(prompt: str, settings: AgentSettings) -> None:
+    """Refuse an over-long prompt (422) before any work."""
+    if len(prompt) > settings.max_prompt_chars:
+        raise HTTPException(422, f"prompt is longer than {settings.max_prompt_chars} characters")
+
+
+def turn_status(result: TurnResult, settings: AgentSettings, agent_id: str) -> TurnStatus:
+    """The `status` of a turn's response; `agent_id` is the agent (profile) that answered."""
+    return TurnStatus(
+        conversation_length=result.conversation_length,
+        agent_id=agent_id,
+        cached_agent=result.cached,
+        model_provider=settings.model_provider,
+        duration_ms=round(result.duration_ms, 3),
+        usage=result.usage,
+        injected_memory=result.injected_memory,
+    )
+
+
+def turn_stream(
+    session_id: str,
+    run_turn: Callable[[TextCallback], Awaitable[TurnResult]],
+    done: Callable[[TurnResult], BaseModel],
+) -> EventSourceResponse:
+    """Stream one turn as SSE.
+
+    Args:
+        session_id: the turn's session (sent first, so a client knows it before the reply).
+        run_turn: starts the turn, given the callback that receives each text delta (from a worker thread).
+        done: the route's JSON response for the finished turn, sent as the `done` event.
+
+    Returns:
+        The response; the turn starts when the client starts reading.
+    """
+
+    async def events() -> AsyncIterator[dict[str, str]]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def on_text(text: str) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, text)
+
+        turn = asyncio.ensure_future(run_turn(on_text))
+        turn.add_done_callback(lambda _: queue.put_nowait(None))
+        yield {"data": orjson.dumps({"type": "start", "session_id": session_id}).decode()}
+        while (text := await queue.get()) is not None:
+            yield {"data": orjson.dumps({"type": "text", "data": text}).decode()}
+        try:
+            result = turn.result()
+        except Exception as e:
+            status, detail = status_of(e)
+            error = {"type": "error", "status": status, "detail": detail, "session_id": session_id}
+            yield {"data": orjson.dumps(error).decode()}
+            return
+        yield {"data": orjson.dumps({"type": "done"} | done(result).model_dump()).decode()}
+
+    return EventSourceResponse(events(), ping=15)

@@ -1,0 +1,87 @@
+"""Sessions of the invoke API: each bound to one agent profile (session metadata `agent_profile_id`) at creation.
+
+Blocking calls on the service's backend client: the routes run them on worker threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from strands.types.session import Session, SessionType
+
+from .exceptions import AgentProfileNotFoundError, SessionNotFoundOrExpiredError, SessionOfAnotherAgentError
+from .postgresql_session_repository import PostgreSQLSessionRepository
+from .profiles import AgentProfile, AgentProfileClient
+
+logger = logging.getLogger(__name__)
+
+PROFILE_METADATA_KEY = "agent_profile_id"
+"""The session metadata key naming the agent profile a session belongs to."""
+
+
+class ProfileSessions:
+    """Agent profiles, and the sessions created for them, in the session backend.
+
+    Args:
+        repository: the service's session repository (its HTTP client is shared).
+        profiles: the service's agent profile client.
+        ttl_seconds: lifetime of the sessions it creates; 0 or None: they never expire.
+    """
+
+    def __init__(
+        self, repository: PostgreSQLSessionRepository, profiles: AgentProfileClient, ttl_seconds: int | None
+    ) -> None:
+        self.repository = repository
+        self.profiles = profiles
+        self.ttl_seconds = ttl_seconds or None
+
+    def profile(self, agent_id: str) -> AgentProfile:
+        """The stored profile.
+
+        Raises:
+            AgentProfileNotFoundError: there is none with this id.
+        """
+        profile = self.profiles.get(agent_id)
+        if profile is None:
+            raise AgentProfileNotFoundError(agent_id)
+        return profile
+
+    def create_session(self, agent_id: str, actor_id: str | None) -> dict[str, Any]:
+        """Create a new session of the profile `agent_id` (which must exist).
+
+        Returns:
+            The backend's record of the session (`session_id`, `actor_id`, `metadata`, `expires_at`, ...).
+
+        Raises:
+            AgentProfileNotFoundError: no profile has this id.
+        """
+        self.profile(agent_id)
+        session_id = uuid.uuid4().hex
+        self.repository.create_session(
+            Session(session_id=session_id, session_type=SessionType.AGENT),
+            actor_id=actor_id,
+            ttl_seconds=self.ttl_seconds,
+            metadata={PROFILE_METADATA_KEY: agent_id},
+        )
+        logger.debug("session_id=<%s>, agent_id=<%s> | created session of agent profile", session_id, agent_id)
+        record = self.repository.read_session_record(session_id)
+        if record is None:  # expired in between: only with a TTL shorter than a round trip
+            raise SessionNotFoundOrExpiredError(session_id)
+        return record
+
+    def open_session(self, agent_id: str, session_id: str) -> dict[str, Any]:
+        """The record of an existing, live session of the profile `agent_id`.
+
+        Raises:
+            SessionNotFoundOrExpiredError: no such session, or it has expired.
+            SessionOfAnotherAgentError: the session belongs to another profile (or to none: a `/process` session).
+        """
+        record = self.repository.read_session_record(session_id)
+        if record is None:
+            raise SessionNotFoundOrExpiredError(session_id)
+        owner = (record.get("metadata") or {}).get(PROFILE_METADATA_KEY)
+        if owner != agent_id:
+            raise SessionOfAnotherAgentError(session_id, agent_id, owner)
+        return record
