@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from strands.types.session import Session, SessionType
@@ -19,6 +20,15 @@ logger = logging.getLogger(__name__)
 
 PROFILE_METADATA_KEY = "agent_profile_id"
 """The session metadata key naming the agent profile a session belongs to."""
+
+
+@dataclass(frozen=True)
+class ProfileTurn:
+    """What a turn through a profile runs with: the profile, the session, and the actor (turn's, else session's)."""
+
+    profile: AgentProfile
+    session_id: str
+    actor_id: str | None
 
 
 class ProfileSessions:
@@ -58,6 +68,9 @@ class ProfileSessions:
             AgentProfileNotFoundError: no profile has this id.
         """
         self.profile(agent_id)
+        return self._new_session(agent_id, actor_id)
+
+    def _new_session(self, agent_id: str, actor_id: str | None) -> dict[str, Any]:
         session_id = uuid.uuid4().hex
         self.repository.create_session(
             Session(session_id=session_id, session_type=SessionType.AGENT),
@@ -85,3 +98,18 @@ class ProfileSessions:
         if owner != agent_id:
             raise SessionOfAnotherAgentError(session_id, agent_id, owner)
         return record
+
+    def prepare_turn(self, agent_id: str, session_id: str | None, actor_id: str | None) -> ProfileTurn:
+        """Check a turn through the profile `agent_id`: its profile, and its session (a new one when None).
+
+        Raises:
+            AgentProfileNotFoundError: no profile has this id.
+            SessionNotFoundOrExpiredError: `session_id` names no live session.
+            SessionOfAnotherAgentError: the session belongs to another profile.
+        """
+        profile = self.profile(agent_id)
+        if session_id is None:
+            record = self._new_session(agent_id, actor_id)
+        else:
+            record = self.open_session(agent_id, session_id)
+        return ProfileTurn(profile, record["session_id"], actor_id or record.get("actor_id"))

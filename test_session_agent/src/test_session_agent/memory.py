@@ -223,14 +223,21 @@ class PostgreSQLMemoryStore(MemoryStore):
             BackendRequestError: the backend refused the memory (422: too long, metadata too large; 413).
             BackendUnavailableError: the backend is unreachable or failing.
         """
+        return str((await self._post(content, metadata))["memory_id"])
+
+    async def add_entry(self, content: str, metadata: dict[str, Any] | None = None) -> MemoryEntry:
+        """`add`, answering with the stored memory (metadata plus `memory_id` and `created_at`, as `search`)."""
+        return _entry(await self._post(content, metadata))
+
+    async def _post(self, content: str, metadata: dict[str, Any] | None) -> dict[str, Any]:
         self._require_writable()
         if not content.strip():
             raise ValueError("content must not be blank")
         response = await self._call("POST", self._path, body={"content": content, "metadata": metadata or {}})
         assert response is not None
-        memory_id = str(orjson.loads(response.content)["memory_id"])
-        logger.debug("actor_id=<%s>, memory_id=<%s> | added memory", self.actor_id, memory_id)
-        return memory_id
+        item: dict[str, Any] = orjson.loads(response.content)
+        logger.debug("actor_id=<%s>, memory_id=<%s> | added memory", self.actor_id, item["memory_id"])
+        return item
 
     async def add_messages(self, messages: list[Message], context: AddMessagesContext | None = None) -> list[str]:
         """Store the text of each message whose role is in `message_roles`, one memory per message, in batches.

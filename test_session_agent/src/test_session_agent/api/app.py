@@ -11,10 +11,12 @@ from fastapi import FastAPI
 from strands.models.model import Model
 
 from ..agent import SessionAgents
+from ..invocations import ProfileSessions
 from ..models import build_model
+from ..profiles import AgentProfileClient
 from ..settings import AgentSettings, get_settings
 from .errors import EXCEPTION_HANDLERS
-from .routers import health, process, sessions
+from .routers import actors, agents, health, process, sessions
 
 
 async def _expire_idle_forever(agents: SessionAgents, idle_seconds: float) -> None:
@@ -43,6 +45,9 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
             await asyncio.to_thread(load)
         agents = SessionAgents(settings, chosen)
         app.state.agents = agents
+        app.state.profile_sessions = ProfileSessions(
+            agents.repository, AgentProfileClient(client=agents.client), settings.session_default_ttl_seconds
+        )
         expiry = asyncio.create_task(_expire_idle_forever(agents, settings.agent_idle_seconds), name="agent-expiry")
         try:
             yield
@@ -60,6 +65,6 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.settings = settings
-    for router in (process.router, sessions.router, health.router):
+    for router in (process.router, sessions.router, agents.router, actors.router, health.router):
         app.include_router(router)
     return app

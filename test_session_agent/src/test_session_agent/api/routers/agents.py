@@ -1,0 +1,143 @@
+"""`/api/v1`: agent profiles (CRUD and bundled examples), sessions of a profile, and turns through a profile."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Response
+from sse_starlette.sse import EventSourceResponse
+
+from ...agent import TurnResult
+from ...invocations import ProfileTurn
+from ...profile_examples import EXAMPLES
+from ...profiles import AgentProfile
+from ...settings import AgentSettings
+from ..deps import Agents, ProfileSessionsDep, Settings
+from ..errors import PROBLEM_RESPONSES
+from ..schemas import IDENTIFIER_PATTERN, Identifier
+from ..schemas_v1 import (
+    AgentProfileBody,
+    AgentProfilePage,
+    AgentProfilePublic,
+    InvokeRequest,
+    InvokeResponse,
+    SessionCreated,
+)
+from ..turns import SSE_RESPONSES, check_prompt, turn_status, turn_stream
+
+router = APIRouter(prefix="/api/v1", tags=["agents"], responses=PROBLEM_RESPONSES)
+
+AgentId = Annotated[Identifier, Path()]
+
+
+def _public(profile: AgentProfile) -> AgentProfilePublic:
+    return AgentProfilePublic.model_validate(profile.to_dict())
+
+
+@router.post("/agents", status_code=201, response_model=AgentProfilePublic)
+async def create_agent(body: AgentProfileBody, sessions: ProfileSessionsDep) -> AgentProfilePublic:
+    """Store a new agent profile (unknown tools or providers are 422)."""
+    profile = await asyncio.to_thread(sessions.profiles.create, **body.client_arguments())
+    return _public(profile)
+
+
+@router.get("/agents", response_model=AgentProfilePage)
+async def list_agents(
+    sessions: ProfileSessionsDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> AgentProfilePage:
+    """One page of agent profiles ordered by agent_id."""
+    page = await asyncio.to_thread(sessions.profiles.list_profiles, limit=limit, cursor=cursor)
+    return AgentProfilePage(items=[_public(p) for p in page.items], next_cursor=page.next_cursor)
+
+
+@router.post("/agents/examples/{example}", status_code=201, response_model=AgentProfilePublic)
+async def create_example_agent(
+    example: Annotated[str, Path(pattern=IDENTIFIER_PATTERN)], sessions: ProfileSessionsDep
+) -> AgentProfilePublic:
+    """Store a new agent profile copied from a bundled example (`customer_support`, `math_tutor`)."""
+    if example not in EXAMPLES:
+        raise HTTPException(404, f"example {example!r} not found; examples: {', '.join(sorted(EXAMPLES))}")
+    body = AgentProfileBody.model_validate(EXAMPLES[example])
+    profile = await asyncio.to_thread(sessions.profiles.create, **body.client_arguments())
+    return _public(profile)
+
+
+@router.get("/agents/{agent_id}", response_model=AgentProfilePublic)
+async def get_agent(agent_id: AgentId, sessions: ProfileSessionsDep) -> AgentProfilePublic:
+    """The stored agent profile."""
+    return _public(await asyncio.to_thread(sessions.profile, agent_id))
+
+
+@router.put("/agents/{agent_id}", response_model=AgentProfilePublic)
+async def update_agent(agent_id: AgentId, body: AgentProfileBody, sessions: ProfileSessionsDep) -> AgentProfilePublic:
+    """Replace an agent profile (fields left out are reset); the profile's sessions use it from their next turn."""
+    profile = await asyncio.to_thread(sessions.profiles.update, agent_id, **body.client_arguments())
+    if profile is None:
+        raise HTTPException(404, f"agent {agent_id!r} not found")
+    return _public(profile)
+
+
+@router.delete("/agents/{agent_id}", status_code=204)
+async def delete_agent(agent_id: AgentId, sessions: ProfileSessionsDep) -> Response:
+    """Delete an agent profile (its sessions stay, and cannot be invoked through another profile)."""
+    if not await asyncio.to_thread(sessions.profiles.delete, agent_id):
+        raise HTTPException(404, f"agent {agent_id!r} not found")
+    return Response(status_code=204)
+
+
+@router.post("/sessions", status_code=201, response_model=SessionCreated)
+async def create_session(
+    agent_id: Annotated[Identifier, Query()],
+    sessions: ProfileSessionsDep,
+    actor_id: Annotated[Identifier | None, Query()] = None,
+) -> SessionCreated:
+    """Start a session of an agent profile; it expires `SESSION_DEFAULT_TTL_SECONDS` later (0: never)."""
+    record = await asyncio.to_thread(sessions.create_session, agent_id, actor_id)
+    return SessionCreated(
+        session_id=record["session_id"],
+        agent_id=agent_id,
+        actor_id=record.get("actor_id"),
+        expires_at=record.get("expires_at"),
+    )
+
+
+def _invoke_response(turn: ProfileTurn, result: TurnResult, settings: AgentSettings) -> InvokeResponse:
+    return InvokeResponse(
+        session_id=result.session_id,
+        agent_id=turn.profile.agent_id,
+        response=result.response,
+        status=turn_status(result, settings, turn.profile.agent_id),
+    )
+
+
+async def _prepare(agent_id: str, body: InvokeRequest, sessions: ProfileSessionsDep, settings: Settings) -> ProfileTurn:
+    check_prompt(body.prompt, settings)
+    return await asyncio.to_thread(sessions.prepare_turn, agent_id, body.session_id, body.actor_id)
+
+
+@router.post("/agents/{agent_id}/invoke", response_model=InvokeResponse)
+async def invoke(
+    agent_id: AgentId, body: InvokeRequest, agents: Agents, sessions: ProfileSessionsDep, settings: Settings
+) -> InvokeResponse:
+    """Run one turn through the profile; no `session_id` starts a new session of it."""
+    turn = await _prepare(agent_id, body, sessions, settings)
+    result = await agents.run_turn(turn.session_id, body.prompt, actor_id=turn.actor_id, profile=turn.profile)
+    return _invoke_response(turn, result, settings)
+
+
+@router.post("/agents/{agent_id}/invoke-streaming", responses=SSE_RESPONSES)
+async def invoke_streaming(
+    agent_id: AgentId, body: InvokeRequest, agents: Agents, sessions: ProfileSessionsDep, settings: Settings
+) -> EventSourceResponse:
+    """Run one turn through the profile as SSE (events as `/process-streaming`)."""
+    turn = await _prepare(agent_id, body, sessions, settings)
+    return turn_stream(
+        turn.session_id,
+        lambda on_text: agents.run_turn(
+            turn.session_id, body.prompt, actor_id=turn.actor_id, profile=turn.profile, on_text=on_text
+        ),
+        lambda result: _invoke_response(turn, result, settings),
+    )
