@@ -18,7 +18,7 @@ stop:  ## stop both services
 chat:  ## interactive terminal chat with the running agent service (one session, streamed replies)
 	@$(UV) run --no-sync python scripts/chat.py
 
-demo: install  ## the persistence demo: the agent remembers across a restart of its process
+demo: install  ## the persistence demo: memory across a restart of the agent process, and long-term memory per actor
 	$(UV) run --no-sync python test_session_agent/test_session_demo.py
 
 lint:  ## ruff: lint rules (docstrings on src) and the format check
