@@ -1,4 +1,4 @@
-"""App factory of the agent service: lifespan (model, agent cache, idle expiry), error handlers and routers."""
+"""App factory of the agent service: lifespan (model, agent cache, idle expiry), error handlers, routers, the page."""
 
 from __future__ import annotations
 
@@ -6,15 +6,23 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from strands.models.model import Model
 
 from ..agent import SessionAgents
 from ..models import build_model
 from ..settings import AgentSettings, get_settings
+from .deps import get_caller
 from .errors import EXCEPTION_HANDLERS
 from .routers import health, process, sessions
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+"""The chat page's static files (index.html, app.js, style.css), shipped in the package."""
 
 
 async def _expire_idle_forever(agents: SessionAgents, idle_seconds: float) -> None:
@@ -60,6 +68,27 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.settings = settings
-    for router in (process.router, sessions.router, health.router):
-        app.include_router(router)
+    # Every router but health answers only a caller with a key (when AGENT_API_KEYS is set): add new routers here.
+    for router in (process.router, sessions.router):
+        app.include_router(router, dependencies=[Depends(get_caller)])
+    app.include_router(health.router)
+    _add_page(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Device-ID"],
+            expose_headers=["Retry-After", "X-Session-Degraded"],
+        )
     return app
+
+
+def _add_page(app: FastAPI) -> None:
+    """`GET /`: the chat page, and `/static/`: its script and style (public: the page itself asks for the key)."""
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")

@@ -12,18 +12,27 @@ from sse_starlette.sse import EventSourceResponse
 
 from ...agent import AGENT_ID, TurnResult
 from ...settings import AgentSettings
-from ..deps import Agents, Settings
+from ..deps import Agents, Caller, CallerIdentity, Settings, actor_of, require_owned_session
 from ..errors import PROBLEM_RESPONSES, status_of
 from ..schemas import ProcessRequest, ProcessResponse, TurnStatus
 
 router = APIRouter(tags=["process"], responses=PROBLEM_RESPONSES)
 
 
-def _session_id(body: ProcessRequest, settings: AgentSettings) -> str:
-    """The turn's session: the one named, else a new id. Refuses an over-long prompt before any work."""
+async def _turn_target(
+    body: ProcessRequest, settings: AgentSettings, agents: Agents, caller: CallerIdentity | None
+) -> tuple[str, str | None]:
+    """The turn's session (the one named, else a new id) and actor; refuses bad turns before any work.
+
+    Refused: an over-long prompt (422), another actor's session (404, as if absent), another actor's identity (403).
+    """
     if len(body.prompt) > settings.max_prompt_chars:
         raise HTTPException(422, f"prompt is longer than {settings.max_prompt_chars} characters")
-    return body.session_id or uuid.uuid4().hex
+    actor_id = actor_of(caller, body.actor_id)
+    if body.session_id is None:
+        return uuid.uuid4().hex, actor_id
+    await require_owned_session(agents, body.session_id, caller, must_exist=False)
+    return body.session_id, actor_id
 
 
 def _response(result: TurnResult, settings: AgentSettings) -> ProcessResponse:
@@ -42,10 +51,10 @@ def _response(result: TurnResult, settings: AgentSettings) -> ProcessResponse:
 
 
 @router.post("/process", response_model=ProcessResponse)
-async def process(body: ProcessRequest, agents: Agents, settings: Settings) -> ProcessResponse:
+async def process(body: ProcessRequest, agents: Agents, settings: Settings, caller: Caller) -> ProcessResponse:
     """Run one turn and answer with the reply once every message of the turn is stored."""
-    session_id = _session_id(body, settings)
-    result = await agents.run_turn(session_id, body.prompt, actor_id=body.actor_id)
+    session_id, actor_id = await _turn_target(body, settings, agents, caller)
+    result = await agents.run_turn(session_id, body.prompt, actor_id=actor_id)
     return _response(result, settings)
 
 
@@ -53,9 +62,11 @@ async def process(body: ProcessRequest, agents: Agents, settings: Settings) -> P
     "/process-streaming",
     responses={200: {"content": {"text/event-stream": {}}, "description": "SSE: text..., then done or error"}},
 )
-async def process_streaming(body: ProcessRequest, agents: Agents, settings: Settings) -> EventSourceResponse:
+async def process_streaming(
+    body: ProcessRequest, agents: Agents, settings: Settings, caller: Caller
+) -> EventSourceResponse:
     """Run one turn, streaming `{"type":"text"}` events as the model writes, then `{"type":"done"}`."""
-    session_id = _session_id(body, settings)
+    session_id, actor_id = await _turn_target(body, settings, agents, caller)
 
     async def events() -> AsyncIterator[dict[str, str]]:
         loop = asyncio.get_running_loop()
@@ -64,7 +75,7 @@ async def process_streaming(body: ProcessRequest, agents: Agents, settings: Sett
         def on_text(text: str) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, text)
 
-        turn = asyncio.ensure_future(agents.run_turn(session_id, body.prompt, actor_id=body.actor_id, on_text=on_text))
+        turn = asyncio.ensure_future(agents.run_turn(session_id, body.prompt, actor_id=actor_id, on_text=on_text))
         turn.add_done_callback(lambda _: queue.put_nowait(None))
         yield {"data": orjson.dumps({"type": "start", "session_id": session_id}).decode()}
         while (text := await queue.get()) is not None:

@@ -5,39 +5,43 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from ..deps import Agents
+from ...exceptions import SessionNotFoundError
+from ..deps import Agents, Caller, OwnedSessionId, actor_of
 from ..errors import PROBLEM_RESPONSES
-from ..schemas import IDENTIFIER_PATTERN, HistoryResponse, Identifier
+from ..schemas import IDENTIFIER_PATTERN, HistoryResponse
 
 router = APIRouter(prefix="/sessions", tags=["sessions"], responses=PROBLEM_RESPONSES)
-
-SessionId = Annotated[Identifier, Path()]
 
 
 @router.get("")
 async def list_sessions(
     agents: Agents,
+    caller: Caller,
     actor_id: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> dict[str, Any]:
-    """Sessions from the backend, newest first (`{items, next_cursor}`; pass `cursor` for the next page)."""
+    """Sessions from the backend, newest first (`{items, next_cursor}`; pass `cursor` for the next page).
+
+    With access control on, only the caller's own sessions.
+    """
+    actor_id = actor_of(caller, actor_id)
     return await asyncio.to_thread(agents.repository.list_sessions, actor_id=actor_id, limit=limit, cursor=cursor)
 
 
 @router.get("/{session_id}/history", response_model=HistoryResponse)
-async def history(session_id: SessionId, agents: Agents) -> HistoryResponse:
+async def history(session_id: OwnedSessionId, agents: Agents) -> HistoryResponse:
     """The session's conversation in order."""
     messages = await asyncio.to_thread(agents.history, session_id)
     if messages is None:
-        raise HTTPException(404, f"session {session_id!r} not found")
+        raise SessionNotFoundError(f"session {session_id!r} not found")
     return HistoryResponse.model_validate({"session_id": session_id, "messages": messages})
 
 
 @router.delete("/{session_id}", status_code=204)
-async def delete_session(session_id: SessionId, agents: Agents) -> Response:
+async def delete_session(session_id: OwnedSessionId, agents: Agents) -> Response:
     """Delete the session's data in the backend and drop its cached agent."""
     await agents.delete(session_id)
     return Response(status_code=204)
