@@ -111,7 +111,9 @@ def test_body_actor_cannot_claim_another_identity(make_client: Callable[..., Tes
 
 def test_health_and_page_need_no_key(make_client: Callable[..., TestClient]) -> None:
     client = make_client(AGENT_API_KEYS="k1:alice")
-    assert client.get("/health").status_code == 200
+    health = client.get("/health")
+    assert health.status_code == 200 and health.json()["access_control"] is True
+    assert make_client().get("/health").json()["access_control"] is False
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'src="/static/app.js"' in page.text
