@@ -38,6 +38,8 @@ class AgentSettings(BaseSettings):
     agent_idle_seconds: float = Field(default=600.0, gt=0, validation_alias="AGENT_IDLE_SECONDS")
     max_prompt_chars: int = Field(default=32_000, ge=1, validation_alias="MAX_PROMPT_CHARS")
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024, validation_alias="AGENT_MAX_REQUEST_BYTES")
+    read_timeout_seconds: float = Field(default=15.0, gt=0, validation_alias="AGENT_READ_TIMEOUT_SECONDS")
+    max_connections: int = Field(default=1024, ge=1, validation_alias="AGENT_MAX_CONNECTIONS")
     lease_ttl_seconds: float = Field(default=30.0, gt=0, le=3600, validation_alias="SESSION_LEASE_TTL_SECONDS")
     session_wait_seconds: float = Field(default=30.0, ge=0, validation_alias="SESSION_WAIT_SECONDS")
     scripted_first_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_FIRST_TOKEN_DELAY_MS")
