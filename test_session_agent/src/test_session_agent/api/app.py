@@ -19,6 +19,7 @@ from ..models import build_model
 from ..settings import AgentSettings, get_settings
 from .deps import get_caller
 from .errors import EXCEPTION_HANDLERS
+from .middleware import BodySizeLimit
 from .routers import health, process, sessions
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -29,6 +30,15 @@ async def _expire_idle_forever(agents: SessionAgents, idle_seconds: float) -> No
     while True:
         await asyncio.sleep(min(30.0, idle_seconds))
         agents.expire_idle()
+
+
+async def _release_leases_forever(agents: SessionAgents, interval: float = 1.0) -> None:
+    # Leases whose release met a dead backend are released once it answers again, so that other processes do not
+    # wait out the TTL on a session this process no longer uses.
+    while True:
+        await asyncio.sleep(interval)
+        if agents.has_unreleased():
+            await asyncio.to_thread(agents.release_pending)
 
 
 def create_app(settings: AgentSettings | None = None, model: Model | None = None) -> FastAPI:
@@ -51,13 +61,17 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
             await asyncio.to_thread(load)
         agents = SessionAgents(settings, chosen)
         app.state.agents = agents
-        expiry = asyncio.create_task(_expire_idle_forever(agents, settings.agent_idle_seconds), name="agent-expiry")
+        tasks = [
+            asyncio.create_task(_expire_idle_forever(agents, settings.agent_idle_seconds), name="agent-expiry"),
+            asyncio.create_task(_release_leases_forever(agents), name="lease-release"),
+        ]
         try:
             yield
         finally:
-            expiry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await expiry
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await asyncio.to_thread(agents.close)
 
     app = FastAPI(
@@ -67,6 +81,7 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
     )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.state.settings = settings
     # Every router but health answers only a caller with a key (when AGENT_API_KEYS is set): add new routers here.
     for router in (process.router, sessions.router):

@@ -12,7 +12,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path, Request
+from fastapi import Depends, Header, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
@@ -37,6 +37,14 @@ async def get_app_settings(request: Request) -> AgentSettings:
 
 
 Agents = Annotated[SessionAgents, Depends(get_agents)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[\x21-\x7e]{1,256}$",
+        description="A retry with the same key on the same session returns the first answer and stores nothing.",
+    ),
+]
 Settings = Annotated[AgentSettings, Depends(get_app_settings)]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
@@ -22,13 +22,16 @@ async def list_sessions(
     actor_id: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Sessions from the backend, newest first (`{items, next_cursor}`; pass `cursor` for the next page).
 
-    With access control on, only the caller's own sessions.
+    With access control on, only the caller's own sessions. Pages are bounded in rows and bytes by the backend and
+    passed through as they come: re-serializing them took eight concurrent 1,000-session pages to 2.6 GB (hardening
+    round 2), hence the raw response.
     """
     actor_id = actor_of(caller, actor_id)
-    return await asyncio.to_thread(agents.repository.list_sessions, actor_id=actor_id, limit=limit, cursor=cursor)
+    page = await asyncio.to_thread(agents.repository.list_sessions_json, actor_id, limit, cursor)
+    return Response(page, media_type="application/json")
 
 
 @router.get("/{session_id}/history", response_model=HistoryResponse)
