@@ -335,3 +335,18 @@ def test_zz_matrix_size(client: TestClient) -> None:
     print(
         f"\naccess-control matrix: {len(endpoints)} protected endpoints; cases: {MATRIX}; total {sum(MATRIX.values())}"
     )
+
+
+def test_an_idempotency_key_replays_only_to_the_sessions_owner(client: TestClient, database_url: str) -> None:
+    """A stored turn's answer is replayed for its Idempotency-Key; never to another actor who names the same key."""
+    headers = auth(ALICE) | {"Idempotency-Key": "turn-1"}
+    first = client.post("/process", json={"prompt": "alice's private turn"}, headers=headers)
+    assert first.status_code == 200
+    sid = first.json()["session_id"]
+    before = _table_fingerprints(database_url)
+    for path in ("/process", "/process-streaming"):
+        r = client.post(path, json={"prompt": "alice's private turn", "session_id": sid}, headers=headers | auth(BOB))
+        assert r.status_code == 404 and first.json()["response"] not in r.text
+    assert _table_fingerprints(database_url) == before
+    again = client.post("/process", json={"prompt": "alice's private turn", "session_id": sid}, headers=headers)
+    assert again.status_code == 200 and again.json()["response"] == first.json()["response"]
