@@ -132,3 +132,18 @@ async def get_owned_session_id(session_id: Annotated[Identifier, Path()], agents
 
 OwnedSessionId = Annotated[str, Depends(get_owned_session_id)]
 """A `{session_id}` path parameter of an existing session the caller owns (404 otherwise)."""
+
+
+async def get_own_actor_id(actor_id: Annotated[Identifier, Path()], caller: Caller) -> str:
+    """The `{actor_id}` path parameter (memories, ...): with access control on, only the caller's own; 404 otherwise.
+
+    Raises:
+        HTTPException: 404 when it names another actor than the caller's key.
+    """
+    if caller is not None and actor_id != caller.actor_id:
+        raise HTTPException(404, "actor not found")
+    return actor_id
+
+
+OwnActorId = Annotated[str, Depends(get_own_actor_id)]
+"""An `{actor_id}` path parameter the caller may use: its own actor when access control is on, any when off."""

@@ -7,10 +7,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fastapi import APIRouter, Depends
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from test_session_agent.api.app import create_app
+from test_session_agent.api.deps import OwnActorId, get_caller
 from test_session_agent.models.scripted import ScriptedModel
 from test_session_agent.settings import AgentSettings
 
@@ -141,3 +143,18 @@ def test_cors_off_by_default_and_configurable(make_client: Callable[..., TestCli
     assert "authorization" in r.headers["access-control-allow-headers"].lower()
     other = on.options("/process", headers=preflight | {"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_own_actor_path_parameter(make_client: Callable[..., TestClient]) -> None:
+    router = APIRouter(dependencies=[Depends(get_caller)])
+
+    @router.get("/actors/{actor_id}/things")
+    async def things(actor_id: OwnActorId) -> dict[str, str]:
+        return {"actor_id": actor_id}
+
+    client = make_client(AGENT_API_KEYS="k1:alice")
+    client.app.include_router(router)  # type: ignore[attr-defined]
+    auth = {"Authorization": "Bearer k1"}
+    assert client.get("/actors/alice/things", headers=auth).json() == {"actor_id": "alice"}
+    assert client.get("/actors/bob/things", headers=auth).status_code == 404
+    assert client.get("/actors/alice/things").status_code == 401
