@@ -173,6 +173,25 @@ class PostgreSQLSessionRepository(SessionRepository):
         page: dict[str, Any] = orjson.loads(response.content)
         return page
 
+    def fork_session(
+        self, session_id: str, new_session_id: str, *, actor_id: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Copy the session with its agents, messages and multi-agent state under `new_session_id`, in the backend.
+
+        Returns:
+            `{"session": {...}, "agents", "messages", "multi_agents"}` (counts copied).
+
+        Raises:
+            SessionNotFoundError: no such session.
+            SessionConflictError: `new_session_id` is taken.
+            SessionException: the backend refused or is unreachable.
+        """
+        body = {"new_session_id": new_session_id, "actor_id": actor_id}
+        response = self._call("POST", f"/v1/sessions/{_seg(session_id)}/fork", body=body, idempotent=False)
+        assert response is not None
+        result: dict[str, Any] = orjson.loads(response.content)
+        return result
+
     # agents
 
     def _remember_version(self, session_id: str, response: httpx.Response) -> dict[str, Any]:
