@@ -16,8 +16,8 @@ import orjson
 import pytest
 from strands.bidi.agent import BidiAgent
 from strands.bidi.types.events import BidiConnectionRestartEvent, BidiResponseStopEvent, BidiTextBlockEvent
-from strands.session.snapshot_session_manager import SnapshotSessionManager
 from strands.session.session_manager import SessionManager
+from strands.session.snapshot_session_manager import SnapshotSessionManager
 from strands.types.agent import LocalAgent
 from websockets.asyncio.client import connect
 

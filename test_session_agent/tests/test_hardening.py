@@ -171,9 +171,7 @@ def test_a_lease_left_by_a_backend_crash_mid_turn_does_not_block_the_session(
             result: dict[str, Any] = {}
 
             def slow_turn() -> None:
-                result["r"] = httpx.post(
-                    f"{url}/process", json={"prompt": "two", "session_id": session_id}, timeout=60
-                )
+                result["r"] = httpx.post(f"{url}/process", json={"prompt": "two", "session_id": session_id}, timeout=60)
 
             t = threading.Thread(target=slow_turn)
             t.start()
@@ -189,12 +187,14 @@ def test_a_lease_left_by_a_backend_crash_mid_turn_does_not_block_the_session(
             assert r.status_code == 200, r.text
             print(f"blocked after backend SIGKILL mid-turn: {blocked:.2f} s")
             assert blocked < 5.0
+
             # the lease is released when the turn ends
             async def lease_rows() -> int:
                 conn = await asyncpg.connect(database_url)
                 try:
-                    return int(await conn.fetchval("SELECT count(*) FROM session_leases WHERE session_id = $1",
-                                                   session_id))
+                    return int(
+                        await conn.fetchval("SELECT count(*) FROM session_leases WHERE session_id = $1", session_id)
+                    )
                 finally:
                     await conn.close()
 

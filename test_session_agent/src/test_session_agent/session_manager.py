@@ -83,6 +83,8 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         # BidiAgent writes: one at a time, in the order the agent made them; agent state as last stored.
         self._bidi_write_lock: asyncio.Lock | None = None
         self._bidi_synced_state: dict[str, Any] = {}
+        self._bidi_kept_state: dict[str, dict[str, Any]] = {}
+        self._restoring: Any = None
         RepositorySessionManager.__init__(self, session_id=session_id, session_repository=self)
 
     def register_hooks(self, registry: HookRegistry, **kwargs: Any) -> None:
@@ -108,8 +110,32 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         The cyclic GC is paused while thousands of restored messages become objects (they hold no cycles, and its
         passes dominated restore time).
         """
-        with gc_paused():
-            super().initialize(agent, **kwargs)
+        self._restoring = agent
+        try:
+            with gc_paused():
+                super().initialize(agent, **kwargs)
+        finally:
+            self._restoring = None
+
+    def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
+        """Read the agent; while restoring, reconcile what an `Agent` and a `BidiAgent` store of it.
+
+        A BidiAgent has no conversation manager or model state: it keeps those an `Agent` stored (its writes send
+        them back unchanged), and an `Agent` restoring what only a BidiAgent wrote starts its conversation manager
+        afresh instead of refusing the empty state.
+        """
+        session_agent = super().read_agent(session_id, agent_id, **kwargs)
+        agent = self._restoring
+        if session_agent is None or agent is None:
+            return session_agent
+        if isinstance(agent, BidiAgent):
+            self._bidi_kept_state[agent_id] = {
+                "conversation_manager_state": session_agent.conversation_manager_state,
+                "_internal_state": session_agent._internal_state,
+            }
+        elif not session_agent.conversation_manager_state and hasattr(agent, "conversation_manager"):
+            session_agent.conversation_manager_state = agent.conversation_manager.get_state()
+        return session_agent
 
     def _agent_message_added(self, event: MessageAddedEvent[Any]) -> None:
         if isinstance(event.agent, BidiAgent):
@@ -155,7 +181,7 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             self._bidi_write_lock = asyncio.Lock()
         async with self._bidi_write_lock:
             ops = list(operations)
-            session_agent = SessionAgent.from_agent(agent).to_dict()
+            session_agent = SessionAgent.from_agent(agent).to_dict() | self._bidi_kept_state.get(agent.agent_id, {})
             state = {k: session_agent[k] for k in ("state", "conversation_manager_state", "_internal_state")}
             if state != self._bidi_synced_state.get(agent.agent_id):
                 ops.append(

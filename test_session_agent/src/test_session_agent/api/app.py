@@ -14,7 +14,7 @@ from ..agent import SessionAgents
 from ..models import build_model
 from ..settings import AgentSettings, get_settings
 from .errors import EXCEPTION_HANDLERS
-from .routers import health, process, sessions
+from .routers import health, process, sessions, ws
 
 
 async def _expire_idle_forever(agents: SessionAgents, idle_seconds: float) -> None:
@@ -60,6 +60,6 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.settings = settings
-    for router in (process.router, sessions.router, health.router):
+    for router in (process.router, sessions.router, ws.router, health.router):
         app.include_router(router)
     return app
