@@ -87,7 +87,8 @@ def test_fork_errors(client: TestClient) -> None:
     # Nothing was copied into the existing session.
     assert len(client.get(f"/v1/sessions/{taken}/agents/default/messages").json()) == 3
 
-    for body in ({"new_session_id": "bad/id"}, {"new_session_id": ".."}, {}, {"new_session_id": "ok", "ttl_seconds": 0}):
+    bad: list[dict[str, Any]] = [{"new_session_id": "bad/id"}, {"new_session_id": ".."}, {}]
+    for body in [*bad, {"new_session_id": "ok", "ttl_seconds": 0}]:
         r = client.post(f"/v1/sessions/{sid}/fork", json=body)
         assert r.status_code == 422, body
     assert client.post("/v1/sessions/bad id/fork", json={"new_session_id": new_id()}).status_code == 422
