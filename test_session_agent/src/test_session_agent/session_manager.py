@@ -78,6 +78,11 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         self.batch_writes = batch_writes
         # Set by a caller holding the session's lease (the agent service): batches are then fenced by it.
         self.lease_owner: str | None = None
+        # Set by a caller before an invocation (`{"turn_id", "idempotency_key"}`): the batch records the turn, with
+        # its answer, so a retry under the same key gets that answer and a lost commit can be resolved.
+        self.turn: dict[str, Any] | None = None
+        # The turn id of the last batch that was sent but whose answer was lost (see `resolve_turn`).
+        self.unresolved_turn_id: str | None = None
         self._pending: list[dict[str, Any]] | None = None
         self._unsent: list[dict[str, Any]] = []
         # BidiAgent writes: one at a time, in the order the agent made them; agent state as last stored.
@@ -193,7 +198,8 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
                 )
             if not ops:
                 return
-            await asyncio.to_thread(self.apply_batch, self.session_id, ops, self.lease_owner)
+            incarnation = self.incarnation(self.session_id)
+            await asyncio.to_thread(self.apply_batch, self.session_id, ops, self.lease_owner, incarnation=incarnation)
             self._bidi_synced_state[agent.agent_id] = state
 
     def _begin_batch(self, event: BeforeInvocationEvent) -> None:
@@ -220,10 +226,27 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             # Every committed turn bumps the agent's version, so a writer holding a stale copy is refused (412).
             pending.append({"op": "update_agent", "agent": SessionAgent.from_agent(event.agent).to_dict()})
         operations = _coalesce(pending, self._agent_versions, self.session_id)
+        turn = None
+        if self.turn is not None:
+            result = event.result
+            answer = {
+                "response": str(result).strip() if result is not None else "",
+                "conversation_length": len(messages),
+                "usage": dict(result.metrics.accumulated_usage) if result is not None else {},
+            }
+            turn = self.turn | {"result": answer}
         try:
-            self.apply_batch(self.session_id, operations, lease_owner=self.lease_owner)
+            self.apply_batch(
+                self.session_id,
+                operations,
+                lease_owner=self.lease_owner,
+                # A copy read from an earlier life of this session id must not write into a re-created one.
+                incarnation=self.incarnation(self.session_id),
+                turn=turn,
+            )
         except BackendUnavailableError:
             self._unsent = pending
+            self.unresolved_turn_id = turn["turn_id"] if turn is not None else None
             raise
 
     def create_message(self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any) -> None:

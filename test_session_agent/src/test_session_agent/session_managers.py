@@ -34,10 +34,17 @@ class ServiceSnapshotSessionManager(SnapshotSessionManager):
     `snapshot_latest` (the snapshots `GET /sessions/{session_id}/snapshots` lists and fork starts from).
     """
 
+    # Set by the turn logic as on `PostgreSQLSessionManager`; snapshot writes are neither fenced nor turn-recorded.
     lease_owner: str | None = None
+    turn: dict[str, Any] | None = None
+    unresolved_turn_id: str | None = None
 
     def agent_version(self, session_id: str, agent_id: str) -> int | None:
         """No version to compare with the lease's: report one that never matches, so a cached agent is restored."""
+        return -1
+
+    def incarnation(self, session_id: str) -> int | None:
+        """As `agent_version`: never matches, so each turn restores the latest snapshot."""
         return -1
 
 

@@ -14,6 +14,7 @@ from ..agent import SessionAgents
 from ..models import build_model
 from ..settings import AgentSettings, get_settings
 from .errors import EXCEPTION_HANDLERS
+from .middleware import BodySizeLimit
 from .routers import health, process, sessions, ws
 
 
@@ -21,6 +22,15 @@ async def _expire_idle_forever(agents: SessionAgents, idle_seconds: float) -> No
     while True:
         await asyncio.sleep(min(30.0, idle_seconds))
         agents.expire_idle()
+
+
+async def _release_leases_forever(agents: SessionAgents, interval: float = 1.0) -> None:
+    # Leases whose release met a dead backend are released once it answers again, so that other processes do not
+    # wait out the TTL on a session this process no longer uses.
+    while True:
+        await asyncio.sleep(interval)
+        if agents.has_unreleased():
+            await asyncio.to_thread(agents.release_pending)
 
 
 def create_app(settings: AgentSettings | None = None, model: Model | None = None) -> FastAPI:
@@ -43,13 +53,17 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
             await asyncio.to_thread(load)
         agents = SessionAgents(settings, chosen)
         app.state.agents = agents
-        expiry = asyncio.create_task(_expire_idle_forever(agents, settings.agent_idle_seconds), name="agent-expiry")
+        tasks = [
+            asyncio.create_task(_expire_idle_forever(agents, settings.agent_idle_seconds), name="agent-expiry"),
+            asyncio.create_task(_release_leases_forever(agents), name="lease-release"),
+        ]
         try:
             yield
         finally:
-            expiry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await expiry
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await asyncio.to_thread(agents.close)
 
     app = FastAPI(
@@ -59,6 +73,7 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
     )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.state.settings = settings
     for router in (process.router, sessions.router, ws.router, health.router):
         app.include_router(router)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from ..agent import SessionAgents
 from ..settings import AgentSettings
@@ -25,4 +25,12 @@ async def get_app_settings(request: Request) -> AgentSettings:
 
 
 Agents = Annotated[SessionAgents, Depends(get_agents)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[\x21-\x7e]{1,256}$",
+        description="A retry with the same key on the same session returns the first answer and stores nothing.",
+    ),
+]
 Settings = Annotated[AgentSettings, Depends(get_app_settings)]

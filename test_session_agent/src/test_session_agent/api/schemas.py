@@ -24,6 +24,14 @@ here so a bad id is the caller's 422, not a backend refusal."""
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("prompt must not be empty")
+    # Checked before any work: PostgreSQL's text cannot hold NUL, JSON cannot carry a lone surrogate, and a turn
+    # refused at commit would leave a session behind.
+    if "\x00" in value:
+        raise ValueError("prompt must not contain the NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError("prompt must be valid Unicode (no lone surrogates)") from e
     return value
 
 
@@ -47,6 +55,7 @@ class TurnStatus(BaseModel):
     model_provider: str
     duration_ms: float
     usage: dict[str, Any] = Field(default_factory=dict)
+    replayed: bool = False
 
 
 class ProcessResponse(BaseModel):

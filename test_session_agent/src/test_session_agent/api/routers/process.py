@@ -12,7 +12,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from ...agent import AGENT_ID, TurnResult
 from ...settings import AgentSettings
-from ..deps import Agents, Settings
+from ..deps import Agents, IdempotencyKey, Settings
 from ..errors import PROBLEM_RESPONSES, status_of
 from ..schemas import ProcessRequest, ProcessResponse, TurnStatus
 
@@ -37,15 +37,21 @@ def _response(result: TurnResult, settings: AgentSettings) -> ProcessResponse:
             model_provider=settings.model_provider,
             duration_ms=round(result.duration_ms, 3),
             usage=result.usage,
+            replayed=result.replayed,
         ),
     )
 
 
 @router.post("/process", response_model=ProcessResponse)
-async def process(body: ProcessRequest, agents: Agents, settings: Settings) -> ProcessResponse:
-    """Run one turn and answer with the reply once every message of the turn is stored."""
+async def process(
+    body: ProcessRequest, agents: Agents, settings: Settings, idempotency_key: IdempotencyKey = None
+) -> ProcessResponse:
+    """Run one turn and answer with the reply once every message of the turn is stored.
+
+    With an `Idempotency-Key`, a retry of a turn already stored in the session returns its answer and stores nothing.
+    """
     session_id = _session_id(body, settings)
-    result = await agents.run_turn(session_id, body.prompt, actor_id=body.actor_id)
+    result = await agents.run_turn(session_id, body.prompt, actor_id=body.actor_id, idempotency_key=idempotency_key)
     return _response(result, settings)
 
 
@@ -53,8 +59,13 @@ async def process(body: ProcessRequest, agents: Agents, settings: Settings) -> P
     "/process-streaming",
     responses={200: {"content": {"text/event-stream": {}}, "description": "SSE: text..., then done or error"}},
 )
-async def process_streaming(body: ProcessRequest, agents: Agents, settings: Settings) -> EventSourceResponse:
-    """Run one turn, streaming `{"type":"text"}` events as the model writes, then `{"type":"done"}`."""
+async def process_streaming(
+    body: ProcessRequest, agents: Agents, settings: Settings, idempotency_key: IdempotencyKey = None
+) -> EventSourceResponse:
+    """Run one turn, streaming `{"type":"text"}` events as the model writes, then `{"type":"done"}`.
+
+    With an `Idempotency-Key` of a turn already stored, the stored answer comes as the `done` event, without text.
+    """
     session_id = _session_id(body, settings)
 
     async def events() -> AsyncIterator[dict[str, str]]:
@@ -64,7 +75,11 @@ async def process_streaming(body: ProcessRequest, agents: Agents, settings: Sett
         def on_text(text: str) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, text)
 
-        turn = asyncio.ensure_future(agents.run_turn(session_id, body.prompt, actor_id=body.actor_id, on_text=on_text))
+        turn = asyncio.ensure_future(
+            agents.run_turn(
+                session_id, body.prompt, actor_id=body.actor_id, on_text=on_text, idempotency_key=idempotency_key
+            )
+        )
         turn.add_done_callback(lambda _: queue.put_nowait(None))
         yield {"data": orjson.dumps({"type": "start", "session_id": session_id}).decode()}
         while (text := await queue.get()) is not None:

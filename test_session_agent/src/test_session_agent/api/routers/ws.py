@@ -48,7 +48,7 @@ async def bidi_session(websocket: WebSocket, session_id: str) -> None:
     except ValidationError:
         await _fail(websocket, session_id, 422, "session_id and actor_id must be identifiers")
         return
-    owner = f"{agents.instance_id}:ws:{uuid.uuid4().hex[:12]}"
+    owner = f"{agents.owner}:ws:{uuid.uuid4().hex[:12]}"
     try:
         await _acquire_lease(agents, session_id, owner)
     except SessionException as e:
