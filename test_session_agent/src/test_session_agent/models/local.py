@@ -8,7 +8,6 @@ messages. `xllamacpp` ships prebuilt wheels, so installing the `local` extra com
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import os
 import secrets
@@ -55,12 +54,6 @@ class LocalModelConfig(TypedDict, total=False):
     seed: int
 
 
-def _private_socket_dir() -> str:
-    path = tempfile.mkdtemp(prefix="llama-")  # mode 0700: only this user reaches the socket
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
-    return path
-
-
 def get_server(model_path: str, n_ctx: int) -> Any:
     """Return the process's `xllamacpp.Server` for this file, loading the model on first use (a second or two).
 
@@ -81,16 +74,21 @@ def get_server(model_path: str, n_ctx: int) -> Any:
             params.n_parallel = 1
             params.cpuparams.n_threads = threads
             params.cpuparams_batch.n_threads = threads
-            # llama.cpp's server always opens a listener; a unix socket in a private directory and a random key keep
-            # it unreachable for anything but this process (no TCP port, no browser page via CORS).
-            params.hostnames = [str(Path(_private_socket_dir()) / "llama.sock")]
+            # llama.cpp's server always opens a listener, which this process never uses: bind it to a unix socket in
+            # a private directory that is deleted once bound (no TCP port, no path to connect to), and require a
+            # random key on it all the same.
+            socket_dir = tempfile.mkdtemp(prefix="llama-")
+            params.hostnames = [str(Path(socket_dir) / "llama.sock")]
             params.api_keys = [secrets.token_urlsafe(32)]
             params.n_threads_http = 1
             params.ui = False
             params.verbosity = 1  # errors only: llama.cpp's per-request info lines would flood the service log
             logger.info("model_path=<%s>, n_ctx=<%d> | loading local model", model_path, n_ctx)
             started = time.perf_counter()
-            _servers[key] = xllamacpp.Server(params)
+            try:
+                _servers[key] = xllamacpp.Server(params)
+            finally:
+                shutil.rmtree(socket_dir, ignore_errors=True)
             logger.info("seconds=<%.1f> | local model loaded", time.perf_counter() - started)
         return _servers[key]
 
