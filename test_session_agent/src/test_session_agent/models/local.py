@@ -58,12 +58,18 @@ def get_server(model_path: str, n_ctx: int) -> Any:
     """Return the process's `xllamacpp.Server` for this file, loading the model on first use (a second or two).
 
     Raises:
+        ImportError: the `local` extra (llama.cpp) is not installed.
         RuntimeError: llama.cpp could not load the file (not a GGUF, or truncated).
     """
     key = (model_path, n_ctx)
     with _servers_lock:
         if key not in _servers:
-            import xllamacpp
+            try:
+                import xllamacpp
+            except ImportError as e:
+                raise ImportError(
+                    "MODEL_PROVIDER=local needs llama.cpp: install test-session-agent[local] (uv sync does)"
+                ) from e
 
             threads = os.cpu_count() or 2
             params = xllamacpp.CommonParams()
