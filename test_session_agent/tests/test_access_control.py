@@ -68,6 +68,10 @@ TRAVERSAL_IDS = [
 ]
 
 
+# Request bodies of routes that are not turns (a turn's body is the default).
+BODIES: dict[str, dict[str, Any]] = {"/sessions/{session_id}/fork": {}}
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One method of one route, as the matrix calls it."""
@@ -156,7 +160,7 @@ def call(client: TestClient, endpoint: Endpoint, headers: dict[str, str], **ids:
         pytest.fail(f"{endpoint}: WebSocket accepted")
     body = None
     if endpoint.method in ("POST", "PUT", "PATCH"):
-        body = {"prompt": "matrix turn", "session_id": ids.get("session_id", "x")}
+        body = BODIES.get(endpoint.path, {"prompt": "matrix turn", "session_id": ids.get("session_id", "x")})
     return client.request(endpoint.method, url, headers=headers, json=body)
 
 
@@ -330,13 +334,6 @@ def test_traversal_and_encoding_tricks_in_ids(client: TestClient, alice_session:
     assert _table_fingerprints(database_url) == before
 
 
-def test_zz_matrix_size(client: TestClient) -> None:
-    endpoints = protected_endpoints(client.app)  # type: ignore[arg-type]
-    print(
-        f"\naccess-control matrix: {len(endpoints)} protected endpoints; cases: {MATRIX}; total {sum(MATRIX.values())}"
-    )
-
-
 def test_an_idempotency_key_replays_only_to_the_sessions_owner(client: TestClient, database_url: str) -> None:
     """A stored turn's answer is replayed for its Idempotency-Key; never to another actor who names the same key."""
     headers = auth(ALICE) | {"Idempotency-Key": "turn-1"}
@@ -350,3 +347,27 @@ def test_an_idempotency_key_replays_only_to_the_sessions_owner(client: TestClien
     assert _table_fingerprints(database_url) == before
     again = client.post("/process", json={"prompt": "alice's private turn", "session_id": sid}, headers=headers)
     assert again.status_code == 200 and again.json()["response"] == first.json()["response"]
+
+
+def test_another_actors_session_over_websocket(client: TestClient, alice_session: str, database_url: str) -> None:
+    """WebSocket routes: Bob's key on Alice's session ends with a 404 error before anything is restored or stored."""
+    sockets = [e for e in protected_endpoints(client.app) if e.websocket]  # type: ignore[arg-type]
+    before = _table_fingerprints(database_url)
+    for endpoint in sockets:
+        for url in (endpoint.url(**ids_for(alice_session)), endpoint.url(**ids_for(f"bob-{uuid.uuid4().hex[:6]}"))):
+            with client.websocket_connect(f"{url}?actor_id=alice", headers=auth(BOB)) as ws:
+                message = ws.receive_json()
+            assert message["type"] == "error" and message["status"] in (403, 404), (endpoint, message)
+        with client.websocket_connect(endpoint.url(**ids_for(alice_session)), headers=auth(BOB)) as ws:
+            message = ws.receive_json()
+        assert message["type"] == "error" and message["status"] == 404, (endpoint, message)
+        assert alice_session in message["session_id"]
+    assert _table_fingerprints(database_url) == before
+    MATRIX["other actor (WebSocket)"] = 3 * len(sockets)
+
+
+def test_zz_matrix_size(client: TestClient) -> None:
+    endpoints = protected_endpoints(client.app)  # type: ignore[arg-type]
+    print(
+        f"\naccess-control matrix: {len(endpoints)} protected endpoints; cases: {MATRIX}; total {sum(MATRIX.values())}"
+    )

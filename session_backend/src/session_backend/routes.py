@@ -30,6 +30,8 @@ from .schemas import (
     MultiAgentPublic,
     MultiAgentUpdate,
     SessionCreate,
+    SessionFork,
+    SessionForkPublic,
     SessionPage,
     SessionPublic,
     TurnId,
@@ -286,3 +288,15 @@ async def release_lease(
     """Release the lease held by `owner` (404 when it holds none)."""
     await store.release_lease(session_id, owner)
     return Response(status_code=204)
+
+
+@router.post("/sessions/{session_id}/fork", status_code=201, response_model=SessionForkPublic)
+async def fork_session(session_id: SessionId, body: SessionFork, store: Store) -> Response:
+    """Copy the session (agents, messages, multi-agent state) under `new_session_id`, server-side in one statement.
+
+    404 unknown source, 409 the new id is taken; the source is untouched.
+    """
+    session, counts = await store.fork_session(
+        session_id, body.new_session_id, ttl_seconds=body.ttl_seconds, actor_id=body.actor_id
+    )
+    return _json(f'{{"session":{session},{orjson.dumps(counts).decode()[1:]}', 201)

@@ -36,7 +36,7 @@ from .exceptions import (
     TurnOutcomeUnknownError,
 )
 from .postgresql_session_repository import PostgreSQLSessionRepository
-from .session_manager import PostgreSQLSessionManager
+from .session_managers import ServiceSessionManager, build_session_manager
 from .settings import AgentSettings
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class CachedAgent:
     """A cached agent and its session manager (kept together: the service sets the manager's lease owner)."""
 
     agent: Agent
-    manager: PostgreSQLSessionManager
+    manager: ServiceSessionManager
 
 
 @dataclass
@@ -168,7 +168,7 @@ class SessionAgents:
         Raises:
             SessionException: the backend is unreachable or refused.
         """
-        manager = PostgreSQLSessionManager(session_id, client=self.client, actor_id=actor_id)
+        manager = build_session_manager(self.settings, self.client, session_id, actor_id)
         agent = Agent(
             model=self.model,
             agent_id=AGENT_ID,

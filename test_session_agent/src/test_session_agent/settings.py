@@ -9,6 +9,7 @@ from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ProviderName = Literal["local", "scripted", "bedrock", "openai", "ollama", "anthropic", "litellm"]
+SessionManagerName = Literal["repository", "snapshot"]
 
 
 class AgentSettings(BaseSettings):
@@ -48,6 +49,7 @@ class AgentSettings(BaseSettings):
     scripted_first_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_FIRST_TOKEN_DELAY_MS")
     scripted_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_TOKEN_DELAY_MS")
     log_level: str = Field(default="info", validation_alias="LOG_LEVEL")
+    session_manager: SessionManagerName = Field(default="repository", validation_alias="SESSION_MANAGER")
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, validation_alias="AGENT_API_KEYS", repr=False
     )

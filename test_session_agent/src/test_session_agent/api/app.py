@@ -20,7 +20,7 @@ from ..settings import AgentSettings, get_settings
 from .deps import get_caller
 from .errors import EXCEPTION_HANDLERS
 from .middleware import BodySizeLimit
-from .routers import health, process, sessions
+from .routers import health, process, sessions, ws
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 """The chat page's static files (index.html, app.js, style.css), shipped in the package."""
@@ -84,7 +84,7 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.state.settings = settings
     # Every router but health answers only a caller with a key (when AGENT_API_KEYS is set): add new routers here.
-    for router in (process.router, sessions.router):
+    for router in (process.router, sessions.router, ws.router):
         app.include_router(router, dependencies=[Depends(get_caller)])
     app.include_router(health.router)
     _add_page(app)
