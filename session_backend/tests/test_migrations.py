@@ -45,7 +45,8 @@ def test_fresh_then_rerun_is_noop(database_url: str) -> None:
                    FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
                    JOIN pg_namespace n ON n.oid = c.connamespace
                    WHERE c.contype = 'p' AND n.nspname = 'public'
-                     AND c.conrelid::regclass::text NOT IN ('schema_migrations', 'schema_functions', 'storage_objects')"""
+                     AND c.conrelid::regclass::text
+                         NOT IN ('schema_migrations', 'schema_functions', 'storage_objects')"""
             )
             # ... except the per-actor memories (distributed by actor) and the agent profiles (a reference table)
             leading = {"actor_memories": "actor_id", "agent_profiles": "agent_id"}

@@ -73,14 +73,14 @@ def test_expired_and_recreated_session_is_not_resurrected_by_a_cached_agent(
         r = httpx.post(f"{url}/process", json={"prompt": "old secret", "session_id": session_id}, timeout=60)
         assert r.status_code == 200
         # Re-created directly in the backend, as an expiry followed by a new start elsewhere would leave it.
+        state = {"__name__": "SlidingWindowConversationManager", "removed_message_count": 0}
+        agent = {"agent_id": "default", "state": {}, "conversation_manager_state": state}
         with httpx.Client(base_url=backend_url, timeout=30) as backend:
             assert backend.delete(f"/v1/sessions/{session_id}").status_code == 204
             assert backend.post("/v1/sessions", json={"session_id": session_id}).status_code == 201
-            assert backend.post(f"/v1/sessions/{session_id}/agents", json={"agent_id": "default"}).status_code == 201
-            # two updates: the version of the new agent catches up with the cached copy's
-            for _ in range(2):
-                body = {"agent_id": "default", "state": {}, "conversation_manager_state": {}}
-                assert backend.put(f"/v1/sessions/{session_id}/agents/default", json=body).status_code == 200
+            assert backend.post(f"/v1/sessions/{session_id}/agents", json=agent).status_code == 201
+            # one update: the version of the new agent catches up with the cached copy's
+            assert backend.put(f"/v1/sessions/{session_id}/agents/default", json=agent).status_code == 200
         r = httpx.post(f"{url}/process", json={"prompt": "new", "session_id": session_id}, timeout=60)
         assert r.status_code == 200, r.text
     assert "old secret" not in r.json()["response"]

@@ -119,7 +119,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 async with store.pool.acquire() as conn:
                     version = await current_version(conn)
         except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as e:  # type: ignore[misc]
-            return problem(503, f"database unavailable: {e!r}", headers={"Retry-After": "1"})
+            # The cause goes to the log only: it names the database, its host and the driver.
+            logger.warning("error=<%r> | database not ready", e)
+            return problem(503, "database unavailable", headers={"Retry-After": "1"})
         if version != len(MIGRATIONS):
             return problem(503, f"schema at version {version}, expected {len(MIGRATIONS)}")
         return Response(orjson.dumps({"status": "ready", "schema_version": version}), media_type="application/json")

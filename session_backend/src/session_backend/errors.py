@@ -123,6 +123,10 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    # Refusals when connecting: wrong credentials, no such database, database not accepting connections.
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.ObjectNotInPrerequisiteStateError,
     # Raised by asyncpg when the server drops a connection in the middle of a statement.
     asyncpg.exceptions.InternalClientError,
 )

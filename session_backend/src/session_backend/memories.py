@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from .errors import Conflict, NotFound
+from .jsonbody import StrictJSONRoute
 from .schemas import Identifier, JsonObject, Problem
 from .sql import memories as sql
 from .validators import json_size, utf8_text
@@ -166,7 +167,9 @@ _errors: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}} for code in (401, 404, 409, 413, 422, 503)
 }
 
-router = APIRouter(prefix="/v1/actors/{actor_id}/memories", tags=["memories"], responses=_errors)
+router = APIRouter(
+    prefix="/v1/actors/{actor_id}/memories", tags=["memories"], responses=_errors, route_class=StrictJSONRoute
+)
 
 
 def _json(text: str, status_code: int = 200) -> Response:

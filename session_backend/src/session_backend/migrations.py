@@ -15,6 +15,7 @@ from .sql.functions import FUNCTIONS, SqlFunction
 from .sql.memories import CREATE_ACTOR_MEMORIES
 from .sql.profiles import CREATE_AGENT_PROFILES
 from .sql.storage import CREATE_STORAGE_OBJECTS
+from .sql.turns import CREATE_TURNS
 
 Connection = asyncpg.Connection | PoolConnectionProxy
 
@@ -227,6 +228,8 @@ MIGRATIONS: list[str] = [
     CREATE_ACTOR_MEMORIES,
     # 6: Strands `Storage` objects (bytes under keys) with a full-text index of their text.
     CREATE_STORAGE_OBJECTS,
+    # 7: session incarnations and turn records (Idempotency-Key, outcome of a turn whose answer was lost).
+    CREATE_TURNS,
 ]
 
 SELECT_FUNCTION_SHA256 = "SELECT sha256 FROM schema_functions WHERE name = $1"

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from .errors import AlreadyExists, NotFound
+from .jsonbody import StrictJSONRoute
 from .schemas import IDENTIFIER_PATTERN, Identifier, Problem
 from .sql import profiles as sql
 from .validators import utf8_text
@@ -186,7 +187,7 @@ _errors: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}} for code in (401, 404, 409, 413, 422, 503)
 }
 
-router = APIRouter(prefix="/v1/agent-profiles", tags=["agent profiles"], responses=_errors)
+router = APIRouter(prefix="/v1/agent-profiles", tags=["agent profiles"], responses=_errors, route_class=StrictJSONRoute)
 
 
 def _json(text: str, status_code: int = 200) -> Response:

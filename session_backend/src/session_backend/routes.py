@@ -13,10 +13,12 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Requ
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .errors import PROBLEM_RESPONSES
+from .jsonbody import StrictJSONRoute
 from .schemas import (
     IDENTIFIER_PATTERN,
     AgentBody,
     AgentPublic,
+    AgentUpdate,
     BatchRequest,
     BatchResult,
     Identifier,
@@ -28,8 +30,12 @@ from .schemas import (
     MultiAgentPublic,
     MultiAgentUpdate,
     SessionCreate,
+    SessionFork,
+    SessionForkPublic,
     SessionPage,
     SessionPublic,
+    TurnId,
+    TurnPublic,
 )
 from .settings import Settings
 from .store import SessionStore, StoredAgent
@@ -96,12 +102,19 @@ def _parse_if_match(if_match: str | None) -> int | None:
         raise HTTPException(422, "If-Match must be an agent version as returned in ETag") from e
 
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=PROBLEM_RESPONSES)
+# Session metadata is for small labels: larger values would make every list page heavy (hardening round 2).
+MAX_METADATA_BYTES = 64 * 1024
+
+router = APIRouter(
+    prefix="/v1", dependencies=[Depends(require_api_key)], responses=PROBLEM_RESPONSES, route_class=StrictJSONRoute
+)
 
 
 @router.post("/sessions", status_code=201, response_model=SessionPublic)
 async def create_session(body: SessionCreate, store: Store) -> Response:
-    """Create a session (409 when a live one has that id)."""
+    """Create a session (409 when a live one has that id, 413 when its metadata is over `MAX_METADATA_BYTES`)."""
+    if len(orjson.dumps(body.metadata)) > MAX_METADATA_BYTES:
+        raise HTTPException(413, f"session metadata is larger than {MAX_METADATA_BYTES} bytes")
     text = await store.create_session(
         body.session_id,
         body.session_type,
@@ -159,7 +172,7 @@ async def get_agent(session_id: SessionId, agent_id: AgentId, store: Store) -> R
 async def update_agent(
     session_id: SessionId,
     agent_id: AgentId,
-    body: AgentBody,
+    body: AgentUpdate,
     store: Store,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -241,7 +254,10 @@ async def apply_batch(session_id: SessionId, body: BatchRequest, store: Store) -
     updates carry no `if_version`, or is refused with 412 when they do.
     """
     operations = [op.model_dump() for op in body.operations]
-    result = await store.apply_batch(session_id, operations, lease_owner=body.lease_owner)
+    turn = body.turn.model_dump() if body.turn is not None else None
+    result = await store.apply_batch(
+        session_id, operations, lease_owner=body.lease_owner, incarnation=body.incarnation, turn=turn
+    )
     return _json(orjson.dumps(result).decode())
 
 
@@ -251,8 +267,18 @@ async def acquire_lease(session_id: SessionId, body: LeaseRequest, store: Store)
 
     409 with `Retry-After` while another owner holds it. The session need not exist yet.
     """
-    lease = await store.acquire_lease(session_id, body.owner, body.ttl_seconds)
+    lease = await store.acquire_lease(session_id, body.owner, body.ttl_seconds, body.idempotency_key)
     return _json(orjson.dumps(lease).decode())
+
+
+@router.post("/sessions/{session_id}/turns/{turn_id}/resolve", response_model=TurnPublic)
+async def resolve_turn(session_id: SessionId, turn_id: Annotated[TurnId, Path()], store: Store) -> Response:
+    """Decide the outcome of a turn whose writer lost the answer to its batch.
+
+    `committed`, or `aborted` (recorded now if the batch has not landed, so it never will). 404: the session does not
+    exist, so nothing of the turn is stored.
+    """
+    return _json(await store.resolve_turn(session_id, turn_id))
 
 
 @router.delete("/sessions/{session_id}/lease", status_code=204)
@@ -262,3 +288,15 @@ async def release_lease(
     """Release the lease held by `owner` (404 when it holds none)."""
     await store.release_lease(session_id, owner)
     return Response(status_code=204)
+
+
+@router.post("/sessions/{session_id}/fork", status_code=201, response_model=SessionForkPublic)
+async def fork_session(session_id: SessionId, body: SessionFork, store: Store) -> Response:
+    """Copy the session (agents, messages, multi-agent state) under `new_session_id`, server-side in one statement.
+
+    404 unknown source, 409 the new id is taken; the source is untouched.
+    """
+    session, counts = await store.fork_session(
+        session_id, body.new_session_id, ttl_seconds=body.ttl_seconds, actor_id=body.actor_id
+    )
+    return _json(f'{{"session":{session},{orjson.dumps(counts).decode()[1:]}', 201)

@@ -53,6 +53,24 @@ class SessionPublic(_Body):
     actor_id: str | None
     metadata: JsonObject
     expires_at: datetime | None
+    incarnation: int
+
+
+class SessionFork(_Body):
+    """Fork a session into `new_session_id`; `ttl_seconds` and `actor_id` default to the source's."""
+
+    new_session_id: Identifier
+    ttl_seconds: Annotated[int, Field(ge=1, le=10 * 365 * 24 * 3600)] | None = None
+    actor_id: Identifier | None = None
+
+
+class SessionForkPublic(_Body):
+    """The new session (`metadata.forked_from` names the source) and how many rows were copied into it."""
+
+    session: SessionPublic
+    agents: int
+    messages: int
+    multi_agents: int
 
 
 class SessionPage(_Body):
@@ -71,6 +89,16 @@ class AgentBody(_Body):
     internal_state: JsonObject = Field(default_factory=dict, alias="_internal_state")
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+class AgentUpdate(AgentBody):
+    """`SessionAgent.to_dict()` as Strands writes it on an update.
+
+    Its state fields are required: a PUT without them would leave an agent Strands cannot restore.
+    """
+
+    state: JsonObject
+    conversation_manager_state: JsonObject
 
 
 class AgentPublic(AgentBody):
@@ -148,14 +176,40 @@ LeaseOwner = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,256}$")]
 """1 to 256 printable ASCII characters (no spaces)."""
 
 
+TurnId = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,256}$")]
+"""1 to 256 printable ASCII characters (no spaces): a turn id or an Idempotency-Key."""
+
+
+class TurnRecord(_Body):
+    """The turn a batch commits: its id, the client's Idempotency-Key (if any) and the answer given for it."""
+
+    turn_id: TurnId
+    idempotency_key: TurnId | None = None
+    result: JsonObject = Field(default_factory=dict)
+
+
+class TurnPublic(_Body):
+    """A turn's record: `committed` by its batch, or `aborted` when its writer gave it up before the batch landed."""
+
+    turn_id: str
+    idempotency_key: str | None
+    status: Literal["committed", "aborted"]
+    result: JsonObject | None
+    created_at: datetime
+
+
 class BatchRequest(_Body):
     """Writes of one agent turn, applied in order in one transaction: all of them or none.
 
-    With `lease_owner`, the batch is refused (409) unless that owner holds the session's live lease.
+    With `lease_owner`, the batch is refused (409) unless that owner holds the session's live lease; with
+    `incarnation`, it is refused (412) when the session was deleted and re-created since the writer read it; with
+    `turn`, the turn is recorded as committed (409 when it was given up, or its Idempotency-Key already committed).
     """
 
     operations: Annotated[list[BatchOperation], Field(min_length=1, max_length=1000)]
     lease_owner: LeaseOwner | None = None
+    incarnation: int | None = None
+    turn: TurnRecord | None = None
 
 
 class LeaseRequest(_Body):
@@ -163,16 +217,23 @@ class LeaseRequest(_Body):
 
     owner: LeaseOwner
     ttl_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    idempotency_key: TurnId | None = None
 
 
 class LeasePublic(_Body):
-    """A held lease, with the versions of the session's agents when it was taken."""
+    """A held lease.
+
+    With the session's agent versions and incarnation (null before the session exists) when it was taken, and
+    `turn`: the answer of a turn already committed under the request's Idempotency-Key, if any.
+    """
 
     session_id: str
     owner: str
     locked_at: datetime
     expires_at: datetime
     agent_versions: dict[str, int]
+    incarnation: int | None = None
+    turn: JsonObject | None = None
 
 
 class BatchResult(_Body):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import PROBLEM_RESPONSES
+from .jsonbody import StrictJSONRoute
 from .routes import require_api_key
 from .storage_store import StorageStore
 
@@ -77,7 +78,13 @@ def _decode_cursor(cursor: str) -> str:
 
 _errors: dict[int | str, dict[str, Any]] = {code: PROBLEM_RESPONSES[code] for code in (401, 413, 422, 503)}
 
-router = APIRouter(prefix="/v1/storage", tags=["storage"], dependencies=[Depends(require_api_key)], responses=_errors)
+router = APIRouter(
+    prefix="/v1/storage",
+    tags=["storage"],
+    dependencies=[Depends(require_api_key)],
+    responses=_errors,
+    route_class=StrictJSONRoute,
+)
 
 
 # The value is the raw request body (no JSON, no base64): a snapshot of thousands of messages crosses the wire as

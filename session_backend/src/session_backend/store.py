@@ -14,13 +14,24 @@ import asyncpg
 
 from .errors import AlreadyExists, NotFound, SessionBusy, from_postgres
 from .sql import agents as agents_sql
+from .sql import fork as fork_sql
 from .sql import functions as functions_sql
 from .sql import leases as leases_sql
 from .sql import messages as messages_sql
 from .sql import multi_agents as multi_agents_sql
 from .sql import sessions as sessions_sql
+from .sql import turns as turns_sql
 
 logger = logging.getLogger(__name__)
+
+
+# A list page stops once it holds this much JSON: a page of sessions with large metadata stays small in memory on both
+# sides (the agent service passes pages through).
+MAX_PAGE_BYTES = 1024 * 1024
+
+
+# How long a turn's record (its Idempotency-Key and answer) is kept: far beyond any client's retries.
+TURN_RETENTION_SECONDS = 24 * 3600
 
 
 class StoredAgent(NamedTuple):
@@ -100,14 +111,17 @@ class SessionStore:
             after: keyset position `(created_at, session_id)` of the last row of the previous page.
 
         Returns:
-            The page as JSON texts, and the keyset position to continue from (None on the last page).
+            The page as JSON texts (at most `limit` rows and about `MAX_PAGE_BYTES`), and the keyset position to
+            continue from (None on the last page).
         """
         after_ts, after_id = after if after else (None, None)
-        rows = await self.pool.fetch(sessions_sql.LIST_SESSIONS, actor_id, after_ts, after_id, limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_key = (rows[-1][0], rows[-1][1]) if more and rows else None
-        return [r[2] for r in rows], next_key
+        rows = await self.pool.fetch(
+            sessions_sql.LIST_SESSIONS, actor_id, after_ts, after_id, limit + 1, MAX_PAGE_BYTES
+        )
+        page = rows[:limit]
+        more = bool(rows) and int(rows[0]["fetched"]) > len(page)
+        next_key = (page[-1][0], page[-1][1]) if more else None
+        return [r[2] for r in page], next_key
 
     async def delete_session(self, session_id: str) -> None:
         """Delete a session with its agents, messages and multi-agent state (one statement, cascading).
@@ -120,13 +134,36 @@ class SessionStore:
             raise NotFound(f"session {session_id!r} not found")
         logger.debug("session_id=<%s> | deleted session", session_id)
 
+    async def fork_session(
+        self, session_id: str, new_session_id: str, *, ttl_seconds: int | None = None, actor_id: str | None = None
+    ) -> tuple[str, dict[str, int]]:
+        """Copy a session with its agents, messages and multi-agent state under `new_session_id`, in one statement.
+
+        Returns:
+            The new session as JSON text, and how many agents, messages and multi-agents were copied.
+
+        Raises:
+            NotFound: no such live session.
+            AlreadyExists: a live session has the new id.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(sessions_sql.DELETE_EXPIRED_SESSION, new_session_id)
+            row = await conn.fetchrow(fork_sql.FORK_SESSION, session_id, new_session_id, ttl_seconds, actor_id)
+        if row is None:
+            raise NotFound(f"session {session_id!r} not found")
+        if row["session"] is None:
+            raise AlreadyExists(f"session {new_session_id!r} already exists")
+        logger.debug("session_id=<%s>, new_session_id=<%s> | forked session", session_id, new_session_id)
+        return str(row["session"]), {k: int(row[k]) for k in ("agents", "messages", "multi_agents")}
+
     async def sweep_expired(self, batch_size: int) -> int:
-        """Delete expired sessions in batches of `batch_size` until none is left, and expired leases.
+        """Delete expired sessions in batches of `batch_size` until none is left, expired leases and old turn records.
 
         Returns:
             The number of sessions deleted.
         """
         await self.pool.execute(leases_sql.SWEEP_EXPIRED_LEASES)
+        await self.pool.execute(turns_sql.SWEEP_OLD_TURNS, TURN_RETENTION_SECONDS)
         total = 0
         while True:
             status = await self.pool.execute(sessions_sql.SWEEP_EXPIRED, batch_size)
@@ -137,17 +174,26 @@ class SessionStore:
 
     # leases
 
-    async def acquire_lease(self, session_id: str, owner: str, ttl_seconds: float) -> dict[str, Any]:
+    async def acquire_lease(
+        self, session_id: str, owner: str, ttl_seconds: float, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         """Take, renew or take over (when expired) the session's lease for `ttl_seconds`.
 
+        Args:
+            session_id: the session (it need not exist yet).
+            owner: the writer's token; the same owner renews its own lease (re-entrant).
+            ttl_seconds: lifetime of the lease from now.
+            idempotency_key: a client's Idempotency-Key: the answer of a turn committed under it comes back.
+
         Returns:
-            `{"session_id", "owner", "locked_at", "expires_at", "agent_versions": {agent_id: version}}`.
+            `{"session_id", "owner", "locked_at", "expires_at", "agent_versions": {agent_id: version},
+            "incarnation": int | None, "turn": dict | None}`.
 
         Raises:
             SessionBusy: another owner holds a live lease (`retry_after`: seconds until it expires).
         """
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(leases_sql.ACQUIRE_LEASE, session_id, owner, ttl_seconds)
+            row = await conn.fetchrow(leases_sql.ACQUIRE_LEASE, session_id, owner, ttl_seconds, idempotency_key)
             if row is not None:
                 return dict(row)
             held = await conn.fetchrow(leases_sql.SELECT_LEASE, session_id)
@@ -227,7 +273,13 @@ class SessionStore:
         return StoredAgent(row["version"], row["body"])
 
     async def apply_batch(
-        self, session_id: str, operations: list[dict[str, Any]], *, lease_owner: str | None = None
+        self,
+        session_id: str,
+        operations: list[dict[str, Any]],
+        *,
+        lease_owner: str | None = None,
+        incarnation: int | None = None,
+        turn: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Apply the writes of one turn in order, atomically, in one round trip.
 
@@ -236,18 +288,28 @@ class SessionStore:
             operations: dicts with `op` in `create_message` / `update_message` (with `agent_id`, `message`) or
                 `update_agent` (with `agent`, optional `if_version`), validated by the caller.
             lease_owner: when given, write only while this owner holds the session's lease (fencing).
+            incarnation: when given, write only into this incarnation of the session id.
+            turn: `{turn_id, idempotency_key, result}`: record the turn as committed with the writes.
 
         Returns:
             `{"created_messages", "existing_messages", "agent_versions": {agent_id: version}}`.
 
         Raises:
             NotFound, Conflict, PreconditionFailed: as the single-row operations; nothing is written.
+            PreconditionFailed: the session was deleted and re-created since `incarnation`; nothing is written.
+            Conflict: the turn was already decided (given up by its writer, or its key committed); nothing is written.
             LeaseNotHeld: `lease_owner` does not hold a live lease; nothing is written.
         """
-        rows = await self._write(session_id, operations, lease_owner)
+        ops = list(operations)
+        if incarnation is not None:
+            ops.insert(0, {"op": "check_incarnation", "incarnation": incarnation})
+        if turn is not None:
+            # Last: a batch held up behind a lock then loses cleanly to a tombstone written meanwhile.
+            ops.append({"op": "record_turn", **turn})
+        rows = await self._write(session_id, ops, lease_owner)
         versions = {
             op["agent"]["agent_id"]: int(row["version"])
-            for op, row in zip(operations, rows, strict=True)
+            for op, row in zip(ops, rows, strict=True)
             if op["op"] == "update_agent"
         }
         statuses = [row["status"] for row in rows]
@@ -256,6 +318,27 @@ class SessionStore:
             "existing_messages": statuses.count("existing"),
             "agent_versions": versions,
         }
+
+    async def resolve_turn(self, session_id: str, turn_id: str) -> str:
+        """Decide the outcome of a turn whose writer lost the answer to its batch, once and for all.
+
+        A turn not recorded yet is recorded as aborted, so its batch, should it still arrive, is refused.
+
+        Returns:
+            The turn's record as JSON text (`status` committed or aborted).
+
+        Raises:
+            NotFound: the session does not exist (nothing of the turn is stored).
+        """
+        async with self.pool.acquire() as conn:
+            text = await conn.fetchval(turns_sql.INSERT_TURN_TOMBSTONE, session_id, turn_id)
+            if text is None:
+                # Lost the race to a batch (committed meanwhile) or the session is gone: a fresh snapshot tells.
+                text = await conn.fetchval(turns_sql.SELECT_TURN, session_id, turn_id)
+        if text is None:
+            raise NotFound(f"session {session_id!r} not found")
+        logger.debug("session_id=<%s>, turn_id=<%s> | resolved turn", session_id, turn_id)
+        return str(text)
 
     async def _write(
         self, session_id: str, operations: list[dict[str, Any]], lease_owner: str | None = None

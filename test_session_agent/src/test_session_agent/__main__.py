@@ -6,6 +6,7 @@ import logging
 
 import uvicorn
 
+from .api.server import BoundedHttpProtocol
 from .settings import get_settings
 
 
@@ -19,6 +20,9 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # Idle, half-sent and endless connections are closed; beyond the cap new requests get 503 at once.
+        http=BoundedHttpProtocol,
+        limit_concurrency=settings.max_connections,
         access_log=False,
     )
 

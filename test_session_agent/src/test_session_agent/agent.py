@@ -30,11 +30,16 @@ from tenacity.wait import wait_base
 
 from ._http import backend_client
 from .agent_memory import ActorMemory
-from .exceptions import SessionBusyError
+from .exceptions import (
+    BackendUnavailableError,
+    SessionBusyError,
+    TurnNotStoredError,
+    TurnOutcomeUnknownError,
+)
 from .models.factory import ProfileModels
 from .postgresql_session_repository import PostgreSQLSessionRepository
 from .profiles import AgentProfile
-from .session_manager import PostgreSQLSessionManager
+from .session_managers import ServiceSessionManager, build_session_manager
 from .settings import AgentSettings
 from .tools import resolve_tools
 
@@ -58,7 +63,7 @@ class CachedAgent:
     """
 
     agent: Agent
-    manager: PostgreSQLSessionManager
+    manager: ServiceSessionManager
     fingerprint: tuple[str | None, ...] = ()
     memory: ActorMemory | None = None
 
@@ -74,6 +79,7 @@ class TurnResult:
         cached: True when the agent came from the cache, False when it was rebuilt from the backend.
         duration_ms: wall time of the turn (waiting for the session excluded), in milliseconds.
         usage: token counts reported by the model (`inputTokens`, `outputTokens`, `totalTokens`).
+        replayed: True when the answer is the stored one of an earlier turn with the same Idempotency-Key.
         injected_memory: the actor's memories folded into the model's input this turn (None: none).
     """
 
@@ -83,7 +89,21 @@ class TurnResult:
     cached: bool
     duration_ms: float
     usage: dict[str, Any] = field(default_factory=dict)
+    replayed: bool = False
     injected_memory: str | None = None
+
+    @classmethod
+    def from_record(cls, session_id: str, record: dict[str, Any], started: float, *, replayed: bool) -> TurnResult:
+        """The result of a turn as its batch recorded it (`{"response", "conversation_length", "usage"}`)."""
+        return cls(
+            session_id=session_id,
+            response=str(record.get("response", "")),
+            conversation_length=int(record.get("conversation_length", 0)),
+            cached=False,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            usage=dict(record.get("usage") or {}),
+            replayed=replayed,
+        )
 
 
 class SessionAgents:
@@ -113,8 +133,15 @@ class SessionAgents:
         # Live while a turn holds or waits for it; vanishes with the last user, so memory follows active sessions.
         self._session_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="agent-turn")
-        # Names this process in lease owners, for whoever reads the lease table.
-        self.instance_id = f"{socket.gethostname()}-{os.getpid()}"
+        # The lease owner of every turn of this process: a lease is re-entrant for its owner, so a lease this process
+        # could not release (the backend died mid-turn) never blocks its own next turn. Turns of one session within
+        # the process are already serialized by the session's lock. The random part keeps a restarted process
+        # (same host name and pid in a container) from inheriting the leases of its predecessor.
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # Leases whose release failed: released as soon as the backend answers again, so other processes need not
+        # wait out the TTL.
+        self._unreleased: set[str] = set()
+        self._unreleased_lock = threading.Lock()
 
     def close(self) -> None:
         """Stop the worker threads (after running turns finish) and close the HTTP client."""
@@ -161,7 +188,7 @@ class SessionAgents:
         Raises:
             SessionException: the backend is unreachable or refused.
         """
-        manager = PostgreSQLSessionManager(session_id, client=self.client, actor_id=actor_id)
+        manager = build_session_manager(self.settings, self.client, session_id, actor_id)
         memory = ActorMemory(actor_id, self.client) if actor_id else None
         system_prompt = profile.system_prompt if profile is not None else None
         tools: list[Any] | None = resolve_tools(profile.tools) if profile is not None else None
@@ -186,6 +213,7 @@ class SessionAgents:
         *,
         actor_id: str | None = None,
         on_text: TextCallback | None = None,
+        idempotency_key: str | None = None,
         profile: AgentProfile | None = None,
     ) -> TurnResult:
         """Run one turn: wait for the session's earlier turns, then invoke its agent on a worker thread.
@@ -197,13 +225,17 @@ class SessionAgents:
             prompt: the user's message.
             actor_id: actor recorded on a new session.
             on_text: called from the worker thread with each text delta as the model produces it.
+            idempotency_key: the client's Idempotency-Key: when a turn with this key is already committed in the
+                session, its answer is returned and nothing runs or is stored.
             profile: the agent profile the turn runs with; None: the service's defaults.
 
         Raises:
+            TurnNotStoredError: the backend failed during the commit and nothing of the turn is stored.
+            TurnOutcomeUnknownError: the commit was sent but whether it landed cannot be learned now.
             SessionException: the backend is unreachable or refused a write; the cached agent is dropped so the
                 next turn starts from what the backend holds.
         """
-        return await asyncio.shield(self._run_turn(session_id, prompt, actor_id, on_text, profile))
+        return await asyncio.shield(self._run_turn(session_id, prompt, actor_id, on_text, idempotency_key, profile))
 
     def _lock_for(self, session_id: str) -> asyncio.Lock:
         lock = self._session_locks.get(session_id)
@@ -217,6 +249,7 @@ class SessionAgents:
         prompt: str,
         actor_id: str | None,
         on_text: TextCallback | None,
+        idempotency_key: str | None,
         profile: AgentProfile | None = None,
     ) -> TurnResult:
         deadline = time.monotonic() + self.settings.session_wait_seconds
@@ -229,12 +262,12 @@ class SessionAgents:
         try:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(
-                self._executor, self._turn, session_id, prompt, actor_id, on_text, deadline, profile
+                self._executor, self._turn, session_id, prompt, actor_id, on_text, deadline, idempotency_key, profile
             )
         finally:
             lock.release()
 
-    def _acquire_lease(self, session_id: str, owner: str, deadline: float) -> dict[str, Any]:
+    def _acquire_lease(self, session_id: str, deadline: float, idempotency_key: str | None) -> dict[str, Any]:
         """Take the session's lease, retrying while another writer holds it, until `deadline` (monotonic s).
 
         Raises:
@@ -246,7 +279,9 @@ class SessionAgents:
             stop=lambda _: time.monotonic() >= deadline,
             reraise=True,
         )
-        return retrying(self.repository.acquire_lease, session_id, owner, self.settings.lease_ttl_seconds)
+        return retrying(
+            self.repository.acquire_lease, session_id, self.owner, self.settings.lease_ttl_seconds, idempotency_key
+        )
 
     def _turn(
         self,
@@ -255,18 +290,25 @@ class SessionAgents:
         actor_id: str | None,
         on_text: TextCallback | None,
         deadline: float,
+        idempotency_key: str | None,
         profile: AgentProfile | None = None,
     ) -> TurnResult:
-        owner = f"{self.instance_id}:{uuid.uuid4().hex[:12]}"
-        lease = self._acquire_lease(session_id, owner, deadline)
+        self.release_pending()
+        lease = self._acquire_lease(session_id, deadline, idempotency_key)
         started = time.perf_counter()
-        renewal = _LeaseRenewal(self.repository, session_id, owner, self.settings.lease_ttl_seconds)
+        if lease.get("turn") is not None:
+            # A retry of a turn already committed: its answer, and nothing stored again.
+            self._release(session_id)
+            logger.debug("session_id=<%s> | idempotent retry answered from the stored turn", session_id)
+            return TurnResult.from_record(session_id, lease["turn"], started, replayed=True)
+        renewal = _LeaseRenewal(self.repository, session_id, self.owner, self.settings.lease_ttl_seconds)
+        turn_id = uuid.uuid4().hex
+        entry = self._take(session_id)
         try:
-            entry = self._take(session_id)
             cached = entry is not None
-            stored_version = lease["agent_versions"].get(AGENT_ID)
-            if entry is not None and entry.manager.agent_version(session_id, AGENT_ID) != stored_version:
-                # Another process wrote this session since this copy was cached: start from the backend's state.
+            if entry is not None and not self._current(entry, session_id, lease):
+                # Another process wrote this session since this copy was cached, or the id was deleted and created
+                # afresh: start from the backend's state.
                 entry, cached = None, False
             if entry is not None and entry.fingerprint != _fingerprint(profile, actor_id):
                 entry, cached = None, False  # another profile (version) or actor: rebuilt around the same history
@@ -274,18 +316,25 @@ class SessionAgents:
                 entry = self.build_agent(session_id, actor_id, profile)
             if entry.memory is not None:
                 entry.memory.begin_turn()
-            entry.manager.lease_owner = owner
+            entry.manager.lease_owner = self.owner
+            entry.manager.turn = {"turn_id": turn_id, "idempotency_key": idempotency_key}
             result = asyncio.run(_invoke(entry.agent, prompt, on_text))
+        except BackendUnavailableError as e:
+            if entry is None or entry.manager.unresolved_turn_id != turn_id:
+                logger.warning("session_id=<%s> | turn failed, cached agent dropped", session_id, exc_info=True)
+                raise
+            # The commit was sent and its answer lost: find out what happened rather than guess.
+            record = self._resolve(session_id, turn_id, e)
+            return TurnResult.from_record(session_id, record, started, replayed=False)
         except BaseException:
             # What the agent holds in memory may now differ from what the backend stored: rebuild next time.
             logger.warning("session_id=<%s> | turn failed, cached agent dropped", session_id, exc_info=True)
             raise
         finally:
             renewal.stop()
-            try:
-                self.repository.release_lease(session_id, owner)
-            except SessionException:
-                logger.warning("session_id=<%s> | lease release failed; it expires by itself", session_id)
+            self._release(session_id)
+            if entry is not None:
+                entry.manager.turn = None
         self._put(session_id, entry)
         usage = dict(result.metrics.accumulated_usage) if result is not None else {}
         return TurnResult(
@@ -297,6 +346,67 @@ class SessionAgents:
             usage=usage,
             injected_memory=entry.memory.injected if entry.memory is not None else None,
         )
+
+    @staticmethod
+    def _current(entry: CachedAgent, session_id: str, lease: dict[str, Any]) -> bool:
+        """Whether a cached agent still is what the backend holds: same incarnation and agent version."""
+        manager = entry.manager
+        return manager.incarnation(session_id) == lease.get("incarnation") and manager.agent_version(
+            session_id, AGENT_ID
+        ) == lease["agent_versions"].get(AGENT_ID)
+
+    def _resolve(self, session_id: str, turn_id: str, cause: BackendUnavailableError) -> dict[str, Any]:
+        """Learn the outcome of a turn whose commit was sent but unanswered (the cached agent is not kept).
+
+        Returns:
+            The turn's recorded answer, when it was committed after all.
+
+        Raises:
+            TurnNotStoredError: nothing of the turn is stored (now certain: a late batch is refused).
+            TurnOutcomeUnknownError: the backend could not tell within the session wait.
+        """
+        try:
+            record = self.repository.resolve_turn(session_id, turn_id)
+        except BackendUnavailableError as e:
+            logger.warning("session_id=<%s>, turn_id=<%s> | turn outcome unknown", session_id, turn_id)
+            raise TurnOutcomeUnknownError(
+                f"session {session_id!r}: the outcome of turn {turn_id} is unknown: {cause}"
+            ) from e
+        if record is not None and record["status"] == "committed":
+            logger.info("session_id=<%s>, turn_id=<%s> | commit answer lost, turn found committed", session_id, turn_id)
+            return dict(record["result"] or {})
+        raise TurnNotStoredError(f"session {session_id!r}: turn {turn_id} was not stored: {cause}") from cause
+
+    def _release(self, session_id: str) -> None:
+        """Release this process's lease on the session; remember it for `release_pending` when that fails."""
+        try:
+            self.repository.release_lease(session_id, self.owner)
+        except SessionException:
+            logger.warning("session_id=<%s> | lease release failed; released when the backend answers", session_id)
+            with self._unreleased_lock:
+                self._unreleased.add(session_id)
+
+    def release_pending(self) -> int:
+        """Release the leases whose release failed earlier (blocking; call when the backend may be back).
+
+        Returns:
+            How many are still pending (the backend still does not answer).
+        """
+        with self._unreleased_lock:
+            pending, self._unreleased = self._unreleased, set()
+        for session_id in pending:
+            try:
+                self.repository.release_lease(session_id, self.owner)
+            except SessionException:
+                with self._unreleased_lock:
+                    self._unreleased.add(session_id)
+        with self._unreleased_lock:
+            return len(self._unreleased)
+
+    def has_unreleased(self) -> bool:
+        """Whether some lease of this process could not be released yet."""
+        with self._unreleased_lock:
+            return bool(self._unreleased)
 
     # backend passthroughs
 

@@ -21,6 +21,17 @@ class BackendUnavailableError(SessionException):
     """The backend could not be reached or answered 5xx; the request may be retried later."""
 
 
+class TurnNotStoredError(BackendUnavailableError):
+    """The backend was unavailable during a turn's commit, and it is now certain that nothing of the turn is stored."""
+
+
+class TurnOutcomeUnknownError(BackendUnavailableError):
+    """A turn's commit was sent but its answer was lost, and the backend could not (yet) say whether it landed.
+
+    Retrying with the same Idempotency-Key is safe: a committed turn answers the retry, an uncommitted one is redone.
+    """
+
+
 class BackendRequestError(SessionException):
     """The backend refused a request as invalid (4xx other than 404/409/412); `status` is the HTTP status."""
 

@@ -14,9 +14,8 @@ import httpx
 import orjson
 from strands.session.session_repository import SessionRepository
 from strands.types.session import Session, SessionAgent, SessionMessage
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, backend_client, checked, connect_failure, retryable, unavailable
+from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, backend_client, request
 from ._http import segment as _seg
 from ._messages import session_messages
 from .exceptions import SessionBusyError, SessionConflictError
@@ -64,11 +63,22 @@ class PostgreSQLSessionRepository(SessionRepository):
         self.ttl_seconds = ttl_seconds
         # Last agent version seen per (session_id, agent_id): sent as If-Match so a stale write is refused.
         self._agent_versions: dict[tuple[str, str], int] = {}
+        # Incarnation of each session as last read or created: a session deleted and re-created under the same id
+        # has another, so a copy of the old one is told apart from the new one.
+        self._incarnations: dict[str, int] = {}
 
     def close(self) -> None:
         """Close the HTTP client if this repository created it."""
         if self._owns_client:
             self._client.close()
+
+    def incarnation(self, session_id: str) -> int | None:
+        """The incarnation of the session this repository last read or created (None: it has seen none)."""
+        return self._incarnations.get(session_id)
+
+    def _remember_incarnation(self, session_id: str, data: dict[str, Any]) -> None:
+        if data.get("incarnation") is not None:
+            self._incarnations[session_id] = int(data["incarnation"])
 
     def agent_version(self, session_id: str, agent_id: str) -> int | None:
         """The agent version this repository last read or wrote (None: it has seen none)."""
@@ -98,28 +108,17 @@ class PostgreSQLSessionRepository(SessionRepository):
             BackendUnavailableError: unreachable, timed out, or 5xx after the retries allowed.
             BackendRequestError: any other refusal (4xx), with the backend's problem detail.
         """
-        content = orjson.dumps(body) if body is not None else None
-        send_headers = {"Content-Type": "application/json"} if content is not None else {}
-        if headers:
-            send_headers.update(headers)
-
-        def send() -> httpx.Response:
-            response = self._client.request(method, path, content=content, params=params, headers=send_headers)
-            if response.status_code >= 500:
-                response.raise_for_status()
-            return response
-
-        retrying = Retrying(
-            retry=retry_if_exception(retryable if idempotent else connect_failure),
-            stop=stop_after_attempt(self._retries),
-            wait=wait_exponential(multiplier=0.05, max=1.0),
-            reraise=True,
+        return request(
+            self._client,
+            method,
+            path,
+            body=body,
+            params=params,
+            headers=headers,
+            retries=self._retries,
+            idempotent=idempotent,
+            missing_ok=missing_ok,
         )
-        try:
-            response = retrying(send)
-        except (httpx.TransportError, httpx.HTTPStatusError) as e:
-            raise unavailable(method, path, e) from e
-        return checked(method, path, response, missing_ok=missing_ok)
 
     # sessions
 
@@ -135,22 +134,24 @@ class PostgreSQLSessionRepository(SessionRepository):
         if "metadata" in kwargs:
             body["metadata"] = kwargs["metadata"]
         logger.debug("session_id=<%s> | creating session", session.session_id)
-        self._call("POST", "/v1/sessions", body=body, idempotent=False)
+        response = self._call("POST", "/v1/sessions", body=body, idempotent=False)
+        assert response is not None
+        self._remember_incarnation(session.session_id, orjson.loads(response.content))
         return session
 
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
         """Return the session, or None when it does not exist (or has expired)."""
-        response = self._call("GET", f"/v1/sessions/{_seg(session_id)}", missing_ok=True)
-        return Session.from_dict(orjson.loads(response.content)) if response else None
+        record = self.read_session_record(session_id)
+        return Session.from_dict(record) if record is not None else None
 
     def read_session_record(self, session_id: str) -> dict[str, Any] | None:
-        """The backend's record of the session (`Session` fields plus `actor_id`, `metadata`, `expires_at`).
-
-        Returns:
-            The record, or None when the session does not exist (or has expired).
-        """
+        """The backend's session as stored (`actor_id`, `metadata`, `expires_at` too), or None when absent."""
         response = self._call("GET", f"/v1/sessions/{_seg(session_id)}", missing_ok=True)
-        return orjson.loads(response.content) if response else None
+        if response is None:
+            return None
+        record: dict[str, Any] = orjson.loads(response.content)
+        self._remember_incarnation(session_id, record)
+        return record
 
     def delete_session(self, session_id: str, **kwargs: Any) -> None:
         """Delete the session with its agents, messages and multi-agent state.
@@ -163,15 +164,24 @@ class PostgreSQLSessionRepository(SessionRepository):
         self._call("DELETE", f"/v1/sessions/{_seg(session_id)}")
         for key in [k for k in self._agent_versions if k[0] == session_id]:
             del self._agent_versions[key]
+        self._incarnations.pop(session_id, None)
 
     def list_sessions(
         self, actor_id: str | None = None, limit: int = 50, cursor: str | None = None, **kwargs: Any
     ) -> dict[str, Any]:
-        """List sessions newest first.
+        """List sessions newest first (a page holds at most `limit` sessions and about 1 MiB).
 
         Returns:
             `{"items": [session dicts with actor_id, metadata, expires_at], "next_cursor": str | None}`.
+
+        Raises:
+            BackendRequestError: the backend refused the query (e.g. a cursor it never issued: status 422).
         """
+        page: dict[str, Any] = orjson.loads(self.list_sessions_json(actor_id, limit, cursor))
+        return page
+
+    def list_sessions_json(self, actor_id: str | None = None, limit: int = 50, cursor: str | None = None) -> bytes:
+        """`list_sessions` as the backend's JSON bytes, for callers that pass a page on unchanged."""
         params: dict[str, Any] = {"limit": limit}
         if actor_id:
             params["actor_id"] = actor_id
@@ -179,8 +189,26 @@ class PostgreSQLSessionRepository(SessionRepository):
             params["cursor"] = cursor
         response = self._call("GET", "/v1/sessions", params=params)
         assert response is not None
-        page: dict[str, Any] = orjson.loads(response.content)
-        return page
+        return response.content
+
+    def fork_session(
+        self, session_id: str, new_session_id: str, *, actor_id: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Copy the session with its agents, messages and multi-agent state under `new_session_id`, in the backend.
+
+        Returns:
+            `{"session": {...}, "agents", "messages", "multi_agents"}` (counts copied).
+
+        Raises:
+            SessionNotFoundError: no such session.
+            SessionConflictError: `new_session_id` is taken.
+            SessionException: the backend refused or is unreachable.
+        """
+        body = {"new_session_id": new_session_id, "actor_id": actor_id}
+        response = self._call("POST", f"/v1/sessions/{_seg(session_id)}/fork", body=body, idempotent=False)
+        assert response is not None
+        result: dict[str, Any] = orjson.loads(response.content)
+        return result
 
     # agents
 
@@ -283,7 +311,14 @@ class PostgreSQLSessionRepository(SessionRepository):
     # batches
 
     def apply_batch(
-        self, session_id: str, operations: list[dict[str, Any]], lease_owner: str | None = None, **kwargs: Any
+        self,
+        session_id: str,
+        operations: list[dict[str, Any]],
+        lease_owner: str | None = None,
+        *,
+        incarnation: int | None = None,
+        turn: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> dict[str, Any]:
         """Apply writes in order in one backend transaction (all or nothing).
 
@@ -292,6 +327,8 @@ class PostgreSQLSessionRepository(SessionRepository):
             operations: `{"op": "create_message" | "update_message", "agent_id", "message": SessionMessage dict}` or
                 `{"op": "update_agent", "agent": SessionAgent dict, "if_version": int | None}`.
             lease_owner: write only while this owner holds the session's lease (fencing).
+            incarnation: write only into this incarnation of the session id (not into a re-created session).
+            turn: `{"turn_id", "idempotency_key", "result"}`: record the turn as committed with the writes.
             **kwargs: ignored (the Strands repository contract).
 
         Returns:
@@ -300,18 +337,25 @@ class PostgreSQLSessionRepository(SessionRepository):
 
         Raises:
             SessionNotFoundError: the session or an agent or message does not exist.
-            SessionConflictError: a different message at an id, or an agent changed since it was read.
+            SessionConflictError: a different message at an id, an agent changed since it was read, the session
+                was re-created since `incarnation`, or the turn was already decided.
             SessionException: the backend refused or is unreachable.
         """
-        conditional = any(op.get("if_version") is not None for op in operations)
+        conditional = (
+            incarnation is not None or turn is not None or any(op.get("if_version") is not None for op in operations)
+        )
         body: dict[str, Any] = {"operations": operations}
         if lease_owner is not None:
             body["lease_owner"] = lease_owner
+        if incarnation is not None:
+            body["incarnation"] = incarnation
+        if turn is not None:
+            body["turn"] = turn
         response = self._call(
             "POST",
             f"/v1/sessions/{_seg(session_id)}/batch",
             body=body,
-            # a lost response to a committed conditional batch would turn its retry into a 412: retry unsent only
+            # a lost response to a committed conditional batch would turn its retry into a 409/412: retry unsent only
             idempotent=not conditional,
         )
         assert response is not None
@@ -322,11 +366,21 @@ class PostgreSQLSessionRepository(SessionRepository):
 
     # leases
 
-    def acquire_lease(self, session_id: str, owner: str, ttl_seconds: float, **kwargs: Any) -> dict[str, Any]:
-        """Take, renew or take over (when expired) the session's single-writer lease.
+    def acquire_lease(
+        self, session_id: str, owner: str, ttl_seconds: float, idempotency_key: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Take, renew (same owner: leases are re-entrant) or take over (when expired) the session's lease.
+
+        Args:
+            session_id: the session (it need not exist yet).
+            owner: the writer's token.
+            ttl_seconds: lifetime of the lease from now, in seconds.
+            idempotency_key: a client's Idempotency-Key; the answer of a turn committed under it comes back.
+            **kwargs: ignored.
 
         Returns:
-            `{"session_id", "owner", "locked_at", "expires_at", "agent_versions": {agent_id: version}}`.
+            `{"session_id", "owner", "locked_at", "expires_at", "agent_versions": {agent_id: version},
+            "incarnation": int | None, "turn": {"response", ...} | None}`.
 
         Raises:
             SessionBusyError: another owner holds a live lease.
@@ -334,7 +388,9 @@ class PostgreSQLSessionRepository(SessionRepository):
         """
         try:
             response = self._call(
-                "POST", f"/v1/sessions/{_seg(session_id)}/lease", body={"owner": owner, "ttl_seconds": ttl_seconds}
+                "POST",
+                f"/v1/sessions/{_seg(session_id)}/lease",
+                body={"owner": owner, "ttl_seconds": ttl_seconds, "idempotency_key": idempotency_key},
             )
         except SessionConflictError as e:
             raise SessionBusyError(str(e)) from e
@@ -345,6 +401,19 @@ class PostgreSQLSessionRepository(SessionRepository):
     def release_lease(self, session_id: str, owner: str, **kwargs: Any) -> None:
         """Release the lease if `owner` still holds it (a lease already gone is not an error)."""
         self._call("DELETE", f"/v1/sessions/{_seg(session_id)}/lease", params={"owner": owner}, missing_ok=True)
+
+    def resolve_turn(self, session_id: str, turn_id: str, **kwargs: Any) -> dict[str, Any] | None:
+        """Decide the outcome of a turn whose batch was sent but whose answer was lost (retried while unreachable).
+
+        Returns:
+            `{"turn_id", "idempotency_key", "status": "committed" | "aborted", "result", "created_at"}`; an
+            `aborted` turn's batch is refused should it still arrive. None: the session does not exist.
+
+        Raises:
+            BackendUnavailableError: the backend could not be reached within the retries.
+        """
+        response = self._call("POST", f"/v1/sessions/{_seg(session_id)}/turns/{_seg(turn_id)}/resolve", missing_ok=True)
+        return orjson.loads(response.content) if response is not None else None
 
     # multi-agent state
 

@@ -21,7 +21,9 @@ class BusyRepository:
         self.busy_for = busy_for
         self.attempts: list[float] = []
 
-    def acquire_lease(self, session_id: str, owner: str, ttl_seconds: float) -> dict[str, Any]:
+    def acquire_lease(
+        self, session_id: str, owner: str, ttl_seconds: float, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         self.attempts.append(time.monotonic())
         if len(self.attempts) <= self.busy_for:
             raise SessionBusyError("busy")
@@ -39,8 +41,8 @@ def agents() -> Iterator[SessionAgents]:
 def test_lease_is_retried_with_growing_waits(agents: SessionAgents) -> None:
     repository = BusyRepository(busy_for=3)
     agents.repository = repository  # type: ignore[assignment]
-    lease = agents._acquire_lease("s", "me", deadline=time.monotonic() + 5)
-    assert lease["owner"] == "me"
+    lease = agents._acquire_lease("s", deadline=time.monotonic() + 5, idempotency_key=None)
+    assert lease["owner"] == agents.owner
     waits = [b - a for a, b in zip(repository.attempts, repository.attempts[1:], strict=False)]
     assert len(waits) == 3
     assert waits[0] >= 0.005 and waits[1] >= 0.01 and waits[2] >= 0.02
@@ -51,7 +53,7 @@ def test_lease_gives_up_at_the_deadline(agents: SessionAgents) -> None:
     agents.repository = repository  # type: ignore[assignment]
     started = time.monotonic()
     with pytest.raises(SessionBusyError):
-        agents._acquire_lease("s", "me", deadline=started + 0.3)
+        agents._acquire_lease("s", deadline=started + 0.3, idempotency_key=None)
     assert 0.3 <= time.monotonic() - started < 1.0
     assert len(repository.attempts) > 3
 
@@ -59,4 +61,4 @@ def test_lease_gives_up_at_the_deadline(agents: SessionAgents) -> None:
 def test_a_passed_deadline_still_tries_once(agents: SessionAgents) -> None:
     repository = BusyRepository(busy_for=0)
     agents.repository = repository  # type: ignore[assignment]
-    assert agents._acquire_lease("s", "me", deadline=time.monotonic() - 1)["owner"] == "me"
+    assert agents._acquire_lease("s", deadline=time.monotonic() - 1, idempotency_key=None)["owner"] == agents.owner

@@ -31,7 +31,8 @@ LIVE_SESSION_EXISTS = f"EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = $1
 SESSION_JSON = f"""json_build_object(
     'session_id', s.session_id, 'session_type', s.session_type,
     'created_at', {iso("s.created_at")}, 'updated_at', {iso("s.updated_at")},
-    'actor_id', s.actor_id, 'metadata', s.metadata, 'expires_at', {iso("s.expires_at")})"""
+    'actor_id', s.actor_id, 'metadata', s.metadata, 'expires_at', {iso("s.expires_at")},
+    'incarnation', s.incarnation)"""
 
 # `SessionAgent.to_dict()` plus `version`; `a` is the agents row.
 AGENT_JSON = f"""json_build_object(

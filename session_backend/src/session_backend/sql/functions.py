@@ -28,7 +28,9 @@ class SqlFunction:
 # Every message and agent write: applies a list of operations in order and returns one row (status, version, body)
 # per operation, or raises with nothing written. `p_lease_owner`, when not NULL, is the lease owner the writer claims
 # to be (fencing). Operations: `update_agent` {agent, if_version}, `create_message` / `update_message`
-# {agent_id, message}; a `create_message` of identical content at an existing message_id is a retry ('existing').
+# {agent_id, message}; a `create_message` of identical content at an existing message_id is a retry ('existing');
+# `check_incarnation` {incarnation} refuses (SB412) a writer whose copy predates a delete and re-create of the id;
+# `record_turn` {turn_id, idempotency_key, result} names the turn the batch commits (see `sql/turns.py`).
 SESSION_BACKEND_WRITE = SqlFunction(
     "session_backend_write",
     rf"""
@@ -57,6 +59,34 @@ BEGIN
             USING ERRCODE = 'SB423';
     END IF;
     FOR op IN SELECT value FROM jsonb_array_elements(p_ops) LOOP
+        IF op->>'op' = 'check_incarnation' THEN
+            -- A writer whose copy was read from an earlier life of this session id must not write into this one.
+            IF NOT EXISTS (SELECT 1 FROM sessions s
+                           WHERE s.session_id = p_session_id AND s.incarnation = (op->>'incarnation')::bigint) THEN
+                RAISE EXCEPTION 'session % was deleted and re-created since incarnation %', p_session_id,
+                    op->>'incarnation' USING ERRCODE = 'SB412';
+            END IF;
+            status := 'checked';
+            version := NULL;
+            body := NULL;
+            RETURN NEXT;
+            CONTINUE;
+        ELSIF op->>'op' = 'record_turn' THEN
+            -- Last of a turn's batch: loses to a tombstone written by `RESOLVE_TURN` (the writer gave the turn up)
+            -- and to an earlier committed turn with the same Idempotency-Key; either way nothing of the batch stays.
+            INSERT INTO session_turns (session_id, turn_id, idempotency_key, status, result)
+            VALUES (p_session_id, op->>'turn_id', op->>'idempotency_key', 'committed', op->'result')
+            ON CONFLICT DO NOTHING;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'turn % of session % was already decided', op->>'turn_id', p_session_id
+                    USING ERRCODE = 'SB409';
+            END IF;
+            status := 'recorded';
+            version := NULL;
+            body := NULL;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
         IF op->>'op' = 'update_agent' THEN
             msg := op->'agent';
             v_agent := msg->>'agent_id';

@@ -1,9 +1,10 @@
 """SQL for session leases: one writer per session across replicas, with a TTL after which another may take over."""
 
-from .common import LIVE_LEASE
+from .common import LIVE, LIVE_LEASE
 
 # Acquire, renew (same owner) or take over (expired); no row returned when another owner holds a live lease.
-# The session's agent versions come along, so a writer can tell whether its cached agent is still current.
+# The session's incarnation and agent versions come along, so a writer can tell whether its cached agent is still
+# current; with an Idempotency-Key ($4), so does the answer of a turn already committed under that key.
 ACQUIRE_LEASE = f"""
 WITH l AS (
     INSERT INTO session_leases AS l (session_id, owner, locked_at, expires_at)
@@ -17,7 +18,10 @@ WITH l AS (
 )
 SELECT l.session_id, l.owner, l.locked_at, l.expires_at,
        (SELECT coalesce(jsonb_object_agg(a.agent_id, a.version), '{{}}'::jsonb)
-        FROM agents a WHERE a.session_id = $1) AS agent_versions
+        FROM agents a WHERE a.session_id = $1) AS agent_versions,
+       (SELECT s.incarnation FROM sessions s WHERE s.session_id = $1 AND {LIVE}) AS incarnation,
+       (SELECT t.result FROM session_turns t
+        WHERE t.session_id = $1 AND t.idempotency_key = $4::text AND t.status = 'committed') AS turn
 FROM l
 """
 

@@ -19,15 +19,25 @@ SELECT_SESSION = f"""
 SELECT {SESSION_JSON}::text FROM sessions s WHERE s.session_id = $1 AND {LIVE}
 """
 
-# Keyset pagination, newest first: (created_at, session_id) strictly below the cursor.
+# Keyset pagination, newest first: (created_at, session_id) strictly below the cursor. A page ends at $4 rows or
+# once the rows before it hold $5 bytes of JSON, whichever comes first (at least one row); `fetched` tells whether
+# rows were left out, so the caller knows there is a next page.
 LIST_SESSIONS = f"""
-SELECT s.created_at, s.session_id, {SESSION_JSON}::text
-FROM sessions s
-WHERE {LIVE}
-  AND ($1::text IS NULL OR s.actor_id = $1)
-  AND ($2::timestamptz IS NULL OR (s.created_at, s.session_id) < ($2, $3))
-ORDER BY s.created_at DESC, s.session_id DESC
-LIMIT $4
+SELECT created_at, session_id, body, fetched FROM (
+    SELECT page.*, count(*) OVER () AS fetched,
+           sum(octet_length(page.body)) OVER (ORDER BY page.created_at DESC, page.session_id DESC) AS upto
+    FROM (
+        SELECT s.created_at, s.session_id, {SESSION_JSON}::text AS body
+        FROM sessions s
+        WHERE {LIVE}
+          AND ($1::text IS NULL OR s.actor_id = $1)
+          AND ($2::timestamptz IS NULL OR (s.created_at, s.session_id) < ($2, $3))
+        ORDER BY s.created_at DESC, s.session_id DESC
+        LIMIT $4
+    ) page
+) sized
+WHERE sized.upto - octet_length(sized.body) < $5
+ORDER BY created_at DESC, session_id DESC
 """
 
 DELETE_SESSION = f"""

@@ -1,4 +1,4 @@
-"""App factory of the agent service: lifespan (model, agent cache, idle expiry), error handlers and routers."""
+"""App factory of the agent service: lifespan (model, agent cache, idle expiry), error handlers, routers, the page."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from strands.models.model import Model
 
 from ..agent import SessionAgents
@@ -15,14 +19,28 @@ from ..invocations import ProfileSessions
 from ..models import build_model
 from ..profiles import AgentProfileClient
 from ..settings import AgentSettings, get_settings
+from .deps import get_caller
 from .errors import EXCEPTION_HANDLERS
-from .routers import actors, agents, health, process, sessions
+from .middleware import BodySizeLimit
+from .routers import actors, agents, health, process, sessions, ws
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+"""The chat page's static files (index.html, app.js, style.css), shipped in the package."""
 
 
 async def _expire_idle_forever(agents: SessionAgents, idle_seconds: float) -> None:
     while True:
         await asyncio.sleep(min(30.0, idle_seconds))
         agents.expire_idle()
+
+
+async def _release_leases_forever(agents: SessionAgents, interval: float = 1.0) -> None:
+    # Leases whose release met a dead backend are released once it answers again, so that other processes do not
+    # wait out the TTL on a session this process no longer uses.
+    while True:
+        await asyncio.sleep(interval)
+        if agents.has_unreleased():
+            await asyncio.to_thread(agents.release_pending)
 
 
 def create_app(settings: AgentSettings | None = None, model: Model | None = None) -> FastAPI:
@@ -48,13 +66,17 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
         app.state.profile_sessions = ProfileSessions(
             agents.repository, AgentProfileClient(client=agents.client), settings.session_default_ttl_seconds
         )
-        expiry = asyncio.create_task(_expire_idle_forever(agents, settings.agent_idle_seconds), name="agent-expiry")
+        tasks = [
+            asyncio.create_task(_expire_idle_forever(agents, settings.agent_idle_seconds), name="agent-expiry"),
+            asyncio.create_task(_release_leases_forever(agents), name="lease-release"),
+        ]
         try:
             yield
         finally:
-            expiry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await expiry
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await asyncio.to_thread(agents.close)
 
     app = FastAPI(
@@ -64,7 +86,29 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
     )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.state.settings = settings
-    for router in (process.router, sessions.router, agents.router, actors.router, health.router):
-        app.include_router(router)
+    # Every router but health answers only a caller with a key (when AGENT_API_KEYS is set): add new routers here.
+    for router in (process.router, sessions.router, agents.router, actors.router, ws.router):
+        app.include_router(router, dependencies=[Depends(get_caller)])
+    app.include_router(health.router)
+    _add_page(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Device-ID"],
+            expose_headers=["Retry-After", "X-Session-Degraded"],
+        )
     return app
+
+
+def _add_page(app: FastAPI) -> None:
+    """`GET /`: the chat page, and `/static/`: its script and style (public: the page itself asks for the key)."""
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")

@@ -18,19 +18,22 @@ from strands.types.exceptions import SessionException
 
 from ..exceptions import (
     AgentProfileNotFoundError,
+    BackendRequestError,
     BackendUnavailableError,
     SessionBusyError,
     SessionConflictError,
     SessionNotFoundError,
     SessionNotFoundOrExpiredError,
     SessionOfAnotherAgentError,
+    TurnNotStoredError,
+    TurnOutcomeUnknownError,
 )
 from .schemas import Problem
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}} for code in (404, 409, 422, 502, 503)
+    code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}} for code in (401, 403, 404, 409, 422, 502, 503)
 }
 """OpenAPI `responses=` of every route that may answer a problem."""
 
@@ -68,10 +71,20 @@ def status_of(exc: BaseException) -> tuple[int, str]:
         return 404, "session not found"
     if isinstance(exc, SessionBusyError):
         return 409, "the session is busy with another turn; retry shortly"
+    if isinstance(exc, TurnOutcomeUnknownError):
+        return 503, (
+            "the session backend did not answer the commit of this turn, so whether it was stored is unknown; "
+            "retry with the same Idempotency-Key: a stored turn answers the retry, an unstored one runs again"
+        )
+    if isinstance(exc, TurnNotStoredError):
+        return 503, "the session backend failed while storing this turn; nothing of it was stored, retry shortly"
     if isinstance(exc, BackendUnavailableError):
-        return 503, "the session backend is unavailable; nothing of this turn was acknowledged, retry shortly"
+        return 503, "the session backend is unavailable; the turn did not run, retry shortly"
     if isinstance(exc, SessionConflictError):
         return 409, "the session was changed by another writer during this turn; retry the turn"
+    if isinstance(exc, BackendRequestError) and exc.status == 422:
+        # The backend refused what the caller sent (e.g. a cursor it never issued): the caller's error, not ours.
+        return 422, str(exc)
     if isinstance(exc, SessionException):
         return 502, f"the session backend refused the request: {exc}"
     return 500, "the turn failed inside the agent"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -23,6 +24,14 @@ here so a bad id is the caller's 422, not a backend refusal."""
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("prompt must not be empty")
+    # Checked before any work: PostgreSQL's text cannot hold NUL, JSON cannot carry a lone surrogate, and a turn
+    # refused at commit would leave a session behind.
+    if "\x00" in value:
+        raise ValueError("prompt must not contain the NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError("prompt must be valid Unicode (no lone surrogates)") from e
     return value
 
 
@@ -46,6 +55,7 @@ class TurnStatus(BaseModel):
     model_provider: str
     duration_ms: float
     usage: dict[str, Any] = Field(default_factory=dict)
+    replayed: bool = False
     injected_memory: str | None = None
 
 
@@ -71,6 +81,42 @@ class HistoryResponse(BaseModel):
 
     session_id: str
     messages: list[HistoryMessage]
+
+
+UUID7_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+
+
+class SnapshotInfo(BaseModel):
+    """One immutable snapshot (checkpoint) of a session's agent."""
+
+    snapshot_id: str
+    created_at: datetime
+
+
+class SnapshotList(BaseModel):
+    """A session's snapshots, oldest first."""
+
+    session_id: str
+    items: list[SnapshotInfo]
+
+
+class ForkRequest(BaseModel):
+    """Fork from the latest state, or from `snapshot_id`; `new_session_id` defaults to a new id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    snapshot_id: Annotated[str, StringConstraints(pattern=UUID7_PATTERN)] | None = None
+    new_session_id: Identifier | None = None
+    actor_id: Identifier | None = None
+
+
+class ForkResponse(BaseModel):
+    """The new session."""
+
+    session_id: str
+    forked_from: str
+    snapshot_id: str | None
+    conversation_length: int
 
 
 class Problem(BaseModel):

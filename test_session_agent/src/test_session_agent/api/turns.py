@@ -41,6 +41,7 @@ def turn_status(result: TurnResult, settings: AgentSettings, agent_id: str) -> T
         model_provider=settings.model_provider,
         duration_ms=round(result.duration_ms, 3),
         usage=result.usage,
+        replayed=result.replayed,
         injected_memory=result.injected_memory,
     )
 

@@ -16,6 +16,8 @@ from test_session_agent.exceptions import (
     SessionBusyError,
     SessionConflictError,
     SessionNotFoundError,
+    TurnNotStoredError,
+    TurnOutcomeUnknownError,
 )
 from test_session_agent.models.scripted import ScriptedModel
 from test_session_agent.settings import AgentSettings
@@ -28,7 +30,10 @@ from test_session_agent.settings import AgentSettings
         (SessionBusyError("x"), 409),
         (SessionConflictError("x"), 409),
         (BackendUnavailableError("x"), 503),
-        (BackendRequestError("x", 422), 502),
+        (TurnNotStoredError("x"), 503),
+        (TurnOutcomeUnknownError("x"), 503),
+        (BackendRequestError("x", 422), 422),
+        (BackendRequestError("x", 400), 502),
         (SessionException("x"), 502),
         (RuntimeError("x"), 500),
     ],
@@ -72,4 +77,9 @@ def test_bad_requests_are_422_before_any_backend_call(service: TestClient, body:
 
 
 def test_health_needs_no_backend(service: TestClient) -> None:
-    assert service.get("/health").json() == {"status": "ok", "model_provider": "scripted", "cached_agents": 0}
+    assert service.get("/health").json() == {
+        "status": "ok",
+        "model_provider": "scripted",
+        "cached_agents": 0,
+        "access_control": False,
+    }

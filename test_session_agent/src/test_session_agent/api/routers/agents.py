@@ -13,7 +13,16 @@ from ...invocations import ProfileTurn
 from ...profile_examples import EXAMPLES
 from ...profiles import AgentProfile
 from ...settings import AgentSettings
-from ..deps import Agents, ProfileSessionsDep, Settings
+from ..deps import (
+    Agents,
+    Caller,
+    CallerIdentity,
+    IdempotencyKey,
+    ProfileSessionsDep,
+    Settings,
+    actor_of,
+    require_owned_session,
+)
 from ..errors import PROBLEM_RESPONSES
 from ..schemas import IDENTIFIER_PATTERN, Identifier
 from ..schemas_v1 import (
@@ -92,10 +101,11 @@ async def delete_agent(agent_id: AgentId, sessions: ProfileSessionsDep) -> Respo
 async def create_session(
     agent_id: Annotated[Identifier, Query()],
     sessions: ProfileSessionsDep,
+    caller: Caller,
     actor_id: Annotated[Identifier | None, Query()] = None,
 ) -> SessionCreated:
     """Start a session of an agent profile; it expires `SESSION_DEFAULT_TTL_SECONDS` later (0: never)."""
-    record = await asyncio.to_thread(sessions.create_session, agent_id, actor_id)
+    record = await asyncio.to_thread(sessions.create_session, agent_id, actor_of(caller, actor_id))
     return SessionCreated(
         session_id=record["session_id"],
         agent_id=agent_id,
@@ -113,31 +123,64 @@ def _invoke_response(turn: ProfileTurn, result: TurnResult, settings: AgentSetti
     )
 
 
-async def _prepare(agent_id: str, body: InvokeRequest, sessions: ProfileSessionsDep, settings: Settings) -> ProfileTurn:
+async def _prepare(
+    agent_id: str,
+    body: InvokeRequest,
+    agents: Agents,
+    sessions: ProfileSessionsDep,
+    settings: AgentSettings,
+    caller: CallerIdentity | None,
+) -> ProfileTurn:
+    """The turn's profile, session and actor; refuses bad turns (422, 403, 404, 409) before any work."""
     check_prompt(body.prompt, settings)
-    return await asyncio.to_thread(sessions.prepare_turn, agent_id, body.session_id, body.actor_id)
+    actor_id = actor_of(caller, body.actor_id)
+    if body.session_id is not None:
+        await require_owned_session(agents, body.session_id, caller)
+    return await asyncio.to_thread(sessions.prepare_turn, agent_id, body.session_id, actor_id)
 
 
 @router.post("/agents/{agent_id}/invoke", response_model=InvokeResponse)
 async def invoke(
-    agent_id: AgentId, body: InvokeRequest, agents: Agents, sessions: ProfileSessionsDep, settings: Settings
+    agent_id: AgentId,
+    body: InvokeRequest,
+    agents: Agents,
+    sessions: ProfileSessionsDep,
+    settings: Settings,
+    caller: Caller,
+    idempotency_key: IdempotencyKey = None,
 ) -> InvokeResponse:
-    """Run one turn through the profile; no `session_id` starts a new session of it."""
-    turn = await _prepare(agent_id, body, sessions, settings)
-    result = await agents.run_turn(turn.session_id, body.prompt, actor_id=turn.actor_id, profile=turn.profile)
+    """Run one turn through the profile; no `session_id` starts a new session of it.
+
+    With an `Idempotency-Key`, a retry of a turn already stored in the session returns its answer and stores nothing.
+    """
+    turn = await _prepare(agent_id, body, agents, sessions, settings, caller)
+    result = await agents.run_turn(
+        turn.session_id, body.prompt, actor_id=turn.actor_id, idempotency_key=idempotency_key, profile=turn.profile
+    )
     return _invoke_response(turn, result, settings)
 
 
 @router.post("/agents/{agent_id}/invoke-streaming", responses=SSE_RESPONSES)
 async def invoke_streaming(
-    agent_id: AgentId, body: InvokeRequest, agents: Agents, sessions: ProfileSessionsDep, settings: Settings
+    agent_id: AgentId,
+    body: InvokeRequest,
+    agents: Agents,
+    sessions: ProfileSessionsDep,
+    settings: Settings,
+    caller: Caller,
+    idempotency_key: IdempotencyKey = None,
 ) -> EventSourceResponse:
     """Run one turn through the profile as SSE (events as `/process-streaming`)."""
-    turn = await _prepare(agent_id, body, sessions, settings)
+    turn = await _prepare(agent_id, body, agents, sessions, settings, caller)
     return turn_stream(
         turn.session_id,
         lambda on_text: agents.run_turn(
-            turn.session_id, body.prompt, actor_id=turn.actor_id, profile=turn.profile, on_text=on_text
+            turn.session_id,
+            body.prompt,
+            actor_id=turn.actor_id,
+            on_text=on_text,
+            idempotency_key=idempotency_key,
+            profile=turn.profile,
         ),
         lambda result: _invoke_response(turn, result, settings),
     )
