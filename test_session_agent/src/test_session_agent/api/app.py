@@ -7,15 +7,16 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from strands.models.model import Model
 
 from ..agent import SessionAgents
 from ..models import build_model
+from ..observability import AgentMetrics, configure_logging
 from ..settings import AgentSettings, get_settings
 from .errors import EXCEPTION_HANDLERS
 from .middleware import BodySizeLimit
-from .routers import health, process, sessions
+from .routers import active_agent, health, process, sessions
 
 
 async def _expire_idle_forever(agents: SessionAgents, idle_seconds: float) -> None:
@@ -44,6 +45,9 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
         The app; its lifespan builds the model and the agent cache, and closes them on shutdown.
     """
     settings = settings or get_settings()
+    if settings.log_format == "json":
+        configure_logging(settings.log_level, settings.log_format)
+    metrics = AgentMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,7 +55,7 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
         load = getattr(chosen, "load", None)
         if callable(load):
             await asyncio.to_thread(load)
-        agents = SessionAgents(settings, chosen)
+        agents = SessionAgents(settings, chosen, metrics=metrics)
         app.state.agents = agents
         tasks = [
             asyncio.create_task(_expire_idle_forever(agents, settings.agent_idle_seconds), name="agent-expiry"),
@@ -75,6 +79,14 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.state.settings = settings
-    for router in (process.router, sessions.router, health.router):
+    for router in (process.router, sessions.router, active_agent.router, health.router):
         app.include_router(router)
+
+    metrics.instrument(app)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def get_metrics() -> Response:
+        """Prometheus metrics: requests and latency per route, turns by outcome, agent cache, backend errors."""
+        return metrics.response()
+
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -34,3 +35,10 @@ IdempotencyKey = Annotated[
     ),
 ]
 Settings = Annotated[AgentSettings, Depends(get_app_settings)]
+DeviceId = Annotated[
+    uuid.UUID | None,
+    Header(
+        alias="X-Device-ID",
+        description="A UUID naming the device: it is the actor, and without a session_id its live session goes on.",
+    ),
+]

@@ -1,11 +1,15 @@
 """`MODEL_PROVIDER=scripted`: a deterministic Strands `Model` for tests and benchmarks (the only LLM stand-in).
 
-Its reply is computed from the conversation it is given, so a test can see what history the agent restored.
+Its reply is computed from the conversation it is given, so a test can see what history the agent restored. It calls
+a tool when told to: a user message `use <tool> <JSON input>` naming an offered tool becomes that tool use, and the
+tool's result becomes the reply.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from typing import Any, TypeVar
@@ -21,6 +25,8 @@ from ._streaming import stop_events, text_response_events
 T = TypeVar("T", bound=BaseModel)
 
 Script = Callable[[Messages], str]
+
+_USE_TOOL = re.compile(r"^use (?P<name>[A-Za-z_][A-Za-z0-9_\-]*)(?: (?P<input>\{.*\}))?$", re.DOTALL)
 
 
 def echo_script(messages: Messages) -> str:
@@ -59,9 +65,14 @@ class ScriptedModel(Model):
         system_prompt: str | None = None,
         **kwargs: Any,
     ) -> AsyncIterable[StreamEvent]:
-        """Yield the scripted reply as Strands stream events."""
+        """Yield the scripted reply as Strands stream events (a tool use when the user asked for one)."""
         started = time.perf_counter()
-        reply = self.script(messages)
+        call = requested_tool_use(messages, tool_specs or [])
+        if call is not None:
+            for event in tool_use_events(*call):
+                yield event
+            return
+        reply = tool_result_reply(messages) or self.script(messages)
         words = reply.split(" ")
         deltas = [w if i == 0 else " " + w for i, w in enumerate(words)]
         for i, event in enumerate(text_response_events(deltas)):
@@ -79,3 +90,45 @@ class ScriptedModel(Model):
     ) -> AsyncGenerator[dict[str, T | Any], None]:
         """Parse the scripted reply as JSON for `output_model`."""
         yield {"output": output_model.model_validate_json(self.script(prompt))}
+
+
+def requested_tool_use(messages: Messages, tool_specs: list[ToolSpec]) -> tuple[str, str, dict[str, Any]] | None:
+    """`(tool_use_id, name, input)` when the latest message is a user's `use <tool> <JSON>` of an offered tool."""
+    if not messages or messages[-1]["role"] != "user":
+        return None
+    # The first text block only: later ones may be context folded in for this call (injected memories).
+    text = next((block["text"] for block in messages[-1]["content"] if "text" in block), "").strip()
+    match = _USE_TOOL.match(text)
+    if match is None or match["name"] not in {spec["name"] for spec in tool_specs}:
+        return None
+    return f"tooluse_{len(messages)}", match["name"], json.loads(match["input"] or "{}")
+
+
+def tool_use_events(tool_use_id: str, name: str, tool_input: dict[str, Any]) -> list[StreamEvent]:
+    """The stream events of one assistant message holding only a tool use."""
+    return [
+        {"messageStart": {"role": "assistant"}},
+        {"contentBlockStart": {"start": {"toolUse": {"toolUseId": tool_use_id, "name": name}}}},
+        {"contentBlockDelta": {"delta": {"toolUse": {"input": json.dumps(tool_input)}}}},
+        {"contentBlockStop": {}},
+        *stop_events("tool_use", 0, 0, 0),
+    ]
+
+
+def tool_result_reply(messages: Messages) -> str | None:
+    """`"<tool> returned: <result>"` when the latest message carries tool results, else None."""
+    if not messages:
+        return None
+    names = {
+        block["toolUse"]["toolUseId"]: block["toolUse"]["name"]
+        for m in messages
+        for block in m["content"]
+        if "toolUse" in block
+    }
+    replies = []
+    for block in messages[-1]["content"]:
+        if "toolResult" in block:
+            result = block["toolResult"]
+            text = " ".join(item.get("text") or json.dumps(item.get("json")) for item in result["content"])
+            replies.append(f"{names.get(result['toolUseId'], 'tool')} returned: {text}")
+    return "; ".join(replies) or None

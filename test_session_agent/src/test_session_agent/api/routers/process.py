@@ -7,23 +7,42 @@ import uuid
 from collections.abc import AsyncIterator
 
 import orjson
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Response
 from sse_starlette.sse import EventSourceResponse
 
-from ...agent import AGENT_ID, TurnResult
+from ...agent import SessionAgents, TurnResult
+from ...observability import log_context
 from ...settings import AgentSettings
-from ..deps import Agents, IdempotencyKey, Settings
+from ..deps import Agents, DeviceId, IdempotencyKey, Settings
 from ..errors import PROBLEM_RESPONSES, status_of
 from ..schemas import ProcessRequest, ProcessResponse, TurnStatus
 
 router = APIRouter(tags=["process"], responses=PROBLEM_RESPONSES)
 
 
-def _session_id(body: ProcessRequest, settings: AgentSettings) -> str:
-    """The turn's session: the one named, else a new id. Refuses an over-long prompt before any work."""
+DEGRADED_HEADER = "X-Session-Degraded"
+"""Response header of a turn answered without a session (`stateless`): the backend was down."""
+
+
+async def _target(
+    body: ProcessRequest, settings: AgentSettings, agents: SessionAgents, device_id: uuid.UUID | None
+) -> tuple[str, str | None]:
+    """The turn's session and actor. Refuses an over-long prompt before any work.
+
+    Without a device: the session named, else a new id; the body's actor. With `X-Device-ID`: the device is the
+    actor, and without a session_id its current live session goes on (a new one when it has none).
+    """
     if len(body.prompt) > settings.max_prompt_chars:
         raise HTTPException(422, f"prompt is longer than {settings.max_prompt_chars} characters")
-    return body.session_id or uuid.uuid4().hex
+    if device_id is None:
+        return body.session_id or uuid.uuid4().hex, body.actor_id
+    device = str(device_id)
+    if body.actor_id is not None and body.actor_id != device:
+        raise HTTPException(422, "actor_id differs from X-Device-ID: the device is the actor")
+    session_id = body.session_id
+    if session_id is None:
+        session_id = await asyncio.to_thread(agents.device_session, device)
+    return session_id, device
 
 
 def _response(result: TurnResult, settings: AgentSettings) -> ProcessResponse:
@@ -32,7 +51,8 @@ def _response(result: TurnResult, settings: AgentSettings) -> ProcessResponse:
         response=result.response,
         status=TurnStatus(
             conversation_length=result.conversation_length,
-            agent_id=AGENT_ID,
+            agent_id=result.agent_id,
+            session_managed=result.session_managed,
             cached_agent=result.cached,
             model_provider=settings.model_provider,
             duration_ms=round(result.duration_ms, 3),
@@ -44,14 +64,30 @@ def _response(result: TurnResult, settings: AgentSettings) -> ProcessResponse:
 
 @router.post("/process", response_model=ProcessResponse)
 async def process(
-    body: ProcessRequest, agents: Agents, settings: Settings, idempotency_key: IdempotencyKey = None
+    body: ProcessRequest,
+    agents: Agents,
+    settings: Settings,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+    device_id: DeviceId = None,
 ) -> ProcessResponse:
     """Run one turn and answer with the reply once every message of the turn is stored.
 
     With an `Idempotency-Key`, a retry of a turn already stored in the session returns its answer and stores nothing.
+    With `X-Device-ID`, another device's session is 404. A turn answered without a session (backend down,
+    `SESSION_FALLBACK=stateless`) has `status.session_managed: false` and `X-Session-Degraded: stateless`.
     """
-    session_id = _session_id(body, settings)
-    result = await agents.run_turn(session_id, body.prompt, actor_id=body.actor_id, idempotency_key=idempotency_key)
+    session_id, actor_id = await _target(body, settings, agents, device_id)
+    with log_context(session_id=session_id, actor_id=actor_id, device_id=actor_id if device_id else None):
+        result = await agents.run_turn(
+            session_id,
+            body.prompt,
+            actor_id=actor_id,
+            idempotency_key=idempotency_key,
+            require_actor=device_id is not None,
+        )
+    if not result.session_managed:
+        response.headers[DEGRADED_HEADER] = "stateless"
     return _response(result, settings)
 
 
@@ -60,13 +96,19 @@ async def process(
     responses={200: {"content": {"text/event-stream": {}}, "description": "SSE: text..., then done or error"}},
 )
 async def process_streaming(
-    body: ProcessRequest, agents: Agents, settings: Settings, idempotency_key: IdempotencyKey = None
+    body: ProcessRequest,
+    agents: Agents,
+    settings: Settings,
+    idempotency_key: IdempotencyKey = None,
+    device_id: DeviceId = None,
 ) -> EventSourceResponse:
     """Run one turn, streaming `{"type":"text"}` events as the model writes, then `{"type":"done"}`.
 
     With an `Idempotency-Key` of a turn already stored, the stored answer comes as the `done` event, without text.
+    `X-Device-ID` as in `/process`. A stateless answer says so in `done` (`status.session_managed: false`); the
+    `X-Session-Degraded` header is set when the service already knew the backend was down as the stream began.
     """
-    session_id = _session_id(body, settings)
+    session_id, actor_id = await _target(body, settings, agents, device_id)
 
     async def events() -> AsyncIterator[dict[str, str]]:
         loop = asyncio.get_running_loop()
@@ -75,11 +117,17 @@ async def process_streaming(
         def on_text(text: str) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, text)
 
-        turn = asyncio.ensure_future(
-            agents.run_turn(
-                session_id, body.prompt, actor_id=body.actor_id, on_text=on_text, idempotency_key=idempotency_key
+        with log_context(session_id=session_id, actor_id=actor_id, device_id=actor_id if device_id else None):
+            turn = asyncio.ensure_future(
+                agents.run_turn(
+                    session_id,
+                    body.prompt,
+                    actor_id=actor_id,
+                    on_text=on_text,
+                    idempotency_key=idempotency_key,
+                    require_actor=device_id is not None,
+                )
             )
-        )
         turn.add_done_callback(lambda _: queue.put_nowait(None))
         yield {"data": orjson.dumps({"type": "start", "session_id": session_id}).decode()}
         while (text := await queue.get()) is not None:
@@ -94,4 +142,5 @@ async def process_streaming(
         done = {"type": "done"} | _response(result, settings).model_dump()
         yield {"data": orjson.dumps(done).decode()}
 
-    return EventSourceResponse(events(), ping=15)
+    headers = {DEGRADED_HEADER: "stateless"} if agents.degraded() else None
+    return EventSourceResponse(events(), ping=15, headers=headers)
