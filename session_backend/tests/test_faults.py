@@ -28,6 +28,7 @@ def setup_agents(url: str, session_id: str, agents: list[str]) -> None:
         assert httpx.post(f"{url}/v1/sessions/{session_id}/agents", json={"agent_id": agent}).status_code == 201
 
 
+@pytest.mark.slow  # kills or restarts real processes: `make test` runs it, `pytest -m "not slow"` skips it
 def test_sigkill_mid_appends_loses_nothing_acknowledged(
     database_url: str, service_runner: Any, port_factory: Any, tmp_path: Path
 ) -> None:
@@ -79,6 +80,7 @@ def own_postgres() -> Iterator[Any]:
         server._cleanup()
 
 
+@pytest.mark.slow  # kills or restarts real processes: `make test` runs it, `pytest -m "not slow"` skips it
 def test_postgres_restart_under_load_is_503_then_recovers(
     own_postgres: Any, service_runner: Any, port_factory: Any, tmp_path: Path
 ) -> None:

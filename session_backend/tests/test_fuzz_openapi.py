@@ -22,6 +22,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 EXAMPLES_PER_OPERATION = 30
 
 
+@pytest.mark.slow  # ~20 s of fuzzing: `make test` runs it, `pytest -m "not slow"` skips it
 def test_no_server_errors_and_responses_match_schema(backend_url: str) -> None:
     # Driven by hand rather than by schemathesis' pytest plugin, which does not run under pytest 9.
     schema = schemathesis.openapi.from_url(f"{backend_url}/openapi.json")

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 CALLS_PER_PROCESS = 50
 
 
+@pytest.mark.slow  # 100 racing turns: `make test` runs it, `pytest -m "not slow"` skips it
 def test_two_processes_fifty_concurrent_turns_each_on_one_session(
     backend_url: str, service_runner: Any, port_factory: Any, tmp_path: Path
 ) -> None:

@@ -35,6 +35,7 @@ def test_agent_service_restart_keeps_conversation(
         assert "first: Hello, my name is Alice" in body["response"]
 
 
+@pytest.mark.slow  # the real local model: `make test` runs it, `pytest -m "not slow"` skips it
 def test_demo_on_real_local_model(database_url: str) -> None:
     env = os.environ | {"DATABASE_URL": database_url, "MODEL_PROVIDER": "local"}
     out = subprocess.run([sys.executable, str(DEMO)], env=env, capture_output=True, text=True, timeout=900)

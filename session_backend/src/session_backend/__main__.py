@@ -7,6 +7,7 @@ import sys
 import uvicorn
 
 from .observability import configure_logging
+from .server import BoundedHttpProtocol
 from .settings import get_settings
 
 
@@ -24,6 +25,9 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        # Idle, half-sent and endless connections are closed; beyond the cap new requests get 503 at once.
+        http=BoundedHttpProtocol,
+        limit_concurrency=settings.max_connections,
         log_level=settings.log_level,
         access_log=False,
         # uvicorn's own records go to the root handler: JSON like the rest under LOG_FORMAT=json.

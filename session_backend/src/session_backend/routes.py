@@ -32,6 +32,8 @@ from .schemas import (
     MultiAgentPublic,
     MultiAgentUpdate,
     SessionCreate,
+    SessionFork,
+    SessionForkPublic,
     SessionPage,
     SessionPublic,
     TurnId,
@@ -307,3 +309,15 @@ async def delete_active_agent(session_id: SessionId, store: Store) -> Response:
     """Return the session to its own profile (404 when no active agent is set)."""
     await store.delete_active_agent(session_id)
     return Response(status_code=204)
+
+
+@router.post("/sessions/{session_id}/fork", status_code=201, response_model=SessionForkPublic)
+async def fork_session(session_id: SessionId, body: SessionFork, store: Store) -> Response:
+    """Copy the session (agents, messages, multi-agent state) under `new_session_id`, server-side in one statement.
+
+    404 unknown source, 409 the new id is taken; the source is untouched.
+    """
+    session, counts = await store.fork_session(
+        session_id, body.new_session_id, ttl_seconds=body.ttl_seconds, actor_id=body.actor_id
+    )
+    return _json(f'{{"session":{session},{orjson.dumps(counts).decode()[1:]}', 201)

@@ -56,6 +56,23 @@ class SessionPublic(_Body):
     incarnation: int
 
 
+class SessionFork(_Body):
+    """Fork a session into `new_session_id`; `ttl_seconds` and `actor_id` default to the source's."""
+
+    new_session_id: Identifier
+    ttl_seconds: Annotated[int, Field(ge=1, le=10 * 365 * 24 * 3600)] | None = None
+    actor_id: Identifier | None = None
+
+
+class SessionForkPublic(_Body):
+    """The new session (`metadata.forked_from` names the source) and how many rows were copied into it."""
+
+    session: SessionPublic
+    agents: int
+    messages: int
+    multi_agents: int
+
+
 class SessionPage(_Body):
     """One page of sessions, newest first; pass `next_cursor` back as `cursor` for the next page (null: last)."""
 

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=60.0, gt=0, validation_alias="SESSION_BACKEND_SWEEP_INTERVAL_SECONDS")
     sweep_batch_size: int = Field(default=500, ge=1, validation_alias="SESSION_BACKEND_SWEEP_BATCH_SIZE")
     workers: int = Field(default=1, ge=1, validation_alias="SESSION_BACKEND_WORKERS")
+    read_timeout_seconds: float = Field(default=15.0, gt=0, validation_alias="SESSION_BACKEND_READ_TIMEOUT_SECONDS")
+    max_connections: int = Field(default=1024, ge=1, validation_alias="SESSION_BACKEND_MAX_CONNECTIONS")
     log_level: str = Field(default="info", validation_alias="LOG_LEVEL")
     log_format: Literal["text", "json"] = Field(default="text", validation_alias="LOG_FORMAT")
 

@@ -15,6 +15,7 @@ import asyncpg
 from .errors import AlreadyExists, NotFound, SessionBusy, UnknownReference, from_postgres
 from .sql import active_agents as active_agents_sql
 from .sql import agents as agents_sql
+from .sql import fork as fork_sql
 from .sql import functions as functions_sql
 from .sql import leases as leases_sql
 from .sql import messages as messages_sql
@@ -133,6 +134,28 @@ class SessionStore:
         if deleted is None:
             raise NotFound(f"session {session_id!r} not found")
         logger.debug("session_id=<%s> | deleted session", session_id)
+
+    async def fork_session(
+        self, session_id: str, new_session_id: str, *, ttl_seconds: int | None = None, actor_id: str | None = None
+    ) -> tuple[str, dict[str, int]]:
+        """Copy a session with its agents, messages and multi-agent state under `new_session_id`, in one statement.
+
+        Returns:
+            The new session as JSON text, and how many agents, messages and multi-agents were copied.
+
+        Raises:
+            NotFound: no such live session.
+            AlreadyExists: a live session has the new id.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(sessions_sql.DELETE_EXPIRED_SESSION, new_session_id)
+            row = await conn.fetchrow(fork_sql.FORK_SESSION, session_id, new_session_id, ttl_seconds, actor_id)
+        if row is None:
+            raise NotFound(f"session {session_id!r} not found")
+        if row["session"] is None:
+            raise AlreadyExists(f"session {new_session_id!r} already exists")
+        logger.debug("session_id=<%s>, new_session_id=<%s> | forked session", session_id, new_session_id)
+        return str(row["session"]), {k: int(row[k]) for k in ("agents", "messages", "multi_agents")}
 
     async def sweep_expired(self, batch_size: int) -> int:
         """Delete expired sessions in batches of `batch_size` until none is left, expired leases and old turn records.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from .api.server import BoundedHttpProtocol
 from .observability import configure_logging
 from .settings import get_settings
 
@@ -18,6 +19,9 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # Idle, half-sent and endless connections are closed; beyond the cap new requests get 503 at once.
+        http=BoundedHttpProtocol,
+        limit_concurrency=settings.max_connections,
         access_log=False,
         # uvicorn's own records go to the root handler: JSON like the rest under LOG_FORMAT=json.
         log_config=None,

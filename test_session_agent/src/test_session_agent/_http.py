@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import httpx
 import orjson
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from .exceptions import (
     BackendRequestError,
@@ -160,3 +161,71 @@ def checked(method: str, path: str, response: httpx.Response, *, missing_ok: boo
     if status >= 500:
         raise BackendUnavailableError(f"{method} {path}: HTTP {status}: {detail}")
     raise BackendRequestError(f"{method} {path}: HTTP {status}: {detail}", status)
+
+
+def retry_policy(retries: int, *, idempotent: bool = True) -> dict[str, Any]:
+    """Tenacity arguments every client retries with: exponential waits from 50 ms up to 1 s.
+
+    Args:
+        retries: attempts in all (at least 1).
+        idempotent: retry on `retryable` failures; else only when the request never reached the server.
+
+    Returns:
+        Keyword arguments for `tenacity.Retrying` / `tenacity.AsyncRetrying`.
+    """
+    return {
+        "retry": retry_if_exception(retryable if idempotent else connect_failure),
+        "stop": stop_after_attempt(max(1, retries)),
+        "wait": wait_exponential(multiplier=0.05, max=1.0),
+        "reraise": True,
+    }
+
+
+def request(
+    client: httpx.Client,
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    params: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    retries: int = 3,
+    idempotent: bool = True,
+    missing_ok: bool = False,
+) -> httpx.Response | None:
+    """Send one JSON request to the backend with retries, and map its outcome (the sync clients' only transport).
+
+    Args:
+        client: the backend client (`backend_client`).
+        method: HTTP method.
+        path: path below the client's base URL.
+        body: JSON-encodable body, or None for none.
+        params: query parameters.
+        headers: extra request headers.
+        retries: attempts in all.
+        idempotent: whether a request that may have reached the server can be sent again.
+        missing_ok: a 404 returns None instead of raising.
+
+    Returns:
+        The response when 2xx, or None when it is 404 and `missing_ok`.
+
+    Raises:
+        BackendUnavailableError: unreachable, timed out, or 5xx after the retries allowed.
+        SessionNotFoundError, SessionConflictError, BackendRequestError: as `checked`.
+    """
+    content = orjson.dumps(body) if body is not None else None
+    send_headers = {"Content-Type": "application/json"} if content is not None else {}
+    if headers:
+        send_headers.update(headers)
+
+    def send() -> httpx.Response:
+        response = client.request(method, path, content=content, params=params, headers=send_headers)
+        if response.status_code >= 500:
+            response.raise_for_status()
+        return response
+
+    try:
+        response = Retrying(**retry_policy(retries, idempotent=idempotent))(send)
+    except (httpx.HTTPError, OSError) as e:
+        raise unavailable(method, path, e) from e
+    return checked(method, path, response, missing_ok=missing_ok)

@@ -42,7 +42,7 @@ from .handoff import HANDOFF_STATE_KEY, HANDOFF_TOOLS
 from .observability import AgentMetrics
 from .postgresql_session_repository import PostgreSQLSessionRepository
 from .profiles import AgentProfile, AgentProfileClient
-from .session_manager import PostgreSQLSessionManager
+from .session_managers import ServiceSessionManager, build_session_manager
 from .settings import AgentSettings
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class CachedAgent:
     """
 
     agent: Agent
-    manager: PostgreSQLSessionManager
+    manager: ServiceSessionManager
     fingerprint: tuple[str | None, ...] = ()
 
 
@@ -199,8 +199,7 @@ class SessionAgents:
         Raises:
             SessionException: the backend is unreachable or refused.
         """
-        ttl = self.settings.session_default_ttl_seconds or None
-        manager = PostgreSQLSessionManager(session_id, client=self.client, actor_id=actor_id, ttl_seconds=ttl)
+        manager = build_session_manager(self.settings, self.client, session_id, actor_id)
         system_prompt = profile.system_prompt if profile is not None else None
         tools: list[Any] | None = [HANDOFF_TOOLS[n] for n in profile.tools if n in HANDOFF_TOOLS] if profile else None
         agent = Agent(

@@ -25,9 +25,8 @@ from strands.memory import (
 )
 from strands.types.content import Message
 from strands.types.tools import AgentTool
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, backend_client, checked, retryable, segment, unavailable
+from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, backend_client, request, segment
 
 logger = logging.getLogger(__name__)
 
@@ -131,27 +130,10 @@ class PostgreSQLMemoryStore(MemoryStore):
         params: dict[str, Any] | None = None,
         missing_ok: bool = False,
     ) -> httpx.Response | None:
-        content = orjson.dumps(body) if body is not None else None
-        headers = {"Content-Type": "application/json"} if content is not None else {}
-
-        def send() -> httpx.Response:
-            response = self._client.request(method, path, content=content, params=params, headers=headers)
-            if response.status_code >= 500:
-                response.raise_for_status()
-            return response
-
         # Every memory call is idempotent (an add of stored content returns the stored memory), so all retry.
-        retrying = Retrying(
-            retry=retry_if_exception(retryable),
-            stop=stop_after_attempt(self._retries),
-            wait=wait_exponential(multiplier=0.05, max=1.0),
-            reraise=True,
+        return request(
+            self._client, method, path, body=body, params=params, retries=self._retries, missing_ok=missing_ok
         )
-        try:
-            response = retrying(send)
-        except (httpx.HTTPError, OSError) as e:
-            raise unavailable(method, path, e) from e
-        return checked(method, path, response, missing_ok=missing_ok)
 
     async def _call(
         self,

@@ -14,9 +14,8 @@ import httpx
 import orjson
 from strands.session.session_repository import SessionRepository
 from strands.types.session import Session, SessionAgent, SessionMessage
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, backend_client, checked, connect_failure, retryable, unavailable
+from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, backend_client, request
 from ._http import segment as _seg
 from ._messages import session_messages
 from .exceptions import SessionBusyError, SessionConflictError
@@ -109,28 +108,17 @@ class PostgreSQLSessionRepository(SessionRepository):
             BackendUnavailableError: unreachable, timed out, or 5xx after the retries allowed.
             BackendRequestError: any other refusal (4xx), with the backend's problem detail.
         """
-        content = orjson.dumps(body) if body is not None else None
-        send_headers = {"Content-Type": "application/json"} if content is not None else {}
-        if headers:
-            send_headers.update(headers)
-
-        def send() -> httpx.Response:
-            response = self._client.request(method, path, content=content, params=params, headers=send_headers)
-            if response.status_code >= 500:
-                response.raise_for_status()
-            return response
-
-        retrying = Retrying(
-            retry=retry_if_exception(retryable if idempotent else connect_failure),
-            stop=stop_after_attempt(self._retries),
-            wait=wait_exponential(multiplier=0.05, max=1.0),
-            reraise=True,
+        return request(
+            self._client,
+            method,
+            path,
+            body=body,
+            params=params,
+            headers=headers,
+            retries=self._retries,
+            idempotent=idempotent,
+            missing_ok=missing_ok,
         )
-        try:
-            response = retrying(send)
-        except (httpx.TransportError, httpx.HTTPStatusError) as e:
-            raise unavailable(method, path, e) from e
-        return checked(method, path, response, missing_ok=missing_ok)
 
     # sessions
 
@@ -197,6 +185,25 @@ class PostgreSQLSessionRepository(SessionRepository):
         response = self._call("GET", "/v1/sessions", params=params)
         assert response is not None
         return response.content
+
+    def fork_session(
+        self, session_id: str, new_session_id: str, *, actor_id: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Copy the session with its agents, messages and multi-agent state under `new_session_id`, in the backend.
+
+        Returns:
+            `{"session": {...}, "agents", "messages", "multi_agents"}` (counts copied).
+
+        Raises:
+            SessionNotFoundError: no such session.
+            SessionConflictError: `new_session_id` is taken.
+            SessionException: the backend refused or is unreachable.
+        """
+        body = {"new_session_id": new_session_id, "actor_id": actor_id}
+        response = self._call("POST", f"/v1/sessions/{_seg(session_id)}/fork", body=body, idempotent=False)
+        assert response is not None
+        result: dict[str, Any] = orjson.loads(response.content)
+        return result
 
     # agents
 

@@ -9,9 +9,8 @@ from typing import Any
 
 import httpx
 import orjson
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, backend_client, checked, connect_failure, retryable, unavailable
+from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, backend_client, request
 from ._http import segment as _seg
 
 logger = logging.getLogger(__name__)
@@ -114,26 +113,16 @@ class AgentProfileClient:
         idempotent: bool = True,
         missing_ok: bool = False,
     ) -> httpx.Response | None:
-        content = orjson.dumps(body) if body is not None else None
-        headers = {"Content-Type": "application/json"} if content is not None else {}
-
-        def send() -> httpx.Response:
-            response = self._client.request(method, path, content=content, params=params, headers=headers)
-            if response.status_code >= 500:
-                response.raise_for_status()
-            return response
-
-        retrying = Retrying(
-            retry=retry_if_exception(retryable if idempotent else connect_failure),
-            stop=stop_after_attempt(self._retries),
-            wait=wait_exponential(multiplier=0.05, max=1.0),
-            reraise=True,
+        return request(
+            self._client,
+            method,
+            path,
+            body=body,
+            params=params,
+            retries=self._retries,
+            idempotent=idempotent,
+            missing_ok=missing_ok,
         )
-        try:
-            response = retrying(send)
-        except (httpx.HTTPError, OSError) as e:
-            raise unavailable(method, path, e) from e
-        return checked(method, path, response, missing_ok=missing_ok)
 
     def create(
         self,

@@ -1,14 +1,28 @@
 """`PostgreSQLSessionManager`: Strands' `RepositorySessionManager` on `PostgreSQLSessionRepository`.
 
-It commits each invocation's writes as one batch (one round trip, all or nothing).
+It commits each invocation's writes as one batch (one round trip, all or nothing); a `BidiAgent`'s messages, which
+no invocation bounds, are written through as they are added or updated, off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
-from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent, HookRegistry
+from strands.bidi.agent import BidiAgent
+from strands.bidi.hooks import BidiAgentStopEvent, BidiBeforeConnectionRestartEvent
+from strands.hooks import (
+    AfterInvocationEvent,
+    AfterMultiAgentInvocationEvent,
+    AfterNodeCallEvent,
+    AgentInitializedEvent,
+    BeforeInvocationEvent,
+    HookRegistry,
+    MessageAddedEvent,
+    MessageUpdatedEvent,
+    MultiAgentInitializedEvent,
+)
 from strands.session.repository_session_manager import RepositorySessionManager
 from strands.types.session import SessionAgent, SessionMessage
 
@@ -32,6 +46,12 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
     turn, and a turn is stored whole or not at all. An invocation that fails before the model answered stores
     nothing; one whose commit finds the backend unreachable raises, and its writes go out first with the next
     invocation's. Writes outside an invocation (agent creation, restore) go straight through.
+
+    A `BidiAgent` streams without invocations, so its writes are never held: each message added (and each
+    transcript update, `MessageUpdatedEvent`) is one `/batch` request on a worker thread (the event loop never
+    waits on HTTP), with the agent's state when it changed; the state is also synced when the agent stops or
+    restarts its connection. Its restore runs when the agent is built (Strands' `AgentInitializedEvent` is
+    synchronous): build a `BidiAgent` off the event loop, e.g. with `asyncio.to_thread`.
 
     Args:
         session_id: id of the session; created in the backend when it does not exist.
@@ -65,15 +85,29 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         self.unresolved_turn_id: str | None = None
         self._pending: list[dict[str, Any]] | None = None
         self._unsent: list[dict[str, Any]] = []
+        # BidiAgent writes: one at a time, in the order the agent made them; agent state as last stored.
+        self._bidi_write_lock: asyncio.Lock | None = None
+        self._bidi_synced_state: dict[str, Any] = {}
+        self._bidi_kept_state: dict[str, dict[str, Any]] = {}
+        self._restoring: Any = None
         RepositorySessionManager.__init__(self, session_id=session_id, session_repository=self)
 
     def register_hooks(self, registry: HookRegistry, **kwargs: Any) -> None:
-        """Register Strands' session hooks, plus the start and end of each invocation's write batch."""
+        """Register the session hooks: Strands' own for `Agent`s, write batches, and BidiAgent write-through (async)."""
         # After-events run their callbacks in reverse order: registered first, the flush runs after Strands'
         # own AfterInvocationEvent sync of the agent, so that sync is part of the batch.
         registry.add_callback(AfterInvocationEvent, self._end_batch)
-        super().register_hooks(registry, **kwargs)
+        registry.add_callback(AgentInitializedEvent, lambda event: self.initialize(event.agent))
+        # Strands' own per-message callbacks are synchronous (blocking HTTP): they serve `Agent`s only here.
+        registry.add_callback(MessageAddedEvent, self._agent_message_added)
+        registry.add_callback(AfterInvocationEvent, lambda event: self.sync_agent(event.agent))
         registry.add_callback(BeforeInvocationEvent, self._begin_batch)
+        registry.add_callback(MessageAddedEvent, self._bidi_message_added)
+        registry.add_callback(MessageUpdatedEvent, self._bidi_message_updated)
+        registry.add_callback([BidiAgentStopEvent, BidiBeforeConnectionRestartEvent], self._bidi_sync_agent)
+        registry.add_callback(MultiAgentInitializedEvent, lambda event: self.initialize_multi_agent(event.source))
+        registry.add_callback(AfterNodeCallEvent, lambda event: self.sync_multi_agent(event.source))
+        registry.add_callback(AfterMultiAgentInvocationEvent, lambda event: self.sync_multi_agent(event.source))
 
     def initialize(self, agent: Any, **kwargs: Any) -> None:
         """Restore (or create) the agent in the session.
@@ -81,8 +115,92 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         The cyclic GC is paused while thousands of restored messages become objects (they hold no cycles, and its
         passes dominated restore time).
         """
-        with gc_paused():
-            super().initialize(agent, **kwargs)
+        self._restoring = agent
+        try:
+            with gc_paused():
+                super().initialize(agent, **kwargs)
+        finally:
+            self._restoring = None
+
+    def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
+        """Read the agent; while restoring, reconcile what an `Agent` and a `BidiAgent` store of it.
+
+        A BidiAgent has no conversation manager or model state: it keeps those an `Agent` stored (its writes send
+        them back unchanged), and an `Agent` restoring what only a BidiAgent wrote starts its conversation manager
+        afresh instead of refusing the empty state.
+        """
+        session_agent = super().read_agent(session_id, agent_id, **kwargs)
+        agent = self._restoring
+        if session_agent is None or agent is None:
+            return session_agent
+        if isinstance(agent, BidiAgent):
+            self._bidi_kept_state[agent_id] = {
+                "conversation_manager_state": session_agent.conversation_manager_state,
+                "_internal_state": session_agent._internal_state,
+            }
+        elif not session_agent.conversation_manager_state and hasattr(agent, "conversation_manager"):
+            session_agent.conversation_manager_state = agent.conversation_manager.get_state()
+        return session_agent
+
+    def _agent_message_added(self, event: MessageAddedEvent[Any]) -> None:
+        if isinstance(event.agent, BidiAgent):
+            return
+        self.append_message(event.message, event.agent)
+        self.sync_agent(event.agent)
+
+    # BidiAgent: write-through, off the event loop
+
+    async def _bidi_message_added(self, event: MessageAddedEvent[Any]) -> None:
+        agent = event.agent
+        if not isinstance(agent, BidiAgent):
+            return
+        # Strands' bookkeeping (next message_id, records held for redaction) stays on the loop; only HTTP leaves it.
+        latest = self._latest_agent_message[agent.agent_id]
+        record = SessionMessage.from_message(event.message, latest.message_id + 1 if latest else 0)
+        self._latest_agent_message[agent.agent_id] = record
+        self._held_records.setdefault(agent.agent_id, []).append(record)
+        await self._bidi_write(agent, {"op": "create_message", "agent_id": agent.agent_id, "message": record.to_dict()})
+
+    async def _bidi_message_updated(self, event: MessageUpdatedEvent[Any]) -> None:
+        agent = event.agent
+        if not isinstance(agent, BidiAgent):
+            return
+        # A response's placeholder message is replaced by its completed transcript, found by tracking id.
+        for record in reversed(self._held_records.get(agent.agent_id, [])):
+            if record.message.get("tracking_id") == event.tracking_id:
+                break
+        else:
+            logger.warning(
+                "session_id=<%s>, tracking_id=<%s> | updated message not held", self.session_id, event.tracking_id
+            )
+            return
+        record.message = event.message
+        await self._bidi_write(agent, {"op": "update_message", "agent_id": agent.agent_id, "message": record.to_dict()})
+
+    async def _bidi_sync_agent(self, event: BidiAgentStopEvent | BidiBeforeConnectionRestartEvent) -> None:
+        await self._bidi_write(event.agent)
+
+    async def _bidi_write(self, agent: BidiAgent, *operations: dict[str, Any]) -> None:
+        """Send `operations`, plus the agent's state when it changed, as one batch on a worker thread, in order."""
+        if self._bidi_write_lock is None:
+            self._bidi_write_lock = asyncio.Lock()
+        async with self._bidi_write_lock:
+            ops = list(operations)
+            session_agent = SessionAgent.from_agent(agent).to_dict() | self._bidi_kept_state.get(agent.agent_id, {})
+            state = {k: session_agent[k] for k in ("state", "conversation_manager_state", "_internal_state")}
+            if state != self._bidi_synced_state.get(agent.agent_id):
+                ops.append(
+                    {
+                        "op": "update_agent",
+                        "agent": session_agent,
+                        "if_version": self.agent_version(self.session_id, agent.agent_id),
+                    }
+                )
+            if not ops:
+                return
+            incarnation = self.incarnation(self.session_id)
+            await asyncio.to_thread(self.apply_batch, self.session_id, ops, self.lease_owner, incarnation=incarnation)
+            self._bidi_synced_state[agent.agent_id] = state
 
     def _begin_batch(self, event: BeforeInvocationEvent) -> None:
         if self.batch_writes:

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderName = Literal["local", "scripted", "bedrock", "openai", "ollama", "anthropic", "litellm"]
+SessionManagerName = Literal["repository", "snapshot"]
 
 
 class AgentSettings(BaseSettings):
@@ -44,12 +45,15 @@ class AgentSettings(BaseSettings):
     # backend costs a refused connect, an unreachable one the connect timeout times the retries: seconds a turn).
     session_fallback_retry_seconds: float = Field(default=2.0, ge=0, validation_alias="SESSION_FALLBACK_RETRY_SECONDS")
     active_agent_ttl_seconds: float = Field(default=3600.0, ge=0, validation_alias="ACTIVE_AGENT_TTL_SECONDS")
+    read_timeout_seconds: float = Field(default=15.0, gt=0, validation_alias="AGENT_READ_TIMEOUT_SECONDS")
+    max_connections: int = Field(default=1024, ge=1, validation_alias="AGENT_MAX_CONNECTIONS")
     lease_ttl_seconds: float = Field(default=30.0, gt=0, le=3600, validation_alias="SESSION_LEASE_TTL_SECONDS")
     session_wait_seconds: float = Field(default=30.0, ge=0, validation_alias="SESSION_WAIT_SECONDS")
     scripted_first_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_FIRST_TOKEN_DELAY_MS")
     scripted_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_TOKEN_DELAY_MS")
     log_level: str = Field(default="info", validation_alias="LOG_LEVEL")
     log_format: Literal["text", "json"] = Field(default="text", validation_alias="LOG_FORMAT")
+    session_manager: SessionManagerName = Field(default="repository", validation_alias="SESSION_MANAGER")
 
     @field_validator("backend_api_key", "model_id", "local_model_path")
     @classmethod

@@ -18,9 +18,9 @@ import httpx
 import orjson
 from strands.storage.storage import _NAMESPACED, StorageSearchResult, _normalize_key, _normalize_prefix
 from strands.types.exceptions import SessionException, StorageError
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import AsyncRetrying
 
-from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, backend_client, checked, retryable, unavailable
+from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, backend_client, checked, retry_policy, unavailable
 
 if TYPE_CHECKING:
     from strands.storage.search.types import SearchStrategy
@@ -154,12 +154,7 @@ class PostgreSQLStorage:
         headers = {"Content-Type": "application/octet-stream"} if content is not None else None
         if body is not None:
             content, headers = orjson.dumps(body), {"Content-Type": "application/json"}
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(retryable),
-            stop=stop_after_attempt(self._retries),
-            wait=wait_exponential(multiplier=0.05, max=1.0),
-            reraise=True,
-        )
+        retrying = AsyncRetrying(**retry_policy(self._retries))
         try:
             async with self._clients.get() as client:
                 async for attempt in retrying:

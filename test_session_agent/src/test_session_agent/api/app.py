@@ -16,7 +16,7 @@ from ..observability import AgentMetrics, configure_logging
 from ..settings import AgentSettings, get_settings
 from .errors import EXCEPTION_HANDLERS
 from .middleware import BodySizeLimit
-from .routers import active_agent, health, process, sessions
+from .routers import active_agent, health, process, sessions, ws
 
 
 async def _expire_idle_forever(agents: SessionAgents, idle_seconds: float) -> None:
@@ -79,7 +79,7 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.state.settings = settings
-    for router in (process.router, sessions.router, active_agent.router, health.router):
+    for router in (process.router, sessions.router, active_agent.router, ws.router, health.router):
         app.include_router(router)
 
     metrics.instrument(app)

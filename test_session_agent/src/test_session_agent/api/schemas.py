@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -97,6 +98,42 @@ class HistoryResponse(BaseModel):
 
     session_id: str
     messages: list[HistoryMessage]
+
+
+UUID7_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+
+
+class SnapshotInfo(BaseModel):
+    """One immutable snapshot (checkpoint) of a session's agent."""
+
+    snapshot_id: str
+    created_at: datetime
+
+
+class SnapshotList(BaseModel):
+    """A session's snapshots, oldest first."""
+
+    session_id: str
+    items: list[SnapshotInfo]
+
+
+class ForkRequest(BaseModel):
+    """Fork from the latest state, or from `snapshot_id`; `new_session_id` defaults to a new id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    snapshot_id: Annotated[str, StringConstraints(pattern=UUID7_PATTERN)] | None = None
+    new_session_id: Identifier | None = None
+    actor_id: Identifier | None = None
+
+
+class ForkResponse(BaseModel):
+    """The new session."""
+
+    session_id: str
+    forked_from: str
+    snapshot_id: str | None
+    conversation_length: int
 
 
 class Problem(BaseModel):

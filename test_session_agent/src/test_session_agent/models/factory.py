@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 from strands.models.model import Model
 
 if TYPE_CHECKING:
+    from strands.bidi.models.model import BidiModel
+
     from ..settings import AgentSettings
 
 PROVIDERS = ("local", "scripted", "bedrock", "openai", "ollama", "anthropic", "litellm")
@@ -58,3 +60,26 @@ def build_model(settings: AgentSettings) -> Model:
 
         return LiteLLMModel(model_id=model_id or "openai/gpt-4o-mini")
     raise ValueError(f"unknown MODEL_PROVIDER {provider!r}; choose one of {', '.join(PROVIDERS)}")
+
+
+def build_bidi_model(settings: AgentSettings) -> BidiModel:
+    """Build the bidirectional (`BidiAgent`, `/ws/{session_id}`) model of `settings.model_provider`.
+
+    Raises:
+        ValueError: the provider has no bidirectional model (`scripted`, `bedrock` and `openai` do).
+        ImportError: the provider's optional dependency is missing.
+    """
+    provider = settings.model_provider
+    if provider == "scripted":
+        from .scripted_bidi import ScriptedBidiModel
+
+        return ScriptedBidiModel(token_delay=settings.scripted_token_delay_ms / 1000)
+    if provider == "bedrock":
+        from strands.bidi.models.bedrock import BedrockNovaSonicModel
+
+        return BedrockNovaSonicModel(model_id=settings.model_id or "amazon.nova-2-5-sonic")
+    if provider == "openai":
+        from strands.bidi.models.openai.realtime import OpenAIRealtimeModel
+
+        return OpenAIRealtimeModel(transcription_model_id=None, model_id=settings.model_id or "gpt-realtime")
+    raise ValueError(f"MODEL_PROVIDER {provider!r} has no bidirectional model; use scripted, bedrock or openai")

@@ -1,7 +1,8 @@
-"""`MODEL_PROVIDER=local`: a Strands `Model` over `llama_cpp.Llama`, in process, offline.
+"""`MODEL_PROVIDER=local`: a Strands `Model` over llama.cpp in process (the `xllamacpp` wheel), offline.
 
-Strands' stock `LlamaCppModel` talks to `llama_cpp.server`, which rejects list-of-parts message content and so
-returns empty replies; this provider calls the library directly with plain-string chat messages.
+Strands' stock `LlamaCppModel` talks to a llama.cpp server over HTTP and sends list-of-parts message content, which
+gives empty replies with this model; this provider calls llama.cpp's chat completion in process with plain-string
+messages. `xllamacpp` ships prebuilt wheels, so installing the `local` extra compiles nothing.
 """
 
 from __future__ import annotations
@@ -9,15 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
+import shutil
+import tempfile
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar
 
 from pydantic import BaseModel
 from strands.models.model import Model
 from strands.types.content import Messages
+from strands.types.exceptions import ContextWindowOverflowException
 from strands.types.streaming import StreamEvent
 from strands.types.tools import ToolSpec
 
@@ -27,10 +32,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
 
-_llamas: dict[tuple[str, int], Any] = {}
-_llamas_lock = threading.Lock()
-# One generation at a time per process: llama.cpp contexts are not re-entrant and 2 cores gain nothing from more.
-_generate_lock = threading.Lock()
+_servers: dict[tuple[str, int], Any] = {}
+_servers_lock = threading.Lock()
 
 
 class LocalModelConfig(TypedDict, total=False):
@@ -51,25 +54,62 @@ class LocalModelConfig(TypedDict, total=False):
     seed: int
 
 
-def get_llama(model_path: str, n_ctx: int) -> Any:
-    """Return the process's `llama_cpp.Llama` for this file, loading it on first use (a few seconds)."""
-    key = (model_path, n_ctx)
-    with _llamas_lock:
-        if key not in _llamas:
-            from llama_cpp import Llama
+def get_server(model_path: str, n_ctx: int) -> Any:
+    """Return the process's `xllamacpp.Server` for this file, loading the model on first use (a second or two).
 
+    Raises:
+        ImportError: the `local` extra (llama.cpp) is not installed.
+        RuntimeError: llama.cpp could not load the file (not a GGUF, or truncated).
+    """
+    key = (model_path, n_ctx)
+    with _servers_lock:
+        if key not in _servers:
+            try:
+                import xllamacpp
+            except ImportError as e:
+                raise ImportError(
+                    "MODEL_PROVIDER=local needs llama.cpp: install test-session-agent[local] (uv sync does)"
+                ) from e
+
+            threads = os.cpu_count() or 2
+            params = xllamacpp.CommonParams()
+            params.model.path = model_path
+            params.n_ctx = n_ctx
+            # One slot: requests queue inside llama.cpp (2 cores gain nothing from parallel decoding) and the slot
+            # keeps the whole context window instead of a share of it.
+            params.n_parallel = 1
+            params.cpuparams.n_threads = threads
+            params.cpuparams_batch.n_threads = threads
+            # llama.cpp's server always opens a listener, which this process never uses: bind it to a unix socket in
+            # a private directory that is deleted once bound (no TCP port, no path to connect to), and require a
+            # random key on it all the same.
+            socket_dir = tempfile.mkdtemp(prefix="llama-")
+            params.hostnames = [str(Path(socket_dir) / "llama.sock")]
+            params.api_keys = [secrets.token_urlsafe(32)]
+            params.n_threads_http = 1
+            params.ui = False
+            params.verbosity = 1  # errors only: llama.cpp's per-request info lines would flood the service log
             logger.info("model_path=<%s>, n_ctx=<%d> | loading local model", model_path, n_ctx)
-            _llamas[key] = Llama(
-                model_path=model_path, n_ctx=n_ctx, n_threads=os.cpu_count() or 2, verbose=False, seed=0
-            )
-        return _llamas[key]
+            started = time.perf_counter()
+            try:
+                _servers[key] = xllamacpp.Server(params)
+            finally:
+                shutil.rmtree(socket_dir, ignore_errors=True)
+            logger.info("seconds=<%.1f> | local model loaded", time.perf_counter() - started)
+        return _servers[key]
+
+
+def _raise_for_error(error: dict[str, Any]) -> None:
+    if error.get("type") == "exceed_context_size_error":
+        raise ContextWindowOverflowException(str(error.get("message")))
+    raise RuntimeError(f"llama.cpp: {error.get('message') or error}")
 
 
 class LocalLlamaModel(Model):
-    """Strands model provider running a GGUF model in process with llama-cpp-python.
+    """Strands model provider running a GGUF model in process with llama.cpp.
 
-    Streams text deltas as they are generated and reports token usage (prompt tokens from llama.cpp's context,
-    completion tokens counted per streamed piece). Tools are not offered to the model.
+    Streams text deltas as they are generated and reports llama.cpp's token usage. Tools are not offered to the
+    model. Generations run one at a time (llama.cpp queues the others).
 
     Args:
         **model_config: see `LocalModelConfig`.
@@ -93,39 +133,57 @@ class LocalLlamaModel(Model):
 
     def load(self) -> None:
         """Load the model now rather than on the first request."""
-        get_llama(self.config["model_path"], self.config["n_ctx"])
+        get_server(self.config["model_path"], self.config["n_ctx"])
 
-    def _generate(self, chat: list[dict[str, str]], emit: Any, cancel: threading.Event | None, **params: Any) -> None:
-        llama = get_llama(self.config["model_path"], self.config["n_ctx"])
-        with _generate_lock:
-            started = time.perf_counter()
-            output_tokens = 0
-            stop_reason = "end_turn"
-            chunks = llama.create_chat_completion(
-                messages=chat,
-                stream=True,
-                max_tokens=self.config["max_tokens"],
-                temperature=self.config["temperature"],
-                seed=self.config["seed"],
-                **params,
-            )
-            for chunk in chunks:
-                if cancel is not None and cancel.is_set():
-                    stop_reason = "cancelled"
-                    break
-                choice = chunk["choices"][0]
-                text = choice.get("delta", {}).get("content")
-                if text:
-                    output_tokens += 1
-                    emit({"contentBlockDelta": {"delta": {"text": text}}})
-                if choice.get("finish_reason") == "length":
-                    stop_reason = "max_tokens"
-            input_tokens = max(0, int(llama.n_tokens) - output_tokens)
-            latency_ms = int((time.perf_counter() - started) * 1000)
+    def _request(self, chat: list[dict[str, str]], **extra: Any) -> dict[str, Any]:
+        return {
+            "messages": chat,
+            "max_tokens": self.config["max_tokens"],
+            "temperature": self.config["temperature"],
+            "seed": self.config["seed"],
+            **extra,
+        }
+
+    def _generate(
+        self, chat: list[dict[str, str]], emit: Callable[[StreamEvent], None], cancel: threading.Event | None
+    ) -> None:
+        server = get_server(self.config["model_path"], self.config["n_ctx"])
+        started = time.perf_counter()
+        stop_reason = "end_turn"
+        usage: dict[str, Any] = {}
+        error: dict[str, Any] | None = None
+        failure: BaseException | None = None
+
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            """Handle one streamed chunk; True stops the generation."""
+            nonlocal stop_reason, usage, error, failure
+            try:
+                if "error" in chunk:
+                    error = chunk["error"]
+                    return True
+                for choice in chunk.get("choices") or []:
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        emit({"contentBlockDelta": {"delta": {"text": text}}})
+                    if choice.get("finish_reason") == "length":
+                        stop_reason = "max_tokens"
+                usage = chunk.get("usage") or usage
+                return cancel is not None and cancel.is_set()
+            except BaseException as e:  # never let an exception cross into llama.cpp's callback
+                failure = e
+                return True
+
+        request = self._request(chat, stream=True, stream_options={"include_usage": True})
+        server.handle_chat_completions(request, on_chunk)
+        if failure is not None:
+            raise failure
+        if error is not None:
+            _raise_for_error(error)
+        latency_ms = int((time.perf_counter() - started) * 1000)
         emit({"contentBlockStop": {}})
-        for event in stop_events(
-            "end_turn" if stop_reason == "cancelled" else stop_reason, input_tokens, output_tokens, latency_ms
-        ):
+        input_tokens = int(usage.get("prompt_tokens", 0))
+        output_tokens = int(usage.get("completion_tokens", 0))
+        for event in stop_events(stop_reason, input_tokens, output_tokens, latency_ms):
             emit(event)
 
     async def stream(
@@ -140,7 +198,8 @@ class LocalLlamaModel(Model):
         """Generate the assistant's reply to `messages`, yielding Strands stream events as tokens arrive.
 
         Raises:
-            ValueError: the prompt does not fit the context window (from llama.cpp).
+            ContextWindowOverflowException: the conversation does not fit the context window.
+            RuntimeError: llama.cpp failed.
         """
         chat = to_chat_messages(messages, system_prompt)
         loop = asyncio.get_running_loop()
@@ -172,20 +231,19 @@ class LocalLlamaModel(Model):
         """Generate JSON constrained to `output_model`'s schema and yield `{"output": instance}` last.
 
         Raises:
+            ContextWindowOverflowException: the prompt does not fit the context window.
             pydantic.ValidationError: the output does not match the schema.
         """
         chat = to_chat_messages(prompt, system_prompt)
-        schema = output_model.model_json_schema()
+        response_format = {"type": "json_schema", "json_schema": {"schema": output_model.model_json_schema()}}
 
         def work() -> str:
-            llama = get_llama(self.config["model_path"], self.config["n_ctx"])
-            with _generate_lock:
-                result = llama.create_chat_completion(
-                    messages=chat,
-                    response_format={"type": "json_object", "schema": schema},
-                    max_tokens=self.config["max_tokens"],
-                    temperature=0.0,
-                )
+            server = get_server(self.config["model_path"], self.config["n_ctx"])
+            result = server.handle_chat_completions(
+                self._request(chat, response_format=response_format, temperature=0.0)
+            )
+            if "error" in result:
+                _raise_for_error(result["error"])
             return str(result["choices"][0]["message"]["content"])
 
         text = await asyncio.to_thread(work)

@@ -1,15 +1,27 @@
-"""Sessions in the backend as the agent service shows them: list, history, delete."""
+"""Sessions in the backend as the agent service shows them: list, history, delete, snapshots (checkpoints), fork."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
-from ..deps import Agents
+from ... import session_managers
+from ...agent import AGENT_ID
+from ...exceptions import SessionConflictError
+from ..deps import Agents, Settings
 from ..errors import PROBLEM_RESPONSES
-from ..schemas import IDENTIFIER_PATTERN, HistoryResponse, Identifier
+from ..schemas import (
+    IDENTIFIER_PATTERN,
+    ForkRequest,
+    ForkResponse,
+    HistoryResponse,
+    Identifier,
+    SnapshotInfo,
+    SnapshotList,
+)
 
 router = APIRouter(prefix="/sessions", tags=["sessions"], responses=PROBLEM_RESPONSES)
 
@@ -33,16 +45,61 @@ async def list_sessions(
 
 
 @router.get("/{session_id}/history", response_model=HistoryResponse)
-async def history(session_id: SessionId, agents: Agents) -> HistoryResponse:
-    """The session's conversation in order."""
+async def history(session_id: SessionId, agents: Agents, settings: Settings) -> HistoryResponse:
+    """The session's conversation in order (a snapshot session's: its latest snapshot's)."""
     messages = await asyncio.to_thread(agents.history, session_id)
     if messages is None:
         raise HTTPException(404, f"session {session_id!r} not found")
+    if settings.session_manager == "snapshot":
+        messages = await session_managers.snapshot_history(settings, session_id, AGENT_ID)
     return HistoryResponse.model_validate({"session_id": session_id, "messages": messages})
 
 
 @router.delete("/{session_id}", status_code=204)
-async def delete_session(session_id: SessionId, agents: Agents) -> Response:
-    """Delete the session's data in the backend and drop its cached agent."""
+async def delete_session(session_id: SessionId, agents: Agents, settings: Settings) -> Response:
+    """Delete the session's data in the backend (its snapshots too) and drop its cached agent."""
     await agents.delete(session_id)
+    if settings.session_manager == "snapshot":
+        await session_managers.delete_snapshots(settings, session_id)
     return Response(status_code=204)
+
+
+async def _require_session(agents: Agents, session_id: str) -> None:
+    if await asyncio.to_thread(agents.repository.read_session, session_id) is None:
+        raise HTTPException(404, f"session {session_id!r} not found")
+
+
+@router.get("/{session_id}/snapshots", response_model=SnapshotList)
+async def list_snapshots(session_id: SessionId, agents: Agents, settings: Settings) -> SnapshotList:
+    """The session's immutable snapshots (checkpoints), oldest first; repository sessions have none."""
+    await _require_session(agents, session_id)
+    ids = await session_managers.list_snapshots(settings, session_id, AGENT_ID)
+    items = [SnapshotInfo(snapshot_id=i, created_at=session_managers.snapshot_created_at(i)) for i in ids]
+    return SnapshotList(session_id=session_id, items=items)
+
+
+@router.post("/{session_id}/fork", status_code=201, response_model=ForkResponse)
+async def fork_session(session_id: SessionId, body: ForkRequest, agents: Agents, settings: Settings) -> ForkResponse:
+    """A new session from the latest state or from one snapshot; the original is untouched.
+
+    404 unknown session or snapshot, 409 `new_session_id` taken.
+    """
+    await _require_session(agents, session_id)
+    new_session_id = body.new_session_id or uuid.uuid4().hex
+    try:
+        messages = await session_managers.fork_session(
+            settings,
+            agents.repository,
+            session_id,
+            new_session_id,
+            AGENT_ID,
+            snapshot_id=body.snapshot_id,
+            actor_id=body.actor_id,
+        )
+    except session_managers.SnapshotNotFoundError as e:
+        raise HTTPException(404, str(e)) from e
+    except SessionConflictError as e:
+        raise HTTPException(409, f"session {new_session_id!r} already exists") from e
+    return ForkResponse(
+        session_id=new_session_id, forked_from=session_id, snapshot_id=body.snapshot_id, conversation_length=messages
+    )

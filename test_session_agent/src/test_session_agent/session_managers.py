@@ -1,0 +1,173 @@
+"""`SESSION_MANAGER` (`repository` or `snapshot`): the session manager of the agent service's agents.
+
+Also the snapshot side of a session (checkpoints, fork, history, delete), in PostgreSQL through `PostgreSQLStorage`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, cast
+
+import httpx
+import orjson
+from strands.session.snapshot_session_manager import SnapshotSessionManager, _snapshot_key
+from strands.types.agent import LocalAgent
+from strands.types.session import Session, SessionType
+
+from .exceptions import SessionConflictError
+from .postgresql_session_repository import PostgreSQLSessionRepository
+from .session_manager import PostgreSQLSessionManager
+from .settings import AgentSettings
+from .storage import PostgreSQLStorage
+
+# Strands' own top-level namespace of snapshot sessions: a `SnapshotSessionManager` given the raw storage (as a
+# library user does) writes under it too, so the service and such users see the same sessions.
+SESSIONS_NAMESPACE = "session"
+
+
+class ServiceSnapshotSessionManager(SnapshotSessionManager):
+    """Strands' `SnapshotSessionManager`, with what the service's turn logic asks of a session manager.
+
+    Every turn and every BidiAgent stop or connection restart writes an immutable checkpoint besides
+    `snapshot_latest` (the snapshots `GET /sessions/{session_id}/snapshots` lists and fork starts from).
+    """
+
+    # Set by the turn logic as on `PostgreSQLSessionManager`; snapshot writes are neither fenced nor turn-recorded.
+    lease_owner: str | None = None
+    turn: dict[str, Any] | None = None
+    unresolved_turn_id: str | None = None
+
+    def agent_version(self, session_id: str, agent_id: str) -> int | None:
+        """No version to compare with the lease's: report one that never matches, so a cached agent is restored."""
+        return -1
+
+    def incarnation(self, session_id: str) -> int | None:
+        """As `agent_version`: never matches, so each turn restores the latest snapshot."""
+        return -1
+
+
+ServiceSessionManager = PostgreSQLSessionManager | ServiceSnapshotSessionManager
+
+
+def _checkpoint_always(*, agent_data: LocalAgent, **kwargs: Any) -> bool:
+    return True
+
+
+@lru_cache(maxsize=8)
+def snapshot_storage(base_url: str, api_key: str | None) -> PostgreSQLStorage:
+    """The process's storage view of snapshot sessions (one per backend, so its HTTP clients are shared)."""
+    return PostgreSQLStorage(base_url, api_key).namespace(SESSIONS_NAMESPACE)
+
+
+def _storage(settings: AgentSettings) -> PostgreSQLStorage:
+    return snapshot_storage(settings.backend_url, settings.backend_api_key)
+
+
+def build_session_manager(
+    settings: AgentSettings, client: httpx.Client, session_id: str, actor_id: str | None = None
+) -> ServiceSessionManager:
+    """The session manager `SESSION_MANAGER` names, for `session_id` (blocking: it reads or creates the session).
+
+    A snapshot session also gets its row in `/v1/sessions` (metadata `session_manager: snapshot`), so listing,
+    ownership, expiry, leases and fork treat both kinds alike.
+
+    Raises:
+        SessionException: the backend is unreachable or refused.
+    """
+    if settings.session_manager == "repository":
+        # Sliding expiry: every committed turn moves the session's expiry (the backend's write function does).
+        ttl = settings.session_default_ttl_seconds or None
+        return PostgreSQLSessionManager(session_id, client=client, actor_id=actor_id, ttl_seconds=ttl)
+    repository = PostgreSQLSessionRepository(client=client)
+    if repository.read_session(session_id) is None:
+        try:
+            session = Session(session_id=session_id, session_type=SessionType.AGENT)
+            repository.create_session(session, actor_id=actor_id, metadata={"session_manager": "snapshot"})
+        except SessionConflictError:
+            pass  # created meanwhile by another request
+    return ServiceSnapshotSessionManager(
+        session_id, storage=_storage(settings), snapshot_trigger=_checkpoint_always, bidi_agent_save_latest_on="message"
+    )
+
+
+class _AgentRef:
+    """What `SnapshotSessionManager.list_snapshot_ids` reads of an agent: its id."""
+
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
+
+
+def snapshot_created_at(snapshot_id: str) -> datetime:
+    """When a snapshot was taken: the millisecond timestamp of its UUIDv7 id."""
+    return datetime.fromtimestamp(int(snapshot_id.replace("-", "")[:12], 16) / 1000, UTC)
+
+
+async def list_snapshots(settings: AgentSettings, session_id: str, agent_id: str) -> list[str]:
+    """Ids of the agent's immutable snapshots, oldest first (none for repository sessions)."""
+    manager = SnapshotSessionManager(session_id, storage=_storage(settings))
+    return await manager.list_snapshot_ids(cast(LocalAgent, _AgentRef(agent_id)))
+
+
+class SnapshotNotFoundError(LookupError):
+    """The session has no snapshot with that id."""
+
+
+async def fork_session(
+    settings: AgentSettings,
+    repository: PostgreSQLSessionRepository,
+    session_id: str,
+    new_session_id: str,
+    agent_id: str,
+    *,
+    snapshot_id: str | None = None,
+    actor_id: str | None = None,
+) -> int:
+    """Create `new_session_id` from the session's latest state, or from one of its snapshots; the source is untouched.
+
+    The backend copies the session's rows (a repository session's agents and messages) in one statement; a snapshot
+    session's objects are then copied server-side too (`snapshot_id` None), or the one snapshot becomes the new
+    session's latest and only checkpoint.
+
+    Returns:
+        How many messages the new session starts with.
+
+    Raises:
+        SnapshotNotFoundError: `snapshot_id` names no snapshot of the session.
+        SessionNotFoundError: no such session.
+        SessionConflictError: `new_session_id` is taken.
+    """
+    storage = _storage(settings)
+    snapshot = None
+    if snapshot_id is not None:
+        snapshot = await storage.read(_snapshot_key(session_id, agent_id, snapshot_id=snapshot_id))
+        if snapshot is None:
+            raise SnapshotNotFoundError(f"session {session_id!r} has no snapshot {snapshot_id!r}")
+    copied = await asyncio.to_thread(repository.fork_session, session_id, new_session_id, actor_id=actor_id)
+    if settings.session_manager == "repository" and snapshot is None:
+        return int(copied["messages"])
+    if snapshot is None:
+        await storage.copy(session_id, new_session_id)
+        snapshot = await storage.read(_snapshot_key(new_session_id, agent_id, snapshot_id=None))
+    else:
+        await storage.write(_snapshot_key(new_session_id, agent_id, snapshot_id=None), snapshot)
+        await storage.write(_snapshot_key(new_session_id, agent_id, snapshot_id=snapshot_id), snapshot)
+    return len(orjson.loads(snapshot)["data"].get("messages", [])) if snapshot else 0
+
+
+async def snapshot_history(settings: AgentSettings, session_id: str, agent_id: str) -> list[dict[str, Any]]:
+    """The messages of a snapshot session's latest snapshot, as `{message_id, role, content, created_at}`."""
+    data = await _storage(settings).read(_snapshot_key(session_id, agent_id, snapshot_id=None))
+    if data is None:
+        return []
+    snapshot = orjson.loads(data)
+    return [
+        {"message_id": i, "role": m["role"], "content": m["content"], "created_at": snapshot["created_at"]}
+        for i, m in enumerate(snapshot["data"].get("messages", []))
+    ]
+
+
+async def delete_snapshots(settings: AgentSettings, session_id: str) -> None:
+    """Delete every object of a snapshot session (snapshots, checkpoints), in one request."""
+    await _storage(settings).namespace(session_id).clear()
