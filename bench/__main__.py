@@ -210,7 +210,8 @@ def report(results: dict[str, Any]) -> None:
         for size, r in loads.items():
             rows.append(
                 row(
-                    f"{int(size):,} concurrent devices x {r['turns'] // r['sessions']} turns: turns/s "
+                    f"{int(size):,} devices ({r['concurrency']} at once) x {r['turns'] // r['sessions']} turns: "
+                    "turns/s "
                     f"(p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms), vs {smallest['sessions']} devices",
                     r["turns_per_s"],
                     smallest["turns_per_s"],
