@@ -58,10 +58,19 @@ echo "  the agent loads the model (${MODEL_PROVIDER:-local}) before it answers /
 SESSION_BACKEND_URL="http://127.0.0.1:$BACKEND_PORT" start agent "$AGENT_PORT" .venv/bin/test-session-agent
 wait_for agent "http://127.0.0.1:$AGENT_PORT/health" 600
 
+# Asked of the running service: it may have been started earlier, with another environment.
+if curl -fsS "http://127.0.0.1:$AGENT_PORT/health" | grep -q '"access_control":true'; then
+  AUTH="on (AGENT_API_KEYS): send -H 'Authorization: Bearer <key>'; the page asks for the key"
+else
+  AUTH="off (AGENT_API_KEYS unset: whoever reaches the port may use every session)"
+fi
+
 cat <<MSG
 
 Session backend: http://127.0.0.1:$BACKEND_PORT   (API docs: http://127.0.0.1:$BACKEND_PORT/docs)
 Agent service:   http://127.0.0.1:$AGENT_PORT   (API docs: http://127.0.0.1:$AGENT_PORT/docs)
+Chat page:       http://127.0.0.1:$AGENT_PORT/
+Access control:  $AUTH
 
 Start a conversation:
   curl -s localhost:$AGENT_PORT/process -H 'content-type: application/json' -d '{"prompt": "Hello, my name is Alice", "session_id": "alice-1"}'

@@ -141,12 +141,17 @@ class PostgreSQLSessionRepository(SessionRepository):
 
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
         """Return the session, or None when it does not exist (or has expired)."""
+        record = self.read_session_record(session_id)
+        return Session.from_dict(record) if record is not None else None
+
+    def read_session_record(self, session_id: str) -> dict[str, Any] | None:
+        """The backend's session as stored (`actor_id`, `metadata`, `expires_at` too), or None when absent."""
         response = self._call("GET", f"/v1/sessions/{_seg(session_id)}", missing_ok=True)
         if response is None:
             return None
-        data = orjson.loads(response.content)
-        self._remember_incarnation(session_id, data)
-        return Session.from_dict(data)
+        record: dict[str, Any] = orjson.loads(response.content)
+        self._remember_incarnation(session_id, record)
+        return record
 
     def delete_session(self, session_id: str, **kwargs: Any) -> None:
         """Delete the session with its agents, messages and multi-agent state.

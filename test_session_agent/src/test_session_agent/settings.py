@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ProviderName = Literal["local", "scripted", "bedrock", "openai", "ollama", "anthropic", "litellm"]
 SessionManagerName = Literal["repository", "snapshot"]
@@ -15,7 +15,10 @@ SessionManagerName = Literal["repository", "snapshot"]
 class AgentSettings(BaseSettings):
     """Configuration of the agent service; each field is read from the environment variable in its alias."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, protected_namespaces=())
+    # hide_input_in_errors: a malformed AGENT_API_KEYS must not print the keys in the start-up error.
+    model_config = SettingsConfigDict(
+        extra="ignore", populate_by_name=True, protected_namespaces=(), hide_input_in_errors=True
+    )
 
     host: str = Field(default="127.0.0.1", validation_alias="HOST")
     port: int = Field(default=8000, ge=1, le=65535, validation_alias="PORT")
@@ -54,11 +57,49 @@ class AgentSettings(BaseSettings):
     log_level: str = Field(default="info", validation_alias="LOG_LEVEL")
     log_format: Literal["text", "json"] = Field(default="text", validation_alias="LOG_FORMAT")
     session_manager: SessionManagerName = Field(default="repository", validation_alias="SESSION_MANAGER")
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, validation_alias="AGENT_API_KEYS", repr=False
+    )
+    """`key:actor_id` pairs, comma-separated; empty: no access control (local development)."""
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="AGENT_CORS_ORIGINS")
+    """Origins allowed to call the service from a browser page served elsewhere; empty: CORS off."""
 
     @field_validator("backend_api_key", "model_id", "local_model_path")
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _key_pairs(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        from .api.schemas import Identifier  # here, not at the top: the API package imports these settings
+
+        actor_ids = TypeAdapter(Identifier)
+        pairs: dict[str, str] = {}
+        for n, item in enumerate((i.strip() for i in value.split(",")), start=1):
+            if not item:
+                continue
+            key, sep, actor_id = (part.strip() for part in item.partition(":"))
+            try:
+                actor_ids.validate_python(actor_id)
+                valid = bool(sep and key)
+            except ValidationError:
+                valid = False
+            if not valid:
+                raise ValueError(
+                    f"AGENT_API_KEYS pair {n} is not `key:actor_id` (actor_id: 1-256 of A-Z a-z 0-9 ._:@+=-)"
+                )
+            if key in pairs:
+                raise ValueError(f"AGENT_API_KEYS pair {n} repeats a key")
+            pairs[key] = actor_id
+        return pairs
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return [o.strip().rstrip("/") for o in value.split(",") if o.strip()] if isinstance(value, str) else value
 
     @field_validator("backend_url")
     @classmethod

@@ -1,4 +1,4 @@
-"""App factory of the agent service: lifespan (model, agent cache, idle expiry), error handlers and routers."""
+"""App factory of the agent service: lifespan (model, agent cache, idle expiry), error handlers, routers, the page."""
 
 from __future__ import annotations
 
@@ -6,17 +6,25 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from strands.models.model import Model
 
 from ..agent import SessionAgents
 from ..models import build_model
 from ..observability import AgentMetrics, configure_logging
 from ..settings import AgentSettings, get_settings
+from .deps import get_caller
 from .errors import EXCEPTION_HANDLERS
 from .middleware import BodySizeLimit
 from .routers import active_agent, health, process, sessions, ws
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+"""The chat page's static files (index.html, app.js, style.css), shipped in the package."""
 
 
 async def _expire_idle_forever(agents: SessionAgents, idle_seconds: float) -> None:
@@ -79,14 +87,34 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.state.settings = settings
-    for router in (process.router, sessions.router, active_agent.router, ws.router, health.router):
-        app.include_router(router)
-
+    # Every router but health answers only a caller with a key (when AGENT_API_KEYS is set): add new routers here.
+    for router in (process.router, sessions.router, active_agent.router, ws.router):
+        app.include_router(router, dependencies=[Depends(get_caller)])
+    app.include_router(health.router)
     metrics.instrument(app)
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
+    @app.get("/metrics", tags=["health"], response_class=Response, dependencies=[Depends(get_caller)])
     async def get_metrics() -> Response:
         """Prometheus metrics: requests and latency per route, turns by outcome, agent cache, backend errors."""
         return metrics.response()
 
+    _add_page(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Device-ID"],
+            expose_headers=["Retry-After", "X-Session-Degraded"],
+        )
     return app
+
+
+def _add_page(app: FastAPI) -> None:
+    """`GET /`: the chat page, and `/static/`: its script and style (public: the page itself asks for the key)."""
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")

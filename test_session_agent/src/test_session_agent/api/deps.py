@@ -1,14 +1,26 @@
-"""Dependencies of the agent service's routes, as `Annotated` aliases (`agents: Agents`, `settings: Settings`)."""
+"""Dependencies of the agent service's routes, as `Annotated` aliases (`agents: Agents`, `caller: Caller`, ...).
+
+Access control lives here: `get_caller` (the API key → its actor; every router but health depends on it, see
+`api/app.py`) and `require_owned_session` (another actor's session reads as absent), the one ownership check.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import uuid
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, HTTPException, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from ..agent import SessionAgents
+from ..exceptions import SessionNotFoundError
 from ..settings import AgentSettings
+from .schemas import Identifier
 
 # Dependencies are coroutines: FastAPI runs plain functions on a worker thread, a hop per request.
 
@@ -35,6 +47,109 @@ IdempotencyKey = Annotated[
     ),
 ]
 Settings = Annotated[AgentSettings, Depends(get_app_settings)]
+
+
+@dataclass(frozen=True)
+class CallerIdentity:
+    """Who sent the request: the actor its API key stands for (`AGENT_API_KEYS`)."""
+
+    actor_id: str
+
+
+_bearer = HTTPBearer(auto_error=False, description="A key of `AGENT_API_KEYS` (when set): `Bearer <key>`.")
+
+
+def _digest(key: str) -> bytes:
+    # Equal-length digests: compare_digest's time then reveals nothing about a key's length either.
+    return hashlib.sha256(key.encode()).digest()
+
+
+async def get_caller(
+    connection: HTTPConnection, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> CallerIdentity | None:
+    """The caller's identity from `Authorization: Bearer <key>`; None when access control is off.
+
+    Raises:
+        HTTPException: 401 (with `WWW-Authenticate: Bearer`) when keys are configured and none matches.
+    """
+    settings: AgentSettings = connection.app.state.settings
+    if not settings.api_keys:
+        return None
+    presented = _digest(credentials.credentials) if credentials is not None else b""
+    actor_id = None
+    for key, key_actor in settings.api_keys.items():
+        # Every key is compared, matched or not, so the time taken does not tell which one matched.
+        if hmac.compare_digest(presented, _digest(key)):
+            actor_id = key_actor
+    if actor_id is None:
+        detail = "a valid API key is required: Authorization: Bearer <key>"
+        raise HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+    return CallerIdentity(actor_id)
+
+
+Caller = Annotated[CallerIdentity | None, Depends(get_caller)]
+"""The caller (None: access control off). Routers include it router-wide; routes name it when they need the actor."""
+
+
+def actor_of(caller: CallerIdentity | None, claimed: str | None) -> str | None:
+    """The actor a request acts as: the key's when access control is on, else the one the request names.
+
+    Raises:
+        HTTPException: 403 when the request names an actor other than its key's.
+    """
+    if caller is None:
+        return claimed
+    if claimed is not None and claimed != caller.actor_id:
+        raise HTTPException(403, "actor_id is decided by the API key; it names another actor")
+    return caller.actor_id
+
+
+async def require_owned_session(
+    agents: SessionAgents, session_id: str, caller: CallerIdentity | None, *, must_exist: bool = True
+) -> None:
+    """Refuse another actor's session exactly as an absent one (no-op when access control is off).
+
+    Args:
+        agents: the agent runner (its repository reads the session's actor).
+        session_id: the session the request names.
+        caller: the caller; None when access control is off.
+        must_exist: False when an absent session is fine (a turn that starts a new session).
+
+    Raises:
+        SessionNotFoundError: the session belongs to another actor, or is absent and `must_exist`.
+    """
+    if caller is None:
+        return
+    record = await asyncio.to_thread(agents.repository.read_session_record, session_id)
+    if (record is None and must_exist) or (record is not None and record.get("actor_id") != caller.actor_id):
+        raise SessionNotFoundError(f"session {session_id!r} not found")
+
+
+async def get_owned_session_id(session_id: Annotated[Identifier, Path()], agents: Agents, caller: Caller) -> str:
+    """The `{session_id}` path parameter, once `require_owned_session` accepted it."""
+    await require_owned_session(agents, session_id, caller)
+    return session_id
+
+
+OwnedSessionId = Annotated[str, Depends(get_owned_session_id)]
+"""A `{session_id}` path parameter of an existing session the caller owns (404 otherwise)."""
+
+
+async def get_own_actor_id(actor_id: Annotated[Identifier, Path()], caller: Caller) -> str:
+    """The `{actor_id}` path parameter (memories, ...): with access control on, only the caller's own; 404 otherwise.
+
+    Raises:
+        HTTPException: 404 when it names another actor than the caller's key.
+    """
+    if caller is not None and actor_id != caller.actor_id:
+        raise HTTPException(404, "actor not found")
+    return actor_id
+
+
+OwnActorId = Annotated[str, Depends(get_own_actor_id)]
+"""An `{actor_id}` path parameter the caller may use: its own actor when access control is on, any when off."""
+
+
 DeviceId = Annotated[
     uuid.UUID | None,
     Header(

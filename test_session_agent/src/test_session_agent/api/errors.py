@@ -30,7 +30,7 @@ from .schemas import Problem
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}} for code in (404, 409, 422, 502, 503)
+    code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}} for code in (401, 403, 404, 409, 422, 502, 503)
 }
 """OpenAPI `responses=` of every route that may answer a problem."""
 

@@ -77,4 +77,9 @@ def test_bad_requests_are_422_before_any_backend_call(service: TestClient, body:
 
 
 def test_health_needs_no_backend(service: TestClient) -> None:
-    assert service.get("/health").json() == {"status": "ok", "model_provider": "scripted", "cached_agents": 0}
+    assert service.get("/health").json() == {
+        "status": "ok",
+        "model_provider": "scripted",
+        "cached_agents": 0,
+        "access_control": False,
+    }

@@ -7,17 +7,17 @@ the session to its own. A manager profile sets it itself with the `handoff` tool
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Response
+from fastapi import APIRouter, HTTPException, Response
 
-from ..deps import Agents
+from ..deps import Agents, OwnedSessionId
 from ..errors import PROBLEM_RESPONSES
-from ..schemas import ActiveAgentPublic, ActiveAgentSet, Identifier
+from ..schemas import ActiveAgentPublic, ActiveAgentSet
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["active agent"], responses=PROBLEM_RESPONSES)
 
-SessionId = Annotated[Identifier, Path()]
+# With access control on, another actor's session is 404 here as everywhere (`OwnedSessionId`).
+SessionId = OwnedSessionId
 
 
 @router.get("/{session_id}/active-agent", response_model=ActiveAgentPublic)

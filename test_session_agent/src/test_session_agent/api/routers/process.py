@@ -13,7 +13,16 @@ from sse_starlette.sse import EventSourceResponse
 from ...agent import SessionAgents, TurnResult
 from ...observability import log_context
 from ...settings import AgentSettings
-from ..deps import Agents, DeviceId, IdempotencyKey, Settings
+from ..deps import (
+    Agents,
+    Caller,
+    CallerIdentity,
+    DeviceId,
+    IdempotencyKey,
+    Settings,
+    actor_of,
+    require_owned_session,
+)
 from ..errors import PROBLEM_RESPONSES, status_of
 from ..schemas import ProcessRequest, ProcessResponse, TurnStatus
 
@@ -24,21 +33,34 @@ DEGRADED_HEADER = "X-Session-Degraded"
 """Response header of a turn answered without a session (`stateless`): the backend was down."""
 
 
-async def _target(
-    body: ProcessRequest, settings: AgentSettings, agents: SessionAgents, device_id: uuid.UUID | None
+async def _turn_target(
+    body: ProcessRequest,
+    settings: AgentSettings,
+    agents: SessionAgents,
+    caller: CallerIdentity | None,
+    device_id: uuid.UUID | None,
 ) -> tuple[str, str | None]:
-    """The turn's session and actor. Refuses an over-long prompt before any work.
+    """The turn's session and actor; refuses bad turns before any work.
 
-    Without a device: the session named, else a new id; the body's actor. With `X-Device-ID`: the device is the
-    actor, and without a session_id its current live session goes on (a new one when it has none).
+    Without a device: the session named, else a new id; the key's actor, else the body's. With `X-Device-ID`: the
+    device is the actor (with access control on, the key must stand for that device), and without a session_id its
+    current live session goes on (a new one when it has none); the turn's lease refuses another actor's session.
+
+    Refused: an over-long prompt (422), another actor's session (404, as if absent), another actor's identity (403),
+    a body `actor_id` other than the device (422).
     """
     if len(body.prompt) > settings.max_prompt_chars:
         raise HTTPException(422, f"prompt is longer than {settings.max_prompt_chars} characters")
     if device_id is None:
-        return body.session_id or uuid.uuid4().hex, body.actor_id
+        actor_id = actor_of(caller, body.actor_id)
+        if body.session_id is None:
+            return uuid.uuid4().hex, actor_id
+        await require_owned_session(agents, body.session_id, caller, must_exist=False)
+        return body.session_id, actor_id
     device = str(device_id)
     if body.actor_id is not None and body.actor_id != device:
         raise HTTPException(422, "actor_id differs from X-Device-ID: the device is the actor")
+    actor_of(caller, device)
     session_id = body.session_id
     if session_id is None:
         session_id = await asyncio.to_thread(agents.device_session, device)
@@ -67,6 +89,7 @@ async def process(
     body: ProcessRequest,
     agents: Agents,
     settings: Settings,
+    caller: Caller,
     response: Response,
     idempotency_key: IdempotencyKey = None,
     device_id: DeviceId = None,
@@ -77,7 +100,7 @@ async def process(
     With `X-Device-ID`, another device's session is 404. A turn answered without a session (backend down,
     `SESSION_FALLBACK=stateless`) has `status.session_managed: false` and `X-Session-Degraded: stateless`.
     """
-    session_id, actor_id = await _target(body, settings, agents, device_id)
+    session_id, actor_id = await _turn_target(body, settings, agents, caller, device_id)
     with log_context(session_id=session_id, actor_id=actor_id, device_id=actor_id if device_id else None):
         result = await agents.run_turn(
             session_id,
@@ -99,6 +122,7 @@ async def process_streaming(
     body: ProcessRequest,
     agents: Agents,
     settings: Settings,
+    caller: Caller,
     idempotency_key: IdempotencyKey = None,
     device_id: DeviceId = None,
 ) -> EventSourceResponse:
@@ -108,7 +132,7 @@ async def process_streaming(
     `X-Device-ID` as in `/process`. A stateless answer says so in `done` (`status.session_managed: false`); the
     `X-Session-Degraded` header is set when the service already knew the backend was down as the stream began.
     """
-    session_id, actor_id = await _target(body, settings, agents, device_id)
+    session_id, actor_id = await _turn_target(body, settings, agents, caller, device_id)
 
     async def events() -> AsyncIterator[dict[str, str]]:
         loop = asyncio.get_running_loop()

@@ -6,57 +6,50 @@ import asyncio
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from ... import session_managers
 from ...agent import AGENT_ID
-from ...exceptions import SessionConflictError
-from ..deps import Agents, Settings
+from ...exceptions import SessionConflictError, SessionNotFoundError
+from ..deps import Agents, Caller, OwnedSessionId, Settings, actor_of
 from ..errors import PROBLEM_RESPONSES
-from ..schemas import (
-    IDENTIFIER_PATTERN,
-    ForkRequest,
-    ForkResponse,
-    HistoryResponse,
-    Identifier,
-    SnapshotInfo,
-    SnapshotList,
-)
+from ..schemas import IDENTIFIER_PATTERN, ForkRequest, ForkResponse, HistoryResponse, SnapshotInfo, SnapshotList
 
 router = APIRouter(prefix="/sessions", tags=["sessions"], responses=PROBLEM_RESPONSES)
-
-SessionId = Annotated[Identifier, Path()]
 
 
 @router.get("")
 async def list_sessions(
     agents: Agents,
+    caller: Caller,
     actor_id: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> Response:
     """Sessions from the backend, newest first (`{items, next_cursor}`; pass `cursor` for the next page).
 
-    Pages are bounded in rows and bytes by the backend and passed through as they come: re-serializing them took
-    eight concurrent 1,000-session pages to 2.6 GB (hardening round 2), hence the raw response.
+    With access control on, only the caller's own sessions. Pages are bounded in rows and bytes by the backend and
+    passed through as they come: re-serializing them took eight concurrent 1,000-session pages to 2.6 GB (hardening
+    round 2), hence the raw response.
     """
+    actor_id = actor_of(caller, actor_id)
     page = await asyncio.to_thread(agents.repository.list_sessions_json, actor_id, limit, cursor)
     return Response(page, media_type="application/json")
 
 
 @router.get("/{session_id}/history", response_model=HistoryResponse)
-async def history(session_id: SessionId, agents: Agents, settings: Settings) -> HistoryResponse:
+async def history(session_id: OwnedSessionId, agents: Agents, settings: Settings) -> HistoryResponse:
     """The session's conversation in order (a snapshot session's: its latest snapshot's)."""
     messages = await asyncio.to_thread(agents.history, session_id)
     if messages is None:
-        raise HTTPException(404, f"session {session_id!r} not found")
+        raise SessionNotFoundError(f"session {session_id!r} not found")
     if settings.session_manager == "snapshot":
         messages = await session_managers.snapshot_history(settings, session_id, AGENT_ID)
     return HistoryResponse.model_validate({"session_id": session_id, "messages": messages})
 
 
 @router.delete("/{session_id}", status_code=204)
-async def delete_session(session_id: SessionId, agents: Agents, settings: Settings) -> Response:
+async def delete_session(session_id: OwnedSessionId, agents: Agents, settings: Settings) -> Response:
     """Delete the session's data in the backend (its snapshots too) and drop its cached agent."""
     await agents.delete(session_id)
     if settings.session_manager == "snapshot":
@@ -66,11 +59,11 @@ async def delete_session(session_id: SessionId, agents: Agents, settings: Settin
 
 async def _require_session(agents: Agents, session_id: str) -> None:
     if await asyncio.to_thread(agents.repository.read_session, session_id) is None:
-        raise HTTPException(404, f"session {session_id!r} not found")
+        raise SessionNotFoundError(f"session {session_id!r} not found")
 
 
 @router.get("/{session_id}/snapshots", response_model=SnapshotList)
-async def list_snapshots(session_id: SessionId, agents: Agents, settings: Settings) -> SnapshotList:
+async def list_snapshots(session_id: OwnedSessionId, agents: Agents, settings: Settings) -> SnapshotList:
     """The session's immutable snapshots (checkpoints), oldest first; repository sessions have none."""
     await _require_session(agents, session_id)
     ids = await session_managers.list_snapshots(settings, session_id, AGENT_ID)
@@ -79,7 +72,9 @@ async def list_snapshots(session_id: SessionId, agents: Agents, settings: Settin
 
 
 @router.post("/{session_id}/fork", status_code=201, response_model=ForkResponse)
-async def fork_session(session_id: SessionId, body: ForkRequest, agents: Agents, settings: Settings) -> ForkResponse:
+async def fork_session(
+    session_id: OwnedSessionId, body: ForkRequest, agents: Agents, settings: Settings, caller: Caller
+) -> ForkResponse:
     """A new session from the latest state or from one snapshot; the original is untouched.
 
     404 unknown session or snapshot, 409 `new_session_id` taken.
@@ -94,7 +89,7 @@ async def fork_session(session_id: SessionId, body: ForkRequest, agents: Agents,
             new_session_id,
             AGENT_ID,
             snapshot_id=body.snapshot_id,
-            actor_id=body.actor_id,
+            actor_id=actor_of(caller, body.actor_id),
         )
     except session_managers.SnapshotNotFoundError as e:
         raise HTTPException(404, str(e)) from e

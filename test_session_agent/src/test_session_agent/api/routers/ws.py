@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from pydantic import TypeAdapter, ValidationError
 from strands.bidi.agent import BidiAgent
 from strands.bidi.types.events import BidiResponseStopEvent, BidiTextDeltaEvent, BidiTranscriptDeltaEvent
@@ -25,6 +25,7 @@ from ...agent import AGENT_ID, LEASE_FIRST_WAIT, LEASE_MAX_WAIT, SessionAgents
 from ...exceptions import SessionBusyError
 from ...models.factory import build_bidi_model
 from ...session_managers import build_session_manager
+from ..deps import Caller, actor_of, require_owned_session
 from ..errors import status_of
 from ..schemas import Identifier, TurnStatus
 
@@ -36,7 +37,7 @@ _identifier: TypeAdapter[str] = TypeAdapter(Identifier)
 
 
 @router.websocket("/ws/{session_id}")
-async def bidi_session(websocket: WebSocket, session_id: str) -> None:
+async def bidi_session(websocket: WebSocket, session_id: str, caller: Caller) -> None:
     """Run a `BidiAgent` on the session for as long as the socket is open; every message is stored as it comes."""
     agents: SessionAgents = websocket.app.state.agents
     await websocket.accept()
@@ -47,6 +48,15 @@ async def bidi_session(websocket: WebSocket, session_id: str) -> None:
             _identifier.validate_python(actor_id)
     except ValidationError:
         await _fail(websocket, session_id, 422, "session_id and actor_id must be identifiers")
+        return
+    try:
+        actor_id = actor_of(caller, actor_id)
+        await require_owned_session(agents, session_id, caller, must_exist=False)
+    except HTTPException as e:
+        await _fail(websocket, session_id, e.status_code, str(e.detail))
+        return
+    except SessionException as e:
+        await _fail(websocket, session_id, *status_of(e))
         return
     owner = f"{agents.owner}:ws:{uuid.uuid4().hex[:12]}"
     try:
