@@ -10,7 +10,17 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from . import agent_service, list_messages, local_model, memory_search, restore, snapshot, throughput, turns
+from . import (
+    agent_service,
+    list_messages,
+    local_model,
+    memory_search,
+    restore,
+    sessions_load,
+    snapshot,
+    throughput,
+    turns,
+)
 from .common import ROOT, print_table
 
 TARGETS = {
@@ -21,6 +31,7 @@ TARGETS = {
     "streaming": "<= 5 ms beyond the model's time to first token",
     "memory_search": "",
     "snapshot": "",  # reported against LocalFileStorage, no target yet
+    "sessions_load": "every conversation complete and independent",
 }
 
 
@@ -59,6 +70,8 @@ def main() -> int:
         results["local_model"] = local_model.run(samples=1 if quick else 3)
     if "snapshot" in wanted:
         results["snapshot"] = snapshot.run(messages=2_000 if quick else 10_000, samples=3 if quick else 5)
+    if "sessions_load" in wanted:
+        results["sessions_load"] = sessions_load.run(sizes=(100, 300) if quick else (100, 1_000))
     results["seconds"] = time.perf_counter() - started
     report(results)
     out = ROOT / ".data" / "bench" / "latest.json"
@@ -191,6 +204,22 @@ def report(results: dict[str, Any]) -> None:
                 r["file_restore_s"],
             )
         )
+    if "sessions_load" in results:
+        loads = results["sessions_load"]
+        smallest = loads[min(loads, key=int)]
+        for size, r in loads.items():
+            rows.append(
+                row(
+                    f"{int(size):,} devices ({r['concurrency']} at once) x {r['turns'] // r['sessions']} turns: "
+                    "turns/s "
+                    f"(p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms), vs {smallest['sessions']} devices",
+                    r["turns_per_s"],
+                    smallest["turns_per_s"],
+                    TARGETS["sessions_load"],
+                    r["problems"] == 0,
+                    ratio=r["turns_per_s"] / smallest["turns_per_s"],  # higher is better
+                )
+            )
     print_table("Benchmarks (medians; baseline = FileSessionManager / raw pgbench INSERT, same run)", rows)
     if "memory" in results:
         print("\nRSS by sessions served (MB):", results["memory"]["rss_mb"])

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import uvicorn
 
+from .observability import configure_logging
 from .server import BoundedHttpProtocol
 from .settings import get_settings
 
@@ -18,7 +18,7 @@ def main() -> None:
 
         raise SystemExit(files_main(sys.argv[1:]))
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         "session_backend.app:create_app",
         factory=True,
@@ -30,6 +30,8 @@ def main() -> None:
         limit_concurrency=settings.max_connections,
         log_level=settings.log_level,
         access_log=False,
+        # uvicorn's own records go to the root handler: JSON like the rest under LOG_FORMAT=json.
+        log_config=None,
     )
 
 

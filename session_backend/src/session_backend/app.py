@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 import orjson
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from . import memories, profiles
@@ -18,6 +18,7 @@ from .db import EmbeddedPostgres, create_pool
 from .errors import EXCEPTION_HANDLERS, UNAVAILABLE_ERRORS, problem
 from .middleware import BodySizeLimit
 from .migrations import MIGRATIONS, apply_migrations, current_version
+from .observability import BackendMetrics, bind_log_context, configure_logging
 from .routes import router
 from .settings import Settings, get_settings
 from .storage_routes import router as storage_router
@@ -27,15 +28,17 @@ from .store import SessionStore
 logger = logging.getLogger(__name__)
 
 
-async def _sweep_forever(store: SessionStore, interval: float, batch_size: int) -> None:
-    """Delete expired sessions every `interval` seconds; a database outage is logged and retried next round."""
+async def _sweep_forever(store: SessionStore, interval: float, batch_size: int, metrics: BackendMetrics) -> None:
+    """Delete (and count) expired sessions every `interval` seconds; an outage is logged and retried next round."""
     while True:
         await asyncio.sleep(interval)
         try:
             deleted = await store.sweep_expired(batch_size)
         except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as e:  # type: ignore[misc]
             logger.warning("error=<%r> | sweep of expired sessions failed", e)
+            metrics.count_error("sweep")
             continue
+        metrics.expired_sessions.inc(deleted)
         if deleted:
             logger.info("deleted=<%d> | swept expired sessions", deleted)
 
@@ -66,6 +69,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrations, starts the expiry sweeper, and undoes all of it on shutdown.
     """
     settings = settings or get_settings()
+    if settings.log_format == "json":
+        configure_logging(settings.log_level, settings.log_format)  # also in worker processes (`workers` > 1)
+    metrics = BackendMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,9 +83,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = await _connect(settings, dsn)
         store = SessionStore(pool)
         app.state.store = store
+        metrics.pool = pool
         app.state.storage_store = StorageStore(pool)
         sweeper = asyncio.create_task(
-            _sweep_forever(store, settings.sweep_interval_seconds, settings.sweep_batch_size), name="sweeper"
+            _sweep_forever(store, settings.sweep_interval_seconds, settings.sweep_batch_size, metrics), name="sweeper"
         )
         try:
             yield
@@ -87,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            metrics.pool = None
             await pool.close()
             if embedded is not None:
                 await asyncio.to_thread(embedded.stop)
@@ -99,11 +107,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.include_router(router)
-    app.include_router(profiles.router, dependencies=router.dependencies)
-    app.include_router(memories.router, dependencies=router.dependencies)
+    logged = [Depends(bind_log_context)]
+    app.include_router(router, dependencies=logged)
+    app.include_router(profiles.router, dependencies=[*router.dependencies, *logged])
+    app.include_router(memories.router, dependencies=[*router.dependencies, *logged])
     app.include_router(storage_router)
     app.state.settings = settings
+    app.state.metrics = metrics
+    metrics.instrument(app)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def get_metrics(request: Request) -> Response:
+        """Prometheus metrics: requests and latency per route, errors by kind, sweeps, database and pool gauges."""
+        store: SessionStore = request.app.state.store
+        await metrics.refresh(store.counts)
+        return metrics.response()
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .observability import count_error
 from .schemas import Problem
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,12 @@ class AlreadyExists(StoreError):
     """A create named an id that is already taken."""
 
     status = 409
+
+
+class UnknownReference(StoreError):
+    """A request body names something that does not exist (an agent profile to route a session to)."""
+
+    status = 422
 
 
 class Conflict(StoreError):
@@ -160,15 +167,17 @@ def validation_detail(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-async def _store_error(_: Request, exc: Exception) -> Response:
+async def _store_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StoreError)
+    count_error(request, type(exc).__name__)
     if isinstance(exc, SessionBusy):
         return problem(exc.status, exc.detail, headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))})
     return problem(exc.status, exc.detail)
 
 
-async def _validation_error(_: Request, exc: Exception) -> Response:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    count_error(request, "RequestValidationError")
     return problem(422, validation_detail(exc))
 
 
@@ -179,13 +188,15 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
-async def _data_error(_: Request, exc: Exception) -> Response:
+async def _data_error(request: Request, exc: Exception) -> Response:
+    count_error(request, "DataError")
     # PostgreSQL's class 22 (data exception): a value the request schema let through but the column refuses.
     return problem(422, f"value refused by the database: {exc}")
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:
     logger.warning("path=<%s>, error=<%r> | database unavailable", request.url.path, exc)
+    count_error(request, "DatabaseUnavailable")
     return problem(503, "the database is unavailable; retry shortly", headers={"Retry-After": "1"})
 
 

@@ -11,9 +11,11 @@ import logging
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from .sql.active_agents import CREATE_ACTIVE_AGENTS
 from .sql.functions import FUNCTIONS, SqlFunction
 from .sql.memories import CREATE_ACTOR_MEMORIES
 from .sql.profiles import CREATE_AGENT_PROFILES
+from .sql.sessions import ADD_SESSION_TTL
 from .sql.storage import CREATE_STORAGE_OBJECTS
 from .sql.turns import CREATE_TURNS
 
@@ -230,6 +232,10 @@ MIGRATIONS: list[str] = [
     CREATE_STORAGE_OBJECTS,
     # 7: session incarnations and turn records (Idempotency-Key, outcome of a turn whose answer was lost).
     CREATE_TURNS,
+    # 8: sliding expiry: each session's lifetime, counted from its last write.
+    ADD_SESSION_TTL,
+    # 9: the active agent of a session (turn routing shared by every agent-service replica).
+    CREATE_ACTIVE_AGENTS,
 ]
 
 SELECT_FUNCTION_SHA256 = "SELECT sha256 FROM schema_functions WHERE name = $1"

@@ -16,6 +16,8 @@ from .errors import PROBLEM_RESPONSES
 from .jsonbody import StrictJSONRoute
 from .schemas import (
     IDENTIFIER_PATTERN,
+    ActiveAgentPublic,
+    ActiveAgentSet,
     AgentBody,
     AgentPublic,
     AgentUpdate,
@@ -287,6 +289,25 @@ async def release_lease(
 ) -> Response:
     """Release the lease held by `owner` (404 when it holds none)."""
     await store.release_lease(session_id, owner)
+    return Response(status_code=204)
+
+
+@router.get("/sessions/{session_id}/active-agent", response_model=ActiveAgentPublic)
+async def get_active_agent(session_id: SessionId, store: Store) -> Response:
+    """The agent profile the session's turns go to (404: none set, lapsed, or no such session)."""
+    return _json(await store.get_active_agent(session_id))
+
+
+@router.put("/sessions/{session_id}/active-agent", response_model=ActiveAgentPublic)
+async def set_active_agent(session_id: SessionId, body: ActiveAgentSet, store: Store) -> Response:
+    """Route the session's turns to the profile `agent_id` (422: no such profile), for `ttl_seconds` if given."""
+    return _json(await store.set_active_agent(session_id, body.agent_id, body.ttl_seconds))
+
+
+@router.delete("/sessions/{session_id}/active-agent", status_code=204)
+async def delete_active_agent(session_id: SessionId, store: Store) -> Response:
+    """Return the session to its own profile (404 when no active agent is set)."""
+    await store.delete_active_agent(session_id)
     return Response(status_code=204)
 
 

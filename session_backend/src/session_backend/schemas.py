@@ -220,11 +220,28 @@ class LeaseRequest(_Body):
     idempotency_key: TurnId | None = None
 
 
+class ActiveAgentSet(_Body):
+    """Route a session's turns to an agent profile, for `ttl_seconds` (absent: until deleted)."""
+
+    agent_id: Identifier
+    ttl_seconds: Annotated[float, Field(gt=0, le=10 * 365 * 24 * 3600)] | None = None
+
+
+class ActiveAgentPublic(_Body):
+    """The agent profile a session's turns go to, until `expires_at` (null: until deleted)."""
+
+    session_id: str
+    agent_id: str
+    expires_at: datetime | None
+    updated_at: datetime
+
+
 class LeasePublic(_Body):
     """A held lease.
 
     With the session's agent versions and incarnation (null before the session exists) when it was taken, and
-    `turn`: the answer of a turn already committed under the request's Idempotency-Key, if any.
+    `turn`: the answer of a turn already committed under the request's Idempotency-Key, if any; `actor_id` and
+    `active_agent` of the session, so a turn knows whose session it is and where it goes without another request.
     """
 
     session_id: str
@@ -234,6 +251,8 @@ class LeasePublic(_Body):
     agent_versions: dict[str, int]
     incarnation: int | None = None
     turn: JsonObject | None = None
+    actor_id: str | None = None
+    active_agent: ActiveAgentPublic | None = None
 
 
 class BatchResult(_Body):

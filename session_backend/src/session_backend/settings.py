@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,7 @@ class Settings(BaseSettings):
     read_timeout_seconds: float = Field(default=15.0, gt=0, validation_alias="SESSION_BACKEND_READ_TIMEOUT_SECONDS")
     max_connections: int = Field(default=1024, ge=1, validation_alias="SESSION_BACKEND_MAX_CONNECTIONS")
     log_level: str = Field(default="info", validation_alias="LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field(default="text", validation_alias="LOG_FORMAT")
 
     @field_validator("database_url", "api_key")
     @classmethod

@@ -12,7 +12,8 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from .errors import AlreadyExists, NotFound, SessionBusy, from_postgres
+from .errors import AlreadyExists, NotFound, SessionBusy, UnknownReference, from_postgres
+from .sql import active_agents as active_agents_sql
 from .sql import agents as agents_sql
 from .sql import fork as fork_sql
 from .sql import functions as functions_sql
@@ -163,6 +164,7 @@ class SessionStore:
             The number of sessions deleted.
         """
         await self.pool.execute(leases_sql.SWEEP_EXPIRED_LEASES)
+        await self.pool.execute(active_agents_sql.SWEEP_EXPIRED_ACTIVE_AGENTS)
         await self.pool.execute(turns_sql.SWEEP_OLD_TURNS, TURN_RETENTION_SECONDS)
         total = 0
         while True:
@@ -171,6 +173,64 @@ class SessionStore:
             total += count
             if count < batch_size:
                 return total
+
+    async def counts(self) -> dict[str, Any]:
+        """What the metrics endpoint shows of the database (a few aggregate queries; call once per scrape).
+
+        Returns:
+            `{"sessions": live sessions, "leases": live leases, "active_agents": {agent_id: live sessions routed}}`.
+        """
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(sessions_sql.COUNT_LIVE)
+            assert row is not None  # an aggregate always yields its row
+            by_agent = await conn.fetch(active_agents_sql.COUNT_BY_AGENT)
+        return {
+            "sessions": int(row["sessions"]),
+            "leases": int(row["leases"]),
+            "active_agents": {r["agent_id"]: int(r["sessions"]) for r in by_agent},
+        }
+
+    # active agent
+
+    async def set_active_agent(self, session_id: str, agent_id: str, ttl_seconds: float | None) -> str:
+        """Route the session's turns to the agent profile `agent_id`, for `ttl_seconds` (None: until deleted).
+
+        Returns:
+            The choice as JSON text (`session_id`, `agent_id`, `expires_at`, `updated_at`).
+
+        Raises:
+            NotFound: no such live session.
+            UnknownReference: no agent profile has this id.
+        """
+        try:
+            row = await self.pool.fetchval(active_agents_sql.SET_ACTIVE_AGENT, session_id, agent_id, ttl_seconds)
+        except asyncpg.ForeignKeyViolationError as e:
+            raise UnknownReference(f"agent profile {agent_id!r} not found") from e
+        if row is None:
+            raise NotFound(f"session {session_id!r} not found")
+        logger.debug("session_id=<%s>, agent_id=<%s> | set active agent", session_id, agent_id)
+        return str(row)
+
+    async def get_active_agent(self, session_id: str) -> str:
+        """Return the session's live active agent as JSON text.
+
+        Raises:
+            NotFound: no such live session, or none is set (or it lapsed).
+        """
+        row = await self.pool.fetchval(active_agents_sql.SELECT_ACTIVE_AGENT, session_id)
+        if row is None:
+            raise NotFound(f"session {session_id!r} has no active agent")
+        return str(row)
+
+    async def delete_active_agent(self, session_id: str) -> None:
+        """Return the session to its own profile.
+
+        Raises:
+            NotFound: no such live session, or no active agent is set.
+        """
+        if await self.pool.fetchval(active_agents_sql.DELETE_ACTIVE_AGENT, session_id) is None:
+            raise NotFound(f"session {session_id!r} has no active agent")
+        logger.debug("session_id=<%s> | deleted active agent", session_id)
 
     # leases
 
@@ -187,7 +247,7 @@ class SessionStore:
 
         Returns:
             `{"session_id", "owner", "locked_at", "expires_at", "agent_versions": {agent_id: version},
-            "incarnation": int | None, "turn": dict | None}`.
+            "incarnation": int | None, "turn": dict | None, "actor_id": str | None, "active_agent": dict | None}`.
 
         Raises:
             SessionBusy: another owner holds a live lease (`retry_after`: seconds until it expires).

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from .api.server import BoundedHttpProtocol
+from .observability import configure_logging
 from .settings import get_settings
 
 
 def main() -> None:
     """Run the agent service until SIGINT/SIGTERM; settings come from the environment (README.md, Configuration)."""
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         "test_session_agent.api.app:create_app",
         factory=True,
@@ -24,6 +23,8 @@ def main() -> None:
         http=BoundedHttpProtocol,
         limit_concurrency=settings.max_connections,
         access_log=False,
+        # uvicorn's own records go to the root handler: JSON like the rest under LOG_FORMAT=json.
+        log_config=None,
     )
 
 

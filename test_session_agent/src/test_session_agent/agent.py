@@ -7,6 +7,8 @@ event loop never blocks, under the session's lease so processes never interleave
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import os
 import socket
@@ -33,12 +35,15 @@ from .agent_memory import ActorMemory
 from .exceptions import (
     BackendUnavailableError,
     SessionBusyError,
+    SessionNotFoundError,
     TurnNotStoredError,
     TurnOutcomeUnknownError,
 )
+from .handoff import HANDOFF_STATE_KEY
 from .models.factory import ProfileModels
+from .observability import AgentMetrics
 from .postgresql_session_repository import PostgreSQLSessionRepository
-from .profiles import AgentProfile
+from .profiles import AgentProfile, AgentProfileClient
 from .session_managers import ServiceSessionManager, build_session_manager
 from .settings import AgentSettings
 from .tools import resolve_tools
@@ -59,7 +64,7 @@ class CachedAgent:
     """A cached agent and its session manager (kept together: the service sets the manager's lease owner).
 
     `fingerprint` names what the agent was built from (profile and its version, actor): a turn asking for another
-    one rebuilds the agent, so an updated profile reaches the next turn.
+    one rebuilds the agent, so an updated profile, or a turn routed to another profile, runs with that profile.
     """
 
     agent: Agent
@@ -81,6 +86,9 @@ class TurnResult:
         usage: token counts reported by the model (`inputTokens`, `outputTokens`, `totalTokens`).
         replayed: True when the answer is the stored one of an earlier turn with the same Idempotency-Key.
         injected_memory: the actor's memories folded into the model's input this turn (None: none).
+        agent_id: the agent profile that answered (the session's active agent), else `AGENT_ID`.
+        session_managed: False when the backend was down and a fresh agent answered without history
+            (`SESSION_FALLBACK=stateless`); nothing of such a turn is stored, now or later.
     """
 
     session_id: str
@@ -91,6 +99,8 @@ class TurnResult:
     usage: dict[str, Any] = field(default_factory=dict)
     replayed: bool = False
     injected_memory: str | None = None
+    agent_id: str = AGENT_ID
+    session_managed: bool = True
 
     @classmethod
     def from_record(cls, session_id: str, record: dict[str, Any], started: float, *, replayed: bool) -> TurnResult:
@@ -113,9 +123,12 @@ class SessionAgents:
         settings: service settings (backend URL and key, cache size and idle timeout, system prompt).
         model: the Strands model shared by every agent of the process.
         max_workers: threads available to run turns at once.
+        metrics: where turns, cache lookups and backend errors are counted (default: a registry of its own).
     """
 
-    def __init__(self, settings: AgentSettings, model: Model, max_workers: int = 32) -> None:
+    def __init__(
+        self, settings: AgentSettings, model: Model, max_workers: int = 32, metrics: AgentMetrics | None = None
+    ) -> None:
         self.settings = settings
         self.model = model
         self.client = backend_client(
@@ -126,6 +139,11 @@ class SessionAgents:
         )
         self.repository = PostgreSQLSessionRepository(client=self.client)
         self.models = ProfileModels(settings, model)
+        self.profiles = AgentProfileClient(client=self.client)
+        self.metrics = metrics or AgentMetrics()
+        self.metrics.cache_size.set_function(self.cached_count)
+        # Until then (monotonic s), turns answer without a session and without trying the backend (fallback).
+        self._backend_down_until = 0.0
         self._cache: TTLCache[str, CachedAgent] = TTLCache(
             maxsize=settings.agent_cache_size, ttl=settings.agent_idle_seconds
         )
@@ -181,7 +199,7 @@ class SessionAgents:
         """Build an agent whose conversation is restored from (or created in) the backend.
 
         Args:
-            session_id: the agent's session.
+            session_id: the agent's session (created with `SESSION_DEFAULT_TTL_SECONDS`, sliding, when new).
             actor_id: the actor of the turn: recorded on a new session, and whose long-term memory the agent has.
             profile: system prompt, model and tools of the agent; None: the service's defaults and no tools.
 
@@ -215,6 +233,7 @@ class SessionAgents:
         on_text: TextCallback | None = None,
         idempotency_key: str | None = None,
         profile: AgentProfile | None = None,
+        require_actor: bool = False,
     ) -> TurnResult:
         """Run one turn: wait for the session's earlier turns, then invoke its agent on a worker thread.
 
@@ -228,14 +247,22 @@ class SessionAgents:
             idempotency_key: the client's Idempotency-Key: when a turn with this key is already committed in the
                 session, its answer is returned and nothing runs or is stored.
             profile: the agent profile the turn runs with; None: the service's defaults.
+            require_actor: the session must be `actor_id`'s (a device's own): another's reads as not found.
+
+        The turn goes to the session's active agent profile when one is set. With `SESSION_FALLBACK=stateless`, a
+        backend that cannot be reached before the turn's commit is sent gets a stateless answer instead of an error.
 
         Raises:
+            SessionNotFoundError: `require_actor` and the session belongs to another actor.
             TurnNotStoredError: the backend failed during the commit and nothing of the turn is stored.
             TurnOutcomeUnknownError: the commit was sent but whether it landed cannot be learned now.
             SessionException: the backend is unreachable or refused a write; the cached agent is dropped so the
                 next turn starts from what the backend holds.
         """
-        return await asyncio.shield(self._run_turn(session_id, prompt, actor_id, on_text, idempotency_key, profile))
+        turn = functools.partial(
+            self._turn_or_stateless, session_id, prompt, actor_id, on_text, idempotency_key, require_actor, profile
+        )
+        return await asyncio.shield(self._run_turn(session_id, turn))
 
     def _lock_for(self, session_id: str) -> asyncio.Lock:
         lock = self._session_locks.get(session_id)
@@ -243,15 +270,7 @@ class SessionAgents:
             lock = self._session_locks[session_id] = asyncio.Lock()
         return lock
 
-    async def _run_turn(
-        self,
-        session_id: str,
-        prompt: str,
-        actor_id: str | None,
-        on_text: TextCallback | None,
-        idempotency_key: str | None,
-        profile: AgentProfile | None = None,
-    ) -> TurnResult:
+    async def _run_turn(self, session_id: str, turn: Callable[[float], TurnResult]) -> TurnResult:
         deadline = time.monotonic() + self.settings.session_wait_seconds
         lock = self._lock_for(session_id)
         try:
@@ -261,9 +280,8 @@ class SessionAgents:
             raise SessionBusyError(f"session {session_id!r} is busy: earlier turns are still running") from e
         try:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self._executor, self._turn, session_id, prompt, actor_id, on_text, deadline, idempotency_key, profile
-            )
+            # The worker thread logs with the request's context (session, actor and device ids).
+            return await loop.run_in_executor(self._executor, contextvars.copy_context().run, turn, deadline)
         finally:
             lock.release()
 
@@ -283,6 +301,68 @@ class SessionAgents:
             self.repository.acquire_lease, session_id, self.owner, self.settings.lease_ttl_seconds, idempotency_key
         )
 
+    def _turn_or_stateless(
+        self,
+        session_id: str,
+        prompt: str,
+        actor_id: str | None,
+        on_text: TextCallback | None,
+        idempotency_key: str | None,
+        require_actor: bool,
+        profile: AgentProfile | None,
+        deadline: float,
+    ) -> TurnResult:
+        """`_turn`, counted; a stateless answer while the backend is down (before the commit) and fallback is on."""
+        fallback = self.settings.session_fallback == "stateless"
+        self.metrics.turns_in_progress.inc()
+        try:
+            if fallback and time.monotonic() < self._backend_down_until:
+                result = self._stateless_turn(session_id, prompt, on_text)
+            else:
+                try:
+                    result = self._turn(
+                        session_id, prompt, actor_id, on_text, deadline, idempotency_key, profile, require_actor
+                    )
+                except BackendUnavailableError as e:
+                    # A commit sent and unanswered may have landed: only a turn that stored nothing is answered anew.
+                    if not fallback or isinstance(e, TurnNotStoredError | TurnOutcomeUnknownError):
+                        raise
+                    self.metrics.backend_errors.labels(kind=type(e).__name__).inc()
+                    self._backend_down_until = time.monotonic() + self.settings.session_fallback_retry_seconds
+                    logger.warning(
+                        "session_id=<%s> | session backend unavailable, answering without a session", session_id
+                    )
+                    result = self._stateless_turn(session_id, prompt, on_text)
+        except SessionException as e:
+            self.metrics.backend_errors.labels(kind=type(e).__name__).inc()
+            self.metrics.turns.labels(outcome=type(e).__name__).inc()
+            raise
+        except Exception:
+            self.metrics.turns.labels(outcome="error").inc()
+            raise
+        finally:
+            self.metrics.turns_in_progress.dec()
+        outcome = "stateless" if not result.session_managed else "replayed" if result.replayed else "ok"
+        self.metrics.turns.labels(outcome=outcome).inc()
+        if result.session_managed and not result.replayed:
+            self.metrics.turn_seconds.observe(result.duration_ms / 1000)
+        return result
+
+    def _stateless_turn(self, session_id: str, prompt: str, on_text: TextCallback | None) -> TurnResult:
+        """Answer with a fresh agent without session manager: no history, nothing stored now or later."""
+        started = time.perf_counter()
+        agent = Agent(model=self.model, system_prompt=self.settings.system_prompt, callback_handler=None)
+        result = asyncio.run(_invoke(agent, prompt, on_text))
+        return TurnResult(
+            session_id=session_id,
+            response=str(result).strip() if result is not None else "",
+            conversation_length=len(agent.messages),
+            cached=False,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            usage=dict(result.metrics.accumulated_usage) if result is not None else {},
+            session_managed=False,
+        )
+
     def _turn(
         self,
         session_id: str,
@@ -292,10 +372,15 @@ class SessionAgents:
         deadline: float,
         idempotency_key: str | None,
         profile: AgentProfile | None = None,
+        require_actor: bool = False,
     ) -> TurnResult:
         self.release_pending()
         lease = self._acquire_lease(session_id, deadline, idempotency_key)
         started = time.perf_counter()
+        if require_actor and lease.get("incarnation") is not None and lease.get("actor_id") != actor_id:
+            # Checked before a replay: another device's Idempotency-Key must not return its answer either.
+            self._release(session_id)
+            raise SessionNotFoundError(f"session {session_id!r} not found")
         if lease.get("turn") is not None:
             # A retry of a turn already committed: its answer, and nothing stored again.
             self._release(session_id)
@@ -310,15 +395,20 @@ class SessionAgents:
                 # Another process wrote this session since this copy was cached, or the id was deleted and created
                 # afresh: start from the backend's state.
                 entry, cached = None, False
+            # The session's active agent, when one is set, takes precedence over the session's own profile.
+            profile = self._routed_profile(session_id, lease) or profile
             if entry is not None and entry.fingerprint != _fingerprint(profile, actor_id):
                 entry, cached = None, False  # another profile (version) or actor: rebuilt around the same history
+            self.metrics.cache_lookups.labels(result="hit" if cached else "miss").inc()
             if entry is None:
                 entry = self.build_agent(session_id, actor_id, profile)
             if entry.memory is not None:
                 entry.memory.begin_turn()
             entry.manager.lease_owner = self.owner
             entry.manager.turn = {"turn_id": turn_id, "idempotency_key": idempotency_key}
-            result = asyncio.run(_invoke(entry.agent, prompt, on_text))
+            ttl = self.settings.active_agent_ttl_seconds or None
+            handoff = {HANDOFF_STATE_KEY: lambda agent_id: self.repository.set_active_agent(session_id, agent_id, ttl)}
+            result = asyncio.run(_invoke(entry.agent, prompt, on_text, handoff))
         except BackendUnavailableError as e:
             if entry is None or entry.manager.unresolved_turn_id != turn_id:
                 logger.warning("session_id=<%s> | turn failed, cached agent dropped", session_id, exc_info=True)
@@ -345,7 +435,21 @@ class SessionAgents:
             duration_ms=(time.perf_counter() - started) * 1000,
             usage=usage,
             injected_memory=entry.memory.injected if entry.memory is not None else None,
+            agent_id=profile.agent_id if profile is not None else AGENT_ID,
         )
+
+    def _routed_profile(self, session_id: str, lease: dict[str, Any]) -> AgentProfile | None:
+        """The profile the session's active agent names (the lease carries it), or None: the session's own.
+
+        Branch `profiles` passes the session's own profile to `run_turn`; the active agent takes precedence over it.
+        """
+        active = lease.get("active_agent")
+        if active is None:
+            return None
+        profile = self.profiles.get(active["agent_id"])
+        if profile is None:  # deleted since the lease was read: the session is back with its own
+            logger.info("session_id=<%s>, agent_id=<%s> | active agent profile gone", session_id, active["agent_id"])
+        return profile
 
     @staticmethod
     def _current(entry: CachedAgent, session_id: str, lease: dict[str, Any]) -> bool:
@@ -409,6 +513,23 @@ class SessionAgents:
             return bool(self._unreleased)
 
     # backend passthroughs
+
+    def degraded(self) -> bool:
+        """Whether turns are answered without a session now (fallback on, and the backend was just found down)."""
+        return self.settings.session_fallback == "stateless" and time.monotonic() < self._backend_down_until
+
+    def device_session(self, device_id: str) -> str:
+        """The device's current live session (its newest), else a new session id (blocking).
+
+        With `SESSION_FALLBACK=stateless` a backend that cannot be reached gives a new id too: the turn is answered
+        statelessly anyway.
+        """
+        try:
+            return self.repository.latest_session_id(device_id) or uuid.uuid4().hex
+        except BackendUnavailableError:
+            if self.settings.session_fallback != "stateless":
+                raise
+            return uuid.uuid4().hex
 
     def history(self, session_id: str) -> list[dict[str, Any]] | None:
         """Messages of the session's agent in order, as `{message_id, role, content, created_at}` (blocking).
@@ -480,9 +601,11 @@ def _until(deadline: float, wait: wait_base) -> Callable[[RetryCallState], float
     return lambda state: max(0.0, min(wait(state), deadline - time.monotonic()))
 
 
-async def _invoke(agent: Agent, prompt: str, on_text: TextCallback | None) -> Any:
+async def _invoke(
+    agent: Agent, prompt: str, on_text: TextCallback | None, invocation_state: dict[str, Any] | None = None
+) -> Any:
     result = None
-    async for event in agent.stream_async(prompt):
+    async for event in agent.stream_async(prompt, invocation_state=invocation_state):
         if on_text is not None and "data" in event and isinstance(event["data"], str):
             on_text(event["data"])
         if "result" in event:

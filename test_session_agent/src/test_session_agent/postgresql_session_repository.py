@@ -415,6 +415,46 @@ class PostgreSQLSessionRepository(SessionRepository):
         response = self._call("POST", f"/v1/sessions/{_seg(session_id)}/turns/{_seg(turn_id)}/resolve", missing_ok=True)
         return orjson.loads(response.content) if response is not None else None
 
+    # active agent (the agent service's turn routing)
+
+    def get_active_agent(self, session_id: str, **kwargs: Any) -> dict[str, Any] | None:
+        """The agent profile the session's turns go to: `{session_id, agent_id, expires_at, updated_at}`.
+
+        Returns:
+            None when none is set (or it lapsed), or the session does not exist.
+        """
+        response = self._call("GET", f"/v1/sessions/{_seg(session_id)}/active-agent", missing_ok=True)
+        return orjson.loads(response.content) if response is not None else None
+
+    def set_active_agent(
+        self, session_id: str, agent_id: str, ttl_seconds: float | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Route the session's turns to the agent profile `agent_id` for `ttl_seconds` (None: until deleted).
+
+        Raises:
+            SessionNotFoundError: no such session.
+            BackendRequestError: no such agent profile (status 422).
+        """
+        body = {"agent_id": agent_id, "ttl_seconds": ttl_seconds}
+        response = self._call("PUT", f"/v1/sessions/{_seg(session_id)}/active-agent", body=body)
+        assert response is not None
+        logger.debug("session_id=<%s>, agent_id=<%s> | set active agent", session_id, agent_id)
+        result: dict[str, Any] = orjson.loads(response.content)
+        return result
+
+    def delete_active_agent(self, session_id: str, **kwargs: Any) -> None:
+        """Return the session to its own profile.
+
+        Raises:
+            SessionNotFoundError: no active agent is set (or no such session).
+        """
+        self._call("DELETE", f"/v1/sessions/{_seg(session_id)}/active-agent")
+
+    def latest_session_id(self, actor_id: str, **kwargs: Any) -> str | None:
+        """The id of the actor's newest live session (None: it has none)."""
+        page = self.list_sessions(actor_id=actor_id, limit=1)
+        return str(page["items"][0]["session_id"]) if page["items"] else None
+
     # multi-agent state
 
     def create_multi_agent(self, session_id: str, multi_agent: MultiAgentBase, **kwargs: Any) -> None:

@@ -77,7 +77,9 @@ def build_session_manager(
         SessionException: the backend is unreachable or refused.
     """
     if settings.session_manager == "repository":
-        return PostgreSQLSessionManager(session_id, client=client, actor_id=actor_id)
+        # Sliding expiry: every committed turn moves the session's expiry (the backend's write function does).
+        ttl = settings.session_default_ttl_seconds or None
+        return PostgreSQLSessionManager(session_id, client=client, actor_id=actor_id, ttl_seconds=ttl)
     repository = PostgreSQLSessionRepository(client=client)
     if repository.read_session(session_id) is None:
         try:

@@ -43,6 +43,11 @@ class AgentSettings(BaseSettings):
     max_prompt_chars: int = Field(default=32_000, ge=1, validation_alias="MAX_PROMPT_CHARS")
     session_default_ttl_seconds: int = Field(default=86_400, ge=0, validation_alias="SESSION_DEFAULT_TTL_SECONDS")
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024, validation_alias="AGENT_MAX_REQUEST_BYTES")
+    session_fallback: Literal["fail", "stateless"] = Field(default="fail", validation_alias="SESSION_FALLBACK")
+    # After a turn found the backend down, turns answer statelessly for this long without trying it (a stopped
+    # backend costs a refused connect, an unreachable one the connect timeout times the retries: seconds a turn).
+    session_fallback_retry_seconds: float = Field(default=2.0, ge=0, validation_alias="SESSION_FALLBACK_RETRY_SECONDS")
+    active_agent_ttl_seconds: float = Field(default=3600.0, ge=0, validation_alias="ACTIVE_AGENT_TTL_SECONDS")
     read_timeout_seconds: float = Field(default=15.0, gt=0, validation_alias="AGENT_READ_TIMEOUT_SECONDS")
     max_connections: int = Field(default=1024, ge=1, validation_alias="AGENT_MAX_CONNECTIONS")
     lease_ttl_seconds: float = Field(default=30.0, gt=0, le=3600, validation_alias="SESSION_LEASE_TTL_SECONDS")
@@ -50,6 +55,7 @@ class AgentSettings(BaseSettings):
     scripted_first_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_FIRST_TOKEN_DELAY_MS")
     scripted_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_TOKEN_DELAY_MS")
     log_level: str = Field(default="info", validation_alias="LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field(default="text", validation_alias="LOG_FORMAT")
     session_manager: SessionManagerName = Field(default="repository", validation_alias="SESSION_MANAGER")
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, validation_alias="AGENT_API_KEYS", repr=False

@@ -18,6 +18,8 @@ from simpleeval import DEFAULT_OPERATORS, InvalidExpression, SimpleEval
 from strands import tool
 from strands.types.tools import AgentTool
 
+from .handoff import handoff
+
 MAX_EXPRESSION_CHARS = 500
 
 _MATH_FUNCTIONS: dict[str, Any] = {
@@ -82,7 +84,7 @@ def current_time(timezone: str = "UTC") -> str:
     return datetime.now(zone).isoformat(timespec="seconds")
 
 
-TOOLS: Mapping[str, AgentTool] = MappingProxyType({t.tool_name: t for t in (calculator, current_time)})
+TOOLS: Mapping[str, AgentTool] = MappingProxyType({t.tool_name: t for t in (calculator, current_time, handoff)})
 """Every tool a profile may name, by name."""
 
 

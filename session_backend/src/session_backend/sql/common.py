@@ -24,6 +24,14 @@ LIVE = "(s.expires_at IS NULL OR s.expires_at > now())"
 # A lease past its expiry is held by no one (the next writer takes it over, the sweeper deletes it). `l`: the lease.
 LIVE_LEASE = "(l.expires_at > now())"
 
+# An active agent past its expiry routes nothing: the session is back with its own profile. `aa`: the row.
+LIVE_ACTIVE_AGENT = "(aa.expires_at IS NULL OR aa.expires_at > now())"
+
+# The session's current routing choice (`session_active_agents` row `aa`).
+ACTIVE_AGENT_JSON = f"""jsonb_build_object(
+    'session_id', aa.session_id, 'agent_id', aa.agent_id, 'expires_at', {iso("aa.expires_at")},
+    'updated_at', {iso("aa.updated_at")})"""
+
 # Guard of every write into a session: it exists ($1) and is live.
 LIVE_SESSION_EXISTS = f"EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = $1 AND {LIVE})"
 

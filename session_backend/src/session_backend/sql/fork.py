@@ -6,16 +6,19 @@ the new session row is inserted, so a taken id copies nothing. Leases are not co
 
 from .common import LIVE, SESSION_JSON
 
-# $1 source, $2 new session id, $3 ttl_seconds (NULL: the source's expiry), $4 actor_id (NULL: the source's).
+# $1 source, $2 new session id, $3 ttl_seconds (NULL: the source's expiry and sliding window), $4 actor_id (NULL: the
+# source's).
 # Returns no row when the source is unknown or expired; `session` is NULL when the new id is taken.
 FORK_SESSION = f"""
 WITH source AS (
     SELECT * FROM sessions s WHERE s.session_id = $1 AND {LIVE}
 ), s AS (
-    INSERT INTO sessions (session_id, session_type, actor_id, metadata, created_at, updated_at, expires_at)
+    INSERT INTO sessions (session_id, session_type, actor_id, metadata, created_at, updated_at, expires_at,
+                          ttl_seconds)
     SELECT $2, source.session_type, coalesce($4, source.actor_id),
            source.metadata || jsonb_build_object('forked_from', $1::text), now(), now(),
-           CASE WHEN $3::bigint IS NULL THEN source.expires_at ELSE now() + make_interval(secs => $3::bigint) END
+           CASE WHEN $3::bigint IS NULL THEN source.expires_at ELSE now() + make_interval(secs => $3::bigint) END,
+           coalesce($3::bigint, source.ttl_seconds)
     FROM source
     ON CONFLICT (session_id) DO NOTHING
     RETURNING *

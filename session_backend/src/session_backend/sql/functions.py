@@ -30,7 +30,8 @@ class SqlFunction:
 # to be (fencing). Operations: `update_agent` {agent, if_version}, `create_message` / `update_message`
 # {agent_id, message}; a `create_message` of identical content at an existing message_id is a retry ('existing');
 # `check_incarnation` {incarnation} refuses (SB412) a writer whose copy predates a delete and re-create of the id;
-# `record_turn` {turn_id, idempotency_key, result} names the turn the batch commits (see `sql/turns.py`).
+# `record_turn` {turn_id, idempotency_key, result} names the turn the batch commits (see `sql/turns.py`). Every
+# successful call moves the expiry of a session with a `ttl_seconds` (sliding expiry, see `sql/sessions.py`).
 SESSION_BACKEND_WRITE = SqlFunction(
     "session_backend_write",
     rf"""
@@ -159,6 +160,9 @@ BEGIN
         END CASE;
         RETURN NEXT;
     END LOOP;
+    -- Sliding expiry: a session with a lifetime lives `ttl_seconds` past its last write.
+    UPDATE sessions s SET expires_at = now() + make_interval(secs => s.ttl_seconds)
+    WHERE s.session_id = p_session_id AND s.ttl_seconds IS NOT NULL;
 END
 $fn$
 """,

@@ -1,10 +1,11 @@
 """SQL for session leases: one writer per session across replicas, with a TTL after which another may take over."""
 
-from .common import LIVE, LIVE_LEASE
+from .common import ACTIVE_AGENT_JSON, LIVE, LIVE_ACTIVE_AGENT, LIVE_LEASE
 
 # Acquire, renew (same owner) or take over (expired); no row returned when another owner holds a live lease.
 # The session's incarnation and agent versions come along, so a writer can tell whether its cached agent is still
-# current; with an Idempotency-Key ($4), so does the answer of a turn already committed under that key.
+# current; with an Idempotency-Key ($4), so does the answer of a turn already committed under that key. The session's
+# actor (a device may only continue its own sessions) and its live active agent (where the turn goes) come too.
 ACQUIRE_LEASE = f"""
 WITH l AS (
     INSERT INTO session_leases AS l (session_id, owner, locked_at, expires_at)
@@ -20,6 +21,9 @@ SELECT l.session_id, l.owner, l.locked_at, l.expires_at,
        (SELECT coalesce(jsonb_object_agg(a.agent_id, a.version), '{{}}'::jsonb)
         FROM agents a WHERE a.session_id = $1) AS agent_versions,
        (SELECT s.incarnation FROM sessions s WHERE s.session_id = $1 AND {LIVE}) AS incarnation,
+       (SELECT s.actor_id FROM sessions s WHERE s.session_id = $1 AND {LIVE}) AS actor_id,
+       (SELECT {ACTIVE_AGENT_JSON} FROM session_active_agents aa
+        WHERE aa.session_id = $1 AND {LIVE_ACTIVE_AGENT}) AS active_agent,
        (SELECT t.result FROM session_turns t
         WHERE t.session_id = $1 AND t.idempotency_key = $4::text AND t.status = 'committed') AS turn
 FROM l

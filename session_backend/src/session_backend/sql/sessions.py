@@ -1,11 +1,18 @@
 """SQL for the sessions aggregate. Reads return JSON text built by PostgreSQL, passed to clients unchanged."""
 
-from .common import LIVE, SESSION_JSON
+from .common import LIVE, LIVE_LEASE, SESSION_JSON
+
+# 8: a session's lifetime is counted from its last write (sliding expiry): the window is kept with the session, and
+# every write through `session_backend_write` moves `expires_at` to now + `ttl_seconds` (NULL: a fixed expiry).
+ADD_SESSION_TTL = """
+ALTER TABLE sessions ADD COLUMN IF NOT EXISTS ttl_seconds bigint;
+"""
 
 INSERT_SESSION = f"""
-INSERT INTO sessions AS s (session_id, session_type, actor_id, metadata, created_at, updated_at, expires_at)
+INSERT INTO sessions AS s
+    (session_id, session_type, actor_id, metadata, created_at, updated_at, expires_at, ttl_seconds)
 VALUES ($1, $2, $3, $4, coalesce($5, now()), coalesce($6, now()),
-        CASE WHEN $7::bigint IS NULL THEN NULL ELSE now() + make_interval(secs => $7::bigint) END)
+        CASE WHEN $7::bigint IS NULL THEN NULL ELSE now() + make_interval(secs => $7::bigint) END, $7::bigint)
 ON CONFLICT (session_id) DO NOTHING
 RETURNING {SESSION_JSON}::text
 """
@@ -57,4 +64,10 @@ DELETE FROM sessions WHERE session_id IN (
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 )
+"""
+
+# What the metrics endpoint shows of the whole database, read once per scrape.
+COUNT_LIVE = f"""
+SELECT (SELECT count(*) FROM sessions s WHERE {LIVE}) AS sessions,
+       (SELECT count(*) FROM session_leases l WHERE {LIVE_LEASE}) AS leases
 """

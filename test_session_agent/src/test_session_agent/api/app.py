@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
@@ -17,12 +17,13 @@ from strands.models.model import Model
 from ..agent import SessionAgents
 from ..invocations import ProfileSessions
 from ..models import build_model
+from ..observability import AgentMetrics, configure_logging
 from ..profiles import AgentProfileClient
 from ..settings import AgentSettings, get_settings
 from .deps import get_caller
 from .errors import EXCEPTION_HANDLERS
 from .middleware import BodySizeLimit
-from .routers import actors, agents, health, process, sessions, ws
+from .routers import active_agent, actors, agents, health, process, sessions, ws
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 """The chat page's static files (index.html, app.js, style.css), shipped in the package."""
@@ -54,6 +55,9 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
         The app; its lifespan builds the model and the agent cache, and closes them on shutdown.
     """
     settings = settings or get_settings()
+    if settings.log_format == "json":
+        configure_logging(settings.log_level, settings.log_format)
+    metrics = AgentMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,7 +65,7 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
         load = getattr(chosen, "load", None)
         if callable(load):
             await asyncio.to_thread(load)
-        agents = SessionAgents(settings, chosen)
+        agents = SessionAgents(settings, chosen, metrics=metrics)
         app.state.agents = agents
         app.state.profile_sessions = ProfileSessions(
             agents.repository, AgentProfileClient(client=agents.client), settings.session_default_ttl_seconds
@@ -89,9 +93,16 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.state.settings = settings
     # Every router but health answers only a caller with a key (when AGENT_API_KEYS is set): add new routers here.
-    for router in (process.router, sessions.router, agents.router, actors.router, ws.router):
+    for router in (process.router, sessions.router, agents.router, actors.router, active_agent.router, ws.router):
         app.include_router(router, dependencies=[Depends(get_caller)])
     app.include_router(health.router)
+    metrics.instrument(app)
+
+    @app.get("/metrics", tags=["health"], response_class=Response, dependencies=[Depends(get_caller)])
+    async def get_metrics() -> Response:
+        """Prometheus metrics: requests and latency per route, turns by outcome, agent cache, backend errors."""
+        return metrics.response()
+
     _add_page(app)
     if settings.cors_origins:
         app.add_middleware(

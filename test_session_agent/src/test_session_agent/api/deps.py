@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -105,6 +106,20 @@ def actor_of(caller: CallerIdentity | None, claimed: str | None) -> str | None:
     return caller.actor_id
 
 
+def device_actor(caller: CallerIdentity | None, device_id: uuid.UUID, claimed: str | None) -> str:
+    """The actor of a turn sent with `X-Device-ID`: the device itself.
+
+    Raises:
+        HTTPException: 422 when the body names another actor; 403 when access control is on and the key stands for
+            another actor than the device.
+    """
+    device = str(device_id)
+    if claimed is not None and claimed != device:
+        raise HTTPException(422, "actor_id differs from X-Device-ID: the device is the actor")
+    actor_of(caller, device)
+    return device
+
+
 async def require_owned_session(
     agents: SessionAgents, session_id: str, caller: CallerIdentity | None, *, must_exist: bool = True
 ) -> None:
@@ -167,3 +182,12 @@ async def get_actor_memories(actor_id: OwnActorId, agents: Agents) -> PostgreSQL
 
 ActorMemories = Annotated[PostgreSQLMemoryStore, Depends(get_actor_memories)]
 """The long-term memories of the `{actor_id}` the caller may use (404 for another actor's with access control on)."""
+
+
+DeviceId = Annotated[
+    uuid.UUID | None,
+    Header(
+        alias="X-Device-ID",
+        description="A UUID naming the device: it is the actor, and without a session_id its live session goes on.",
+    ),
+]

@@ -67,6 +67,24 @@ class ProcessResponse(BaseModel):
     status: TurnStatus
 
 
+class ActiveAgentSet(BaseModel):
+    """Send a session's turns to the agent profile `agent_id`, for `ttl_seconds` (absent: until deleted)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: Identifier
+    ttl_seconds: Annotated[float, Field(gt=0, le=10 * 365 * 24 * 3600)] | None = None
+
+
+class ActiveAgentPublic(BaseModel):
+    """The agent profile a session's turns go to, until `expires_at` (null: until deleted)."""
+
+    session_id: str
+    agent_id: str
+    expires_at: str | None
+    updated_at: str
+
+
 class HistoryMessage(BaseModel):
     """One stored message (the redacted form when Strands redacted it)."""
 

@@ -7,7 +7,7 @@ SSE events (`data:` JSON): `{"type":"start","session_id"}`, `{"type":"text","dat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -26,17 +26,22 @@ SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
 """OpenAPI `responses=` of a streaming route."""
 
 
+DEGRADED_HEADER = "X-Session-Degraded"
+"""Response header of a turn answered without a session (`stateless`): the backend was down."""
+
+
 def check_prompt(prompt: str, settings: AgentSettings) -> None:
     """Refuse an over-long prompt (422) before any work."""
     if len(prompt) > settings.max_prompt_chars:
         raise HTTPException(422, f"prompt is longer than {settings.max_prompt_chars} characters")
 
 
-def turn_status(result: TurnResult, settings: AgentSettings, agent_id: str) -> TurnStatus:
-    """The `status` of a turn's response; `agent_id` is the agent (profile) that answered."""
+def turn_status(result: TurnResult, settings: AgentSettings) -> TurnStatus:
+    """The `status` of a turn's response (`agent_id`: the agent profile that answered, e.g. the active agent)."""
     return TurnStatus(
         conversation_length=result.conversation_length,
-        agent_id=agent_id,
+        agent_id=result.agent_id,
+        session_managed=result.session_managed,
         cached_agent=result.cached,
         model_provider=settings.model_provider,
         duration_ms=round(result.duration_ms, 3),
@@ -50,6 +55,7 @@ def turn_stream(
     session_id: str,
     run_turn: Callable[[TextCallback], Awaitable[TurnResult]],
     done: Callable[[TurnResult], BaseModel],
+    headers: Mapping[str, str] | None = None,
 ) -> EventSourceResponse:
     """Stream one turn as SSE.
 
@@ -57,6 +63,7 @@ def turn_stream(
         session_id: the turn's session (sent first, so a client knows it before the reply).
         run_turn: starts the turn, given the callback that receives each text delta (from a worker thread).
         done: the route's JSON response for the finished turn, sent as the `done` event.
+        headers: extra response headers (sent before the turn runs).
 
     Returns:
         The response; the turn starts when the client starts reading.
@@ -83,4 +90,4 @@ def turn_stream(
             return
         yield {"data": orjson.dumps({"type": "done"} | done(result).model_dump()).decode()}
 
-    return EventSourceResponse(events(), ping=15)
+    return EventSourceResponse(events(), ping=15, headers=headers)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from sse_starlette.sse import EventSourceResponse
 
 from ...agent import TurnResult
+from ...exceptions import SessionNotFoundOrExpiredError, SessionOfAnotherAgentError
 from ...invocations import ProfileTurn
 from ...profile_examples import EXAMPLES
 from ...profiles import AgentProfile
@@ -17,10 +20,12 @@ from ..deps import (
     Agents,
     Caller,
     CallerIdentity,
+    DeviceId,
     IdempotencyKey,
     ProfileSessionsDep,
     Settings,
     actor_of,
+    device_actor,
     require_owned_session,
 )
 from ..errors import PROBLEM_RESPONSES
@@ -33,7 +38,7 @@ from ..schemas_v1 import (
     InvokeResponse,
     SessionCreated,
 )
-from ..turns import SSE_RESPONSES, check_prompt, turn_status, turn_stream
+from ..turns import DEGRADED_HEADER, SSE_RESPONSES, check_prompt, turn_status, turn_stream
 
 router = APIRouter(prefix="/api/v1", tags=["agents"], responses=PROBLEM_RESPONSES)
 
@@ -119,7 +124,7 @@ def _invoke_response(turn: ProfileTurn, result: TurnResult, settings: AgentSetti
         session_id=result.session_id,
         agent_id=turn.profile.agent_id,
         response=result.response,
-        status=turn_status(result, settings, turn.profile.agent_id),
+        status=turn_status(result, settings),
     )
 
 
@@ -130,9 +135,22 @@ async def _prepare(
     sessions: ProfileSessionsDep,
     settings: AgentSettings,
     caller: CallerIdentity | None,
+    device_id: uuid.UUID | None = None,
 ) -> ProfileTurn:
-    """The turn's profile, session and actor; refuses bad turns (422, 403, 404, 409) before any work."""
+    """The turn's profile, session and actor; refuses bad turns (422, 403, 404, 409) before any work.
+
+    With `X-Device-ID` the device is the actor and, without a `session_id`, its newest live session of this profile
+    goes on (a new one when it has none); the turn's lease refuses another device's session.
+    """
     check_prompt(body.prompt, settings)
+    if device_id is not None:
+        device = device_actor(caller, device_id, body.actor_id)
+        if body.session_id is None:
+            latest = await asyncio.to_thread(agents.repository.latest_session_id, device)
+            if latest is not None:
+                with contextlib.suppress(SessionOfAnotherAgentError, SessionNotFoundOrExpiredError):
+                    return await asyncio.to_thread(sessions.prepare_turn, agent_id, latest, device)
+        return await asyncio.to_thread(sessions.prepare_turn, agent_id, body.session_id, device)
     actor_id = actor_of(caller, body.actor_id)
     if body.session_id is not None:
         await require_owned_session(agents, body.session_id, caller)
@@ -147,16 +165,26 @@ async def invoke(
     sessions: ProfileSessionsDep,
     settings: Settings,
     caller: Caller,
+    response: Response,
     idempotency_key: IdempotencyKey = None,
+    device_id: DeviceId = None,
 ) -> InvokeResponse:
     """Run one turn through the profile; no `session_id` starts a new session of it.
 
     With an `Idempotency-Key`, a retry of a turn already stored in the session returns its answer and stores nothing.
+    `X-Device-ID` and the stateless fallback as on `/process`.
     """
-    turn = await _prepare(agent_id, body, agents, sessions, settings, caller)
+    turn = await _prepare(agent_id, body, agents, sessions, settings, caller, device_id)
     result = await agents.run_turn(
-        turn.session_id, body.prompt, actor_id=turn.actor_id, idempotency_key=idempotency_key, profile=turn.profile
+        turn.session_id,
+        body.prompt,
+        actor_id=turn.actor_id,
+        idempotency_key=idempotency_key,
+        profile=turn.profile,
+        require_actor=device_id is not None,
     )
+    if not result.session_managed:
+        response.headers[DEGRADED_HEADER] = "stateless"
     return _invoke_response(turn, result, settings)
 
 
@@ -169,9 +197,10 @@ async def invoke_streaming(
     settings: Settings,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
+    device_id: DeviceId = None,
 ) -> EventSourceResponse:
     """Run one turn through the profile as SSE (events as `/process-streaming`)."""
-    turn = await _prepare(agent_id, body, agents, sessions, settings, caller)
+    turn = await _prepare(agent_id, body, agents, sessions, settings, caller, device_id)
     return turn_stream(
         turn.session_id,
         lambda on_text: agents.run_turn(
@@ -181,6 +210,8 @@ async def invoke_streaming(
             on_text=on_text,
             idempotency_key=idempotency_key,
             profile=turn.profile,
+            require_actor=device_id is not None,
         ),
         lambda result: _invoke_response(turn, result, settings),
+        headers={DEGRADED_HEADER: "stateless"} if agents.degraded() else None,
     )

@@ -2,68 +2,131 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from sse_starlette.sse import EventSourceResponse
 
-from ...agent import AGENT_ID, TurnResult
+from ...agent import SessionAgents, TextCallback, TurnResult
+from ...observability import log_context
 from ...settings import AgentSettings
-from ..deps import Agents, Caller, CallerIdentity, IdempotencyKey, Settings, actor_of, require_owned_session
+from ..deps import (
+    Agents,
+    Caller,
+    CallerIdentity,
+    DeviceId,
+    IdempotencyKey,
+    Settings,
+    actor_of,
+    device_actor,
+    require_owned_session,
+)
 from ..errors import PROBLEM_RESPONSES
 from ..schemas import ProcessRequest, ProcessResponse
-from ..turns import SSE_RESPONSES, check_prompt, turn_status, turn_stream
+from ..turns import DEGRADED_HEADER, SSE_RESPONSES, check_prompt, turn_status, turn_stream
 
 router = APIRouter(tags=["process"], responses=PROBLEM_RESPONSES)
 
 
 async def _turn_target(
-    body: ProcessRequest, settings: AgentSettings, agents: Agents, caller: CallerIdentity | None
+    body: ProcessRequest,
+    settings: AgentSettings,
+    agents: SessionAgents,
+    caller: CallerIdentity | None,
+    device_id: uuid.UUID | None,
 ) -> tuple[str, str | None]:
-    """The turn's session (the one named, else a new id) and actor; refuses bad turns before any work.
+    """The turn's session and actor; refuses bad turns before any work.
 
-    Refused: an over-long prompt (422), another actor's session (404, as if absent), another actor's identity (403).
+    Without a device: the session named, else a new id; the key's actor, else the body's. With `X-Device-ID`: the
+    device is the actor (with access control on, the key must stand for that device), and without a session_id its
+    current live session goes on (a new one when it has none); the turn's lease refuses another actor's session.
+
+    Refused: an over-long prompt (422), another actor's session (404, as if absent), another actor's identity (403),
+    a body `actor_id` other than the device (422).
     """
     check_prompt(body.prompt, settings)
-    actor_id = actor_of(caller, body.actor_id)
-    if body.session_id is None:
-        return uuid.uuid4().hex, actor_id
-    await require_owned_session(agents, body.session_id, caller, must_exist=False)
-    return body.session_id, actor_id
+    if device_id is None:
+        actor_id = actor_of(caller, body.actor_id)
+        if body.session_id is None:
+            return uuid.uuid4().hex, actor_id
+        await require_owned_session(agents, body.session_id, caller, must_exist=False)
+        return body.session_id, actor_id
+    device = device_actor(caller, device_id, body.actor_id)
+    session_id = body.session_id
+    if session_id is None:
+        session_id = await asyncio.to_thread(agents.device_session, device)
+    return session_id, device
 
 
 def _response(result: TurnResult, settings: AgentSettings) -> ProcessResponse:
-    return ProcessResponse(
-        session_id=result.session_id, response=result.response, status=turn_status(result, settings, AGENT_ID)
-    )
+    return ProcessResponse(session_id=result.session_id, response=result.response, status=turn_status(result, settings))
 
 
 @router.post("/process", response_model=ProcessResponse)
 async def process(
-    body: ProcessRequest, agents: Agents, settings: Settings, caller: Caller, idempotency_key: IdempotencyKey = None
+    body: ProcessRequest,
+    agents: Agents,
+    settings: Settings,
+    caller: Caller,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+    device_id: DeviceId = None,
 ) -> ProcessResponse:
     """Run one turn and answer with the reply once every message of the turn is stored.
 
     With an `Idempotency-Key`, a retry of a turn already stored in the session returns its answer and stores nothing.
+    With `X-Device-ID`, another device's session is 404. A turn answered without a session (backend down,
+    `SESSION_FALLBACK=stateless`) has `status.session_managed: false` and `X-Session-Degraded: stateless`.
     """
-    session_id, actor_id = await _turn_target(body, settings, agents, caller)
-    result = await agents.run_turn(session_id, body.prompt, actor_id=actor_id, idempotency_key=idempotency_key)
+    session_id, actor_id = await _turn_target(body, settings, agents, caller, device_id)
+    with log_context(session_id=session_id, actor_id=actor_id, device_id=actor_id if device_id else None):
+        result = await agents.run_turn(
+            session_id,
+            body.prompt,
+            actor_id=actor_id,
+            idempotency_key=idempotency_key,
+            require_actor=device_id is not None,
+        )
+    if not result.session_managed:
+        response.headers[DEGRADED_HEADER] = "stateless"
     return _response(result, settings)
 
 
 @router.post("/process-streaming", responses=SSE_RESPONSES)
 async def process_streaming(
-    body: ProcessRequest, agents: Agents, settings: Settings, caller: Caller, idempotency_key: IdempotencyKey = None
+    body: ProcessRequest,
+    agents: Agents,
+    settings: Settings,
+    caller: Caller,
+    idempotency_key: IdempotencyKey = None,
+    device_id: DeviceId = None,
 ) -> EventSourceResponse:
     """Run one turn, streaming `{"type":"text"}` events as the model writes, then `{"type":"done"}`.
 
     With an `Idempotency-Key` of a turn already stored, the stored answer comes as the `done` event, without text.
+    `X-Device-ID` as in `/process`. A stateless answer says so in `done` (`status.session_managed: false`); the
+    `X-Session-Degraded` header is set when the service already knew the backend was down as the stream began.
     """
-    session_id, actor_id = await _turn_target(body, settings, agents, caller)
+    session_id, actor_id = await _turn_target(body, settings, agents, caller, device_id)
+
+    def start(on_text: TextCallback) -> asyncio.Task[TurnResult]:
+        # The turn's task is created in the request's log context (session, actor and device ids on its lines).
+        with log_context(session_id=session_id, actor_id=actor_id, device_id=actor_id if device_id else None):
+            return asyncio.ensure_future(
+                agents.run_turn(
+                    session_id,
+                    body.prompt,
+                    actor_id=actor_id,
+                    on_text=on_text,
+                    idempotency_key=idempotency_key,
+                    require_actor=device_id is not None,
+                )
+            )
+
     return turn_stream(
         session_id,
-        lambda on_text: agents.run_turn(
-            session_id, body.prompt, actor_id=actor_id, on_text=on_text, idempotency_key=idempotency_key
-        ),
+        start,
         lambda result: _response(result, settings),
+        headers={DEGRADED_HEADER: "stateless"} if agents.degraded() else None,
     )

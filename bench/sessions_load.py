@@ -1,0 +1,127 @@
+"""Many concurrent sessions through the agent service (one device each, scripted model): every conversation must come
+back complete and independent; reports throughput and per-turn p50/p99. The load test runs `drive` at 100 sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from session_backend.testing import free_port
+
+from .common import backend, percentile, process, scratch_database
+
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@dataclass
+class LoadResult:
+    """What `drive` saw: per-turn latencies, wall time, and every way a conversation was incomplete or mixed."""
+
+    sessions: int
+    turns: int
+    seconds: float
+    concurrency: int
+    latencies_ms: list[float] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    retries: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        """Throughput and latency figures (JSON-ready)."""
+        return {
+            "sessions": self.sessions,
+            "concurrency": self.concurrency,
+            "turns": self.turns,
+            "seconds": round(self.seconds, 2),
+            "turns_per_s": round(self.turns / self.seconds, 1),
+            "p50_ms": round(percentile(self.latencies_ms, 0.5), 1),
+            "p99_ms": round(percentile(self.latencies_ms, 0.99), 1),
+            "problems": len(self.problems),
+            "retries": self.retries,
+        }
+
+
+async def drive(
+    url: str, sessions: int, turns: int = 3, concurrency: int | None = None, request_timeout: float = 300.0
+) -> LoadResult:
+    """Run `sessions` conversations of `turns` turns, `concurrency` at a time (default: all at once), each from its
+    own device (`X-Device-ID`).
+
+    Each turn's prompt names its device; the scripted model's reply quotes the conversation's first and latest
+    prompts, and the stored history must hold exactly that device's prompts, in order, and no other device's id.
+    """
+    result = LoadResult(sessions=sessions, turns=sessions * turns, seconds=0.0, concurrency=concurrency or sessions)
+    limits = httpx.Limits(max_connections=result.concurrency, max_keepalive_connections=result.concurrency)
+    slots = asyncio.Semaphore(result.concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=request_timeout, limits=limits) as client:
+
+        async def conversation() -> None:
+            async with slots:
+                try:
+                    await talk()
+                except httpx.HTTPError as e:
+                    result.problems.append(f"{type(e).__name__}: {e}")
+
+        async def talk() -> None:
+            device = str(uuid.uuid4())
+            session_id = None
+            for n in range(1, turns + 1):
+                prompt = f"{device} turn {n}"
+                # A pooled keep-alive connection may be closed by the server just as it is reused: the turn is sent
+                # again under its Idempotency-Key, so a turn that did run answers from its record, once.
+                headers = {"X-Device-ID": device, "Idempotency-Key": f"{device}-{n}"}
+                started = time.perf_counter()
+                for attempt in range(3):
+                    try:
+                        r = await client.post("/process", json={"prompt": prompt}, headers=headers)
+                        break
+                    except httpx.TransportError:
+                        if attempt == 2:
+                            raise
+                        result.retries += 1
+                result.latencies_ms.append((time.perf_counter() - started) * 1000)
+                if r.status_code != 200:
+                    result.problems.append(f"{device}: turn {n}: HTTP {r.status_code} {r.text[:200]}")
+                    return
+                body = r.json()
+                session_id = session_id or body["session_id"]
+                reply = body["response"]
+                expected = f"turn {n};"
+                if body["session_id"] != session_id or not reply.startswith(expected) or device not in reply:
+                    result.problems.append(f"{device}: turn {n}: unexpected reply {reply!r}")
+            history = (await client.get(f"/sessions/{session_id}/history")).json()["messages"]
+            prompts = [m["content"][0]["text"] for m in history if m["role"] == "user"]
+            if prompts != [f"{device} turn {n}" for n in range(1, turns + 1)]:
+                result.problems.append(f"{device}: stored prompts {prompts}")
+            if len(history) != 2 * turns:
+                result.problems.append(f"{device}: {len(history)} messages stored, expected {2 * turns}")
+            strangers = {found for m in history for b in m["content"] for found in UUID_RE.findall(b.get("text", ""))}
+            if strangers - {device}:
+                result.problems.append(f"{device}: another device's messages in its session: {strangers - {device}}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(conversation() for _ in range(sessions)))
+        result.seconds = time.perf_counter() - started
+    return result
+
+
+def run(sizes: tuple[int, ...] = (100, 1_000), turns: int = 3, concurrency: int = 250) -> dict[str, Any]:
+    """`drive` at each size (at most `concurrency` conversations in flight) against a fresh backend and agent
+    service; every conversation checked."""
+    out: dict[str, Any] = {}
+    with scratch_database() as database_url, backend(database_url, workers=2) as backend_url:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {"PORT": str(port), "SESSION_BACKEND_URL": backend_url, "MODEL_PROVIDER": "scripted"}
+        with process("test-session-agent", env | {"LOG_LEVEL": "warning"}, url):
+            for sessions in sizes:
+                result = asyncio.run(drive(url, sessions, turns, min(sessions, concurrency)))
+                if result.problems:
+                    raise RuntimeError(f"{len(result.problems)} broken conversations, e.g. {result.problems[:3]}")
+                out[str(sessions)] = result.summary()
+    return out

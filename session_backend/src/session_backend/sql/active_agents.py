@@ -1,0 +1,50 @@
+"""SQL for the active agent of a session: while set (and live), the session's turns go to that agent profile."""
+
+from .common import ACTIVE_AGENT_JSON, LIVE, LIVE_ACTIVE_AGENT
+
+# 9: one routing choice per session, stored so every agent-service replica routes the next turn the same way. It
+# goes with its session and with its profile (a deleted profile routes nothing).
+CREATE_ACTIVE_AGENTS = """
+CREATE TABLE IF NOT EXISTS session_active_agents (
+    session_id text PRIMARY KEY REFERENCES sessions (session_id) ON DELETE CASCADE,
+    agent_id   text NOT NULL REFERENCES agent_profiles (agent_id) ON DELETE CASCADE,
+    expires_at timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS session_active_agents_agent_idx ON session_active_agents (agent_id);
+CREATE INDEX IF NOT EXISTS session_active_agents_expires_idx
+    ON session_active_agents (expires_at) WHERE expires_at IS NOT NULL;
+"""
+
+# Set or replace; no row when the session is not live. $3: seconds until the choice lapses (NULL: until deleted).
+SET_ACTIVE_AGENT = f"""
+INSERT INTO session_active_agents AS aa (session_id, agent_id, expires_at, updated_at)
+SELECT s.session_id, $2,
+       CASE WHEN $3::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $3::float8) END, now()
+FROM sessions s WHERE s.session_id = $1 AND {LIVE}
+ON CONFLICT (session_id) DO UPDATE
+    SET agent_id = EXCLUDED.agent_id, expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at
+RETURNING {ACTIVE_AGENT_JSON}::text
+"""
+
+SELECT_ACTIVE_AGENT = f"""
+SELECT {ACTIVE_AGENT_JSON}::text FROM session_active_agents aa JOIN sessions s USING (session_id)
+WHERE aa.session_id = $1 AND {LIVE} AND {LIVE_ACTIVE_AGENT}
+"""
+
+DELETE_ACTIVE_AGENT = f"""
+DELETE FROM session_active_agents aa USING sessions s
+WHERE aa.session_id = $1 AND s.session_id = aa.session_id AND {LIVE} AND {LIVE_ACTIVE_AGENT}
+RETURNING 1
+"""
+
+# Per profile, the live sessions routed to it now (read once per metrics scrape).
+COUNT_BY_AGENT = f"""
+SELECT aa.agent_id, count(*) AS sessions FROM session_active_agents aa JOIN sessions s USING (session_id)
+WHERE {LIVE} AND {LIVE_ACTIVE_AGENT}
+GROUP BY aa.agent_id
+"""
+
+SWEEP_EXPIRED_ACTIVE_AGENTS = """
+DELETE FROM session_active_agents WHERE expires_at <= now()
+"""

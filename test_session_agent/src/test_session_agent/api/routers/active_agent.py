@@ -1,0 +1,43 @@
+"""`/api/v1/sessions/{session_id}/active-agent`: the agent profile a session's turns go to, stored in PostgreSQL.
+
+While set (and until its TTL runs out), every replica sends the session's turns to that profile; DELETE returns
+the session to its own. A manager profile sets it itself with the `handoff` tool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, HTTPException, Response
+
+from ..deps import Agents, OwnedSessionId
+from ..errors import PROBLEM_RESPONSES
+from ..schemas import ActiveAgentPublic, ActiveAgentSet
+
+router = APIRouter(prefix="/api/v1/sessions", tags=["active agent"], responses=PROBLEM_RESPONSES)
+
+# With access control on, another actor's session is 404 here as everywhere (`OwnedSessionId`).
+SessionId = OwnedSessionId
+
+
+@router.get("/{session_id}/active-agent", response_model=ActiveAgentPublic)
+async def get_active_agent(session_id: SessionId, agents: Agents) -> ActiveAgentPublic:
+    """The profile the session's turns go to (404: none set, lapsed, or no such session)."""
+    active = await asyncio.to_thread(agents.repository.get_active_agent, session_id)
+    if active is None:
+        raise HTTPException(404, f"session {session_id!r} has no active agent")
+    return ActiveAgentPublic.model_validate(active)
+
+
+@router.put("/{session_id}/active-agent", response_model=ActiveAgentPublic)
+async def set_active_agent(session_id: SessionId, body: ActiveAgentSet, agents: Agents) -> ActiveAgentPublic:
+    """Send the session's turns to the profile `agent_id` (422: no such profile), for `ttl_seconds` if given."""
+    active = await asyncio.to_thread(agents.repository.set_active_agent, session_id, body.agent_id, body.ttl_seconds)
+    return ActiveAgentPublic.model_validate(active)
+
+
+@router.delete("/{session_id}/active-agent", status_code=204)
+async def delete_active_agent(session_id: SessionId, agents: Agents) -> Response:
+    """Return the session to its own profile (404 when none is set)."""
+    await asyncio.to_thread(agents.repository.delete_active_agent, session_id)
+    return Response(status_code=204)
