@@ -271,3 +271,26 @@ def test_memories_routes(service: TestClient) -> None:
     assert_problem(service.post(path, json={"content": "x", "extra": 1}), 422)
     assert_problem(service.get("/api/v1/actors/bad%20id/memories"), 422, "actor_id")
     assert_problem(service.get(path, params={"limit": 0}), 422)
+
+
+def test_invoke_with_a_device_continues_its_session_of_that_profile(service: TestClient) -> None:
+    agent_id = create_profile(service)["agent_id"]
+    other_id = create_profile(service, name="Other")["agent_id"]
+    device, stranger = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def device_invoke(agent: str, prompt: str, dev: str, **fields: Any) -> Any:
+        return service.post(
+            f"/api/v1/agents/{agent}/invoke", json={"prompt": prompt} | fields, headers={"X-Device-ID": dev}
+        )
+
+    first = device_invoke(agent_id, "hello", device)
+    assert first.status_code == 200, first.text
+    session_id = first.json()["session_id"]
+    again = device_invoke(agent_id, "again", device)
+    assert again.json()["session_id"] == session_id and again.json()["status"]["conversation_length"] == 4
+    # another profile: the device's session of this profile is not taken over; a new one starts
+    assert device_invoke(other_id, "hi", device).json()["session_id"] != session_id
+    # another device never reaches it, and ids that are not UUIDs are refused
+    assert_problem(device_invoke(agent_id, "mine?", stranger, session_id=session_id), 404)
+    assert_problem(device_invoke(agent_id, "x", "not-a-uuid"), 422)
+    assert_problem(device_invoke(agent_id, "x", device, actor_id="someone-else"), 422)

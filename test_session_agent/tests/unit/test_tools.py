@@ -49,7 +49,7 @@ def test_current_time() -> None:
 
 
 def test_registry() -> None:
-    assert set(TOOLS) == {"calculator", "current_time"}
+    assert set(TOOLS) == {"calculator", "current_time", "handoff"}
     assert [t.tool_name for t in resolve_tools(["current_time", "calculator"])] == ["current_time", "calculator"]
     assert unknown_tools(["calculator", "shell", "rm"]) == ["shell", "rm"]
     with pytest.raises(KeyError, match="shell"):
