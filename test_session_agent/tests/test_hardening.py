@@ -220,3 +220,25 @@ def test_agent_service_refuses_a_body_over_its_limit_before_reading_it(service: 
     r = service.post("/process", content=huge, headers={"content-type": "application/json"})
     assert r.status_code == 413, r.text[:300]
     assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_first_turn_retried_with_its_idempotency_key_is_answered_from_its_session(service: Any) -> None:
+    key = uuid.uuid4().hex
+    first = service.post("/process", json={"prompt": "open an account"}, headers={"Idempotency-Key": key})
+    assert first.status_code == 200, first.text
+    again = service.post("/process", json={"prompt": "open an account"}, headers={"Idempotency-Key": key})
+    assert again.status_code == 200
+    assert again.json()["session_id"] == first.json()["session_id"]
+    assert again.json()["response"] == first.json()["response"] and again.json()["status"]["replayed"]
+
+
+def test_a_streamed_body_over_the_limit_is_413_problem(service: Any) -> None:
+    def chunks() -> Any:
+        yield b'{"prompt": "'
+        for _ in range(40):
+            yield b"x" * 65536
+        yield b'"}'
+
+    r = service.post("/process", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413, r.text[:300]
+    assert r.headers["content-type"].startswith("application/problem+json")

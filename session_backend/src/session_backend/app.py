@@ -19,7 +19,7 @@ from .errors import EXCEPTION_HANDLERS, UNAVAILABLE_ERRORS, problem
 from .middleware import BodySizeLimit
 from .migrations import MIGRATIONS, apply_migrations, current_version
 from .observability import BackendMetrics, bind_log_context, configure_logging
-from .routes import router
+from .routes import require_api_key, router
 from .settings import Settings, get_settings
 from .storage_routes import router as storage_router
 from .storage_store import StorageStore
@@ -116,7 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     metrics.instrument(app)
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
+    # Behind the bearer key like /v1: the gauges name agent profiles and cost a query per scrape.
+    @app.get("/metrics", tags=["health"], response_class=Response, dependencies=[Depends(require_api_key)])
     async def get_metrics(request: Request) -> Response:
         """Prometheus metrics: requests and latency per route, errors by kind, sweeps, database and pool gauges."""
         store: SessionStore = request.app.state.store

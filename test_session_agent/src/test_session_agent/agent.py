@@ -285,8 +285,16 @@ class SessionAgents:
         finally:
             lock.release()
 
-    def _acquire_lease(self, session_id: str, deadline: float, idempotency_key: str | None) -> dict[str, Any]:
+    def take_lease(
+        self, session_id: str, deadline: float, idempotency_key: str | None, owner: str | None = None
+    ) -> dict[str, Any]:
         """Take the session's lease, retrying while another writer holds it, until `deadline` (monotonic s).
+
+        Args:
+            session_id: the session.
+            deadline: when to give up (monotonic seconds); one attempt is made even when it has passed.
+            idempotency_key: the turn's Idempotency-Key (the lease then carries that key's stored answer).
+            owner: the lease owner; default: this process's (`self.owner`).
 
         Raises:
             SessionBusyError: another writer still held it at the deadline.
@@ -298,7 +306,11 @@ class SessionAgents:
             reraise=True,
         )
         return retrying(
-            self.repository.acquire_lease, session_id, self.owner, self.settings.lease_ttl_seconds, idempotency_key
+            self.repository.acquire_lease,
+            session_id,
+            owner or self.owner,
+            self.settings.lease_ttl_seconds,
+            idempotency_key,
         )
 
     def _turn_or_stateless(
@@ -375,7 +387,7 @@ class SessionAgents:
         require_actor: bool = False,
     ) -> TurnResult:
         self.release_pending()
-        lease = self._acquire_lease(session_id, deadline, idempotency_key)
+        lease = self.take_lease(session_id, deadline, idempotency_key)
         started = time.perf_counter()
         if require_actor and lease.get("incarnation") is not None and lease.get("actor_id") != actor_id:
             # Checked before a replay: another device's Idempotency-Key must not return its answer either.
@@ -386,7 +398,7 @@ class SessionAgents:
             self._release(session_id)
             logger.debug("session_id=<%s> | idempotent retry answered from the stored turn", session_id)
             return TurnResult.from_record(session_id, lease["turn"], started, replayed=True)
-        renewal = _LeaseRenewal(self.repository, session_id, self.owner, self.settings.lease_ttl_seconds)
+        renewal = LeaseRenewal(self.repository, session_id, self.owner, self.settings.lease_ttl_seconds)
         turn_id = uuid.uuid4().hex
         entry = self._take(session_id)
         try:
@@ -567,7 +579,7 @@ class SessionAgents:
                 self.drop(session_id)
 
 
-class _LeaseRenewal:
+class LeaseRenewal:
     """Renews a lease every third of its TTL on a timer thread until stopped (a turn may outlast one TTL)."""
 
     def __init__(self, repository: PostgreSQLSessionRepository, session_id: str, owner: str, ttl: float) -> None:
@@ -586,7 +598,9 @@ class _LeaseRenewal:
                 logger.warning("session_id=<%s> | lease renewal failed", session_id)
 
     def stop(self) -> None:
+        """Stop renewing; waits for a renewal in flight, so none lands after the lease is released."""
         self._stop.set()
+        self._thread.join()
 
 
 def _fingerprint(profile: AgentProfile | None, actor_id: str | None) -> tuple[str | None, ...]:

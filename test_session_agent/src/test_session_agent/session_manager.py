@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import Any
 
 from strands.bidi.agent import BidiAgent
@@ -203,10 +204,19 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             self._bidi_synced_state[agent.agent_id] = state
 
     def _begin_batch(self, event: BeforeInvocationEvent) -> None:
-        if self.batch_writes:
-            # Writes of an earlier invocation whose commit found the backend down go first: storage catches up
-            # with what the agent holds in memory.
-            self._pending, self._unsent = self._unsent, []
+        if not self.batch_writes:
+            return
+        if self._unsent and self.unresolved_turn_id is not None:
+            # The last commit was sent but unanswered: learn whether it landed before sending its writes again (a
+            # landed one resent would meet its own new agent version and be refused for good).
+            record = self.resolve_turn(self.session_id, self.unresolved_turn_id)
+            self.unresolved_turn_id = None
+            if record is not None and record["status"] == "committed":
+                self._unsent = []
+                self.read_agent(self.session_id, event.agent.agent_id)  # the version that commit wrote
+        # Writes of an earlier invocation whose commit found the backend down go first: storage catches up with
+        # what the agent holds in memory.
+        self._pending, self._unsent = self._unsent, []
 
     def _end_batch(self, event: AfterInvocationEvent) -> None:
         pending, self._pending = self._pending, None
@@ -214,8 +224,11 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             return
         messages = event.agent.messages
         last = messages[-1] if messages else None
+        # A caller recording turns (the agent service) answers a failed invocation with an error, so none of it
+        # may be stored, let alone recorded as the answer to its Idempotency-Key.
         answered = event.result is not None or (
-            last is not None
+            self.turn is None
+            and last is not None
             and (last["role"] == "assistant" or any("toolResult" in block for block in last["content"]))
         )
         if not answered:
@@ -226,15 +239,14 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             # Every committed turn bumps the agent's version, so a writer holding a stale copy is refused (412).
             pending.append({"op": "update_agent", "agent": SessionAgent.from_agent(event.agent).to_dict()})
         operations = _coalesce(pending, self._agent_versions, self.session_id)
-        turn = None
-        if self.turn is not None:
-            result = event.result
-            answer = {
-                "response": str(result).strip() if result is not None else "",
-                "conversation_length": len(messages),
-                "usage": dict(result.metrics.accumulated_usage) if result is not None else {},
-            }
-            turn = self.turn | {"result": answer}
+        # Every batch names its turn, so that a commit whose answer is lost can be resolved (`_begin_batch`).
+        result = event.result
+        answer = {
+            "response": str(result).strip() if result is not None else "",
+            "conversation_length": len(messages),
+            "usage": dict(result.metrics.accumulated_usage) if result is not None else {},
+        }
+        turn = (self.turn or {"turn_id": uuid.uuid4().hex, "idempotency_key": None}) | {"result": answer}
         try:
             self.apply_batch(
                 self.session_id,
@@ -246,7 +258,7 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             )
         except BackendUnavailableError:
             self._unsent = pending
-            self.unresolved_turn_id = turn["turn_id"] if turn is not None else None
+            self.unresolved_turn_id = turn["turn_id"]
             raise
 
     def create_message(self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any) -> None:

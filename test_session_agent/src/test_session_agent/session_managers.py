@@ -87,6 +87,9 @@ def build_session_manager(
             repository.create_session(session, actor_id=actor_id, metadata={"session_manager": "snapshot"})
         except SessionConflictError:
             pass  # created meanwhile by another request
+        else:
+            # A new life of this id: snapshots left by an earlier, expired one (whoever owned it) must not come back.
+            asyncio.run(delete_snapshots(settings, session_id))
     return ServiceSnapshotSessionManager(
         session_id, storage=_storage(settings), snapshot_trigger=_checkpoint_always, bidi_agent_save_latest_on="message"
     )

@@ -41,7 +41,7 @@ def agents() -> Iterator[SessionAgents]:
 def test_lease_is_retried_with_growing_waits(agents: SessionAgents) -> None:
     repository = BusyRepository(busy_for=3)
     agents.repository = repository  # type: ignore[assignment]
-    lease = agents._acquire_lease("s", deadline=time.monotonic() + 5, idempotency_key=None)
+    lease = agents.take_lease("s", deadline=time.monotonic() + 5, idempotency_key=None)
     assert lease["owner"] == agents.owner
     waits = [b - a for a, b in zip(repository.attempts, repository.attempts[1:], strict=False)]
     assert len(waits) == 3
@@ -53,7 +53,7 @@ def test_lease_gives_up_at_the_deadline(agents: SessionAgents) -> None:
     agents.repository = repository  # type: ignore[assignment]
     started = time.monotonic()
     with pytest.raises(SessionBusyError):
-        agents._acquire_lease("s", deadline=started + 0.3, idempotency_key=None)
+        agents.take_lease("s", deadline=started + 0.3, idempotency_key=None)
     assert 0.3 <= time.monotonic() - started < 1.0
     assert len(repository.attempts) > 3
 
@@ -61,4 +61,4 @@ def test_lease_gives_up_at_the_deadline(agents: SessionAgents) -> None:
 def test_a_passed_deadline_still_tries_once(agents: SessionAgents) -> None:
     repository = BusyRepository(busy_for=0)
     agents.repository = repository  # type: ignore[assignment]
-    assert agents._acquire_lease("s", deadline=time.monotonic() - 1, idempotency_key=None)["owner"] == agents.owner
+    assert agents.take_lease("s", deadline=time.monotonic() - 1, idempotency_key=None)["owner"] == agents.owner

@@ -40,15 +40,31 @@ async def get_app_settings(request: Request) -> AgentSettings:
 
 
 Agents = Annotated[SessionAgents, Depends(get_agents)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        pattern=r"^[\x21-\x7e]{1,256}$",
-        description="A retry with the same key on the same session returns the first answer and stores nothing.",
-    ),
-]
 Settings = Annotated[AgentSettings, Depends(get_app_settings)]
+
+
+async def get_idempotency_key(
+    settings: Settings,
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=r"^[\x21-\x7e]{1,256}$",
+            description="A retry with the same key on the same session returns the first answer and stores nothing.",
+        ),
+    ] = None,
+) -> str | None:
+    """The request's `Idempotency-Key` (1-256 printable ASCII characters).
+
+    Raises:
+        HTTPException: 422 with `SESSION_MANAGER=snapshot`, whose snapshots record no turns to answer a retry from.
+    """
+    if key is not None and settings.session_manager != "repository":
+        raise HTTPException(422, "Idempotency-Key needs SESSION_MANAGER=repository (snapshot sessions record no turns)")
+    return key
+
+
+IdempotencyKey = Annotated[str | None, Depends(get_idempotency_key)]
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
+from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import problem
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class BodySizeLimit:
@@ -44,7 +41,8 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    # Inside a route (FastAPI reading the body) an HTTPException becomes the 413 problem itself.
+                    raise HTTPException(413, f"request body is larger than {self.max_bytes} bytes")
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -54,9 +52,10 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(scope, receive, send)
+        except HTTPException as e:
+            if e.status_code != 413 or started:
+                raise
+            await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         await problem(413, f"request body is larger than {self.max_bytes} bytes")(scope, receive, send)

@@ -181,7 +181,7 @@ async def invoke(
         actor_id=turn.actor_id,
         idempotency_key=idempotency_key,
         profile=turn.profile,
-        require_actor=device_id is not None,
+        require_actor=device_id is not None or caller is not None,
     )
     if not result.session_managed:
         response.headers[DEGRADED_HEADER] = "stateless"
@@ -210,7 +210,7 @@ async def invoke_streaming(
             on_text=on_text,
             idempotency_key=idempotency_key,
             profile=turn.profile,
-            require_actor=device_id is not None,
+            require_actor=device_id is not None or caller is not None,
         ),
         lambda result: _invoke_response(turn, result, settings),
         headers={DEGRADED_HEADER: "stateless"} if agents.degraded() else None,

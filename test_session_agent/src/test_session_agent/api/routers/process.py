@@ -26,6 +26,8 @@ from ..errors import PROBLEM_RESPONSES
 from ..schemas import ProcessRequest, ProcessResponse
 from ..turns import DEGRADED_HEADER, SSE_RESPONSES, check_prompt, turn_status, turn_stream
 
+_NEW_SESSION_NAMESPACE = uuid.UUID("5f0b6c1e-2b7a-4f43-9d0e-6a1f3c2d9e10")
+
 router = APIRouter(tags=["process"], responses=PROBLEM_RESPONSES)
 
 
@@ -35,10 +37,12 @@ async def _turn_target(
     agents: SessionAgents,
     caller: CallerIdentity | None,
     device_id: uuid.UUID | None,
+    idempotency_key: str | None = None,
 ) -> tuple[str, str | None]:
     """The turn's session and actor; refuses bad turns before any work.
 
-    Without a device: the session named, else a new id; the key's actor, else the body's. With `X-Device-ID`: the
+    Without a device: the session named, else a new id (derived from the Idempotency-Key when there is one); the
+    key's actor, else the body's. With `X-Device-ID`: the
     device is the actor (with access control on, the key must stand for that device), and without a session_id its
     current live session goes on (a new one when it has none); the turn's lease refuses another actor's session.
 
@@ -49,6 +53,10 @@ async def _turn_target(
     if device_id is None:
         actor_id = actor_of(caller, body.actor_id)
         if body.session_id is None:
+            # With an Idempotency-Key the new session's id follows from it, so a retry of a first turn whose answer
+            # was lost finds that turn (and its answer) instead of starting a second session.
+            if idempotency_key is not None:
+                return uuid.uuid5(_NEW_SESSION_NAMESPACE, f"{actor_id}\x00{idempotency_key}").hex, actor_id
             return uuid.uuid4().hex, actor_id
         await require_owned_session(agents, body.session_id, caller, must_exist=False)
         return body.session_id, actor_id
@@ -79,14 +87,14 @@ async def process(
     With `X-Device-ID`, another device's session is 404. A turn answered without a session (backend down,
     `SESSION_FALLBACK=stateless`) has `status.session_managed: false` and `X-Session-Degraded: stateless`.
     """
-    session_id, actor_id = await _turn_target(body, settings, agents, caller, device_id)
+    session_id, actor_id = await _turn_target(body, settings, agents, caller, device_id, idempotency_key)
     with log_context(session_id=session_id, actor_id=actor_id, device_id=actor_id if device_id else None):
         result = await agents.run_turn(
             session_id,
             body.prompt,
             actor_id=actor_id,
             idempotency_key=idempotency_key,
-            require_actor=device_id is not None,
+            require_actor=device_id is not None or caller is not None,
         )
     if not result.session_managed:
         response.headers[DEGRADED_HEADER] = "stateless"
@@ -108,7 +116,7 @@ async def process_streaming(
     `X-Device-ID` as in `/process`. A stateless answer says so in `done` (`status.session_managed: false`); the
     `X-Session-Degraded` header is set when the service already knew the backend was down as the stream began.
     """
-    session_id, actor_id = await _turn_target(body, settings, agents, caller, device_id)
+    session_id, actor_id = await _turn_target(body, settings, agents, caller, device_id, idempotency_key)
 
     def start(on_text: TextCallback) -> asyncio.Task[TurnResult]:
         # The turn's task is created in the request's log context (session, actor and device ids on its lines).
@@ -120,7 +128,7 @@ async def process_streaming(
                     actor_id=actor_id,
                     on_text=on_text,
                     idempotency_key=idempotency_key,
-                    require_actor=device_id is not None,
+                    require_actor=device_id is not None or caller is not None,
                 )
             )
 

@@ -21,8 +21,8 @@ from strands.bidi.agent import BidiAgent
 from strands.bidi.types.events import BidiResponseStopEvent, BidiTextDeltaEvent, BidiTranscriptDeltaEvent
 from strands.types.exceptions import SessionException
 
-from ...agent import AGENT_ID, LEASE_FIRST_WAIT, LEASE_MAX_WAIT, SessionAgents
-from ...exceptions import SessionBusyError
+from ...agent import AGENT_ID, LeaseRenewal, SessionAgents
+from ...exceptions import SessionNotFoundError
 from ...models.factory import build_bidi_model
 from ...session_managers import build_session_manager
 from ..deps import Caller, actor_of, require_owned_session
@@ -59,12 +59,17 @@ async def bidi_session(websocket: WebSocket, session_id: str, caller: Caller) ->
         await _fail(websocket, session_id, *status_of(e))
         return
     owner = f"{agents.owner}:ws:{uuid.uuid4().hex[:12]}"
+    deadline = time.monotonic() + agents.settings.session_wait_seconds
     try:
-        await _acquire_lease(agents, session_id, owner)
+        lease = await asyncio.to_thread(agents.take_lease, session_id, deadline, None, owner)
+        if caller is not None and lease.get("incarnation") is not None and lease.get("actor_id") != actor_id:
+            # Checked under the lease: the session may have been created by another actor since the check above.
+            await asyncio.to_thread(agents.repository.release_lease, session_id, owner)
+            raise SessionNotFoundError(f"session {session_id!r} not found")
     except SessionException as e:
         await _fail(websocket, session_id, *status_of(e))
         return
-    renewal = asyncio.create_task(_renew_lease(agents, session_id, owner))
+    renewal = LeaseRenewal(agents.repository, session_id, owner, agents.settings.lease_ttl_seconds)
     agent: BidiAgent | None = None
     try:
         agent = await asyncio.to_thread(_build_agent, agents, session_id, owner, actor_id)
@@ -80,7 +85,7 @@ async def bidi_session(websocket: WebSocket, session_id: str, caller: Caller) ->
         if agent is not None:
             with contextlib.suppress(Exception):
                 await agent.stop()  # the session managers store the agent here, under the lease
-        renewal.cancel()
+        await asyncio.to_thread(renewal.stop)
         with contextlib.suppress(SessionException):
             await asyncio.to_thread(agents.repository.release_lease, session_id, owner)
         agents.drop(session_id)  # a cached /process agent of this session is now behind
@@ -155,39 +160,6 @@ async def _converse(websocket: WebSocket, agent: BidiAgent, agents: SessionAgent
         task.result()  # a failure of the agent or the socket surfaces here
     with contextlib.suppress(Exception):
         await websocket.close()
-
-
-async def _acquire_lease(agents: SessionAgents, session_id: str, owner: str) -> None:
-    """Take the session's lease, waiting (backing off) while a turn or another connection holds it.
-
-    Raises:
-        SessionBusyError: still held by another writer after `SESSION_WAIT_SECONDS`.
-    """
-    deadline = time.monotonic() + agents.settings.session_wait_seconds
-    wait = LEASE_FIRST_WAIT
-    while True:
-        try:
-            await asyncio.to_thread(
-                agents.repository.acquire_lease, session_id, owner, agents.settings.lease_ttl_seconds
-            )
-            return
-        except SessionBusyError:
-            if time.monotonic() + wait > deadline:
-                raise
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, LEASE_MAX_WAIT)
-
-
-async def _renew_lease(agents: SessionAgents, session_id: str, owner: str) -> None:
-    """Renew the lease every third of its TTL while the connection lasts."""
-    ttl = agents.settings.lease_ttl_seconds
-    while True:
-        await asyncio.sleep(ttl / 3)
-        try:
-            await asyncio.to_thread(agents.repository.acquire_lease, session_id, owner, ttl)
-        except SessionException:
-            # Lost or unreachable: the connection's fenced writes will be refused, ending it with an error.
-            logger.warning("session_id=<%s> | lease renewal failed", session_id)
 
 
 async def _fail(websocket: WebSocket, session_id: str, status: int, detail: str) -> None:
