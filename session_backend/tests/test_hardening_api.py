@@ -85,6 +85,41 @@ def test_batch_refuses_timestamps_a_single_create_refuses(client: TestClient) ->
     assert client.get(f"/v1/sessions/{sid}/agents/a/messages").json() == []
 
 
+@pytest.mark.parametrize(
+    "stamp",
+    ["9999-12-31T23:59:59.999999", "0001-01-01T00:00:00", "0001-01-01T00:30:00+01:00", "9999-12-31T23:00:00-02:00"],
+)
+def test_timestamps_the_database_cannot_keep_are_422(client: TestClient, stamp: str) -> None:
+    """datetime.min/max would be stored as -infinity/infinity (read back as null); others overflow once in UTC."""
+    sid = f"h-{uuid.uuid4().hex[:12]}"
+    assert_problem(client.post("/v1/sessions", json={"session_id": sid, "created_at": stamp}), 422)
+    assert client.get(f"/v1/sessions/{sid}").status_code == 404
+    sid = new_session(client)
+    assert client.post(f"/v1/sessions/{sid}/agents", json={"agent_id": "a"}).status_code == 201
+    bad = {"message_id": 0, "message": {"role": "user", "content": [{"text": "hi"}]}, "updated_at": stamp}
+    assert_problem(client.post(f"/v1/sessions/{sid}/agents/a/messages", json=bad), 422)
+    batch = {"operations": [{"op": "create_message", "agent_id": "a", "message": bad}]}
+    assert_problem(client.post(f"/v1/sessions/{sid}/batch", json=batch), 422)
+    assert client.get(f"/v1/sessions/{sid}/agents/a/messages").json() == []
+
+
+def test_timestamps_just_inside_the_range_come_back_as_sent(client: TestClient) -> None:
+    sid = f"h-{uuid.uuid4().hex[:12]}"
+    stamp = "9999-12-31T23:59:59.999998+00:00"
+    r = client.post("/v1/sessions", json={"session_id": sid, "created_at": stamp, "updated_at": stamp})
+    assert r.status_code == 201, r.text
+    assert r.json()["created_at"] == stamp
+
+
+def test_metadata_jsonb_cannot_hold_is_422(client: TestClient) -> None:
+    """Integers beyond 64 bits pass JSON parsing but not the jsonb codec: 422, never 500."""
+    sid = f"h-{uuid.uuid4().hex[:12]}"
+    body = '{"session_id": "' + sid + '", "metadata": {"n": ' + "9" * 30 + "}}"
+    r = client.post("/v1/sessions", content=body, headers={"content-type": "application/json"})
+    assert_problem(r, 422)
+    assert client.get(f"/v1/sessions/{sid}").status_code == 404
+
+
 def test_put_agent_without_strands_fields_is_422_and_the_agent_stays_readable(client: TestClient) -> None:
     sid = new_session(client)
     assert client.post(f"/v1/sessions/{sid}/agents", json={"agent_id": "a"}).status_code == 201

@@ -41,6 +41,7 @@ from .schemas import (
 )
 from .settings import Settings
 from .store import SessionStore, StoredAgent
+from .validators import json_size
 
 JSON = "application/json"
 _bearer = HTTPBearer(auto_error=False)
@@ -115,7 +116,11 @@ router = APIRouter(
 @router.post("/sessions", status_code=201, response_model=SessionPublic)
 async def create_session(body: SessionCreate, store: Store) -> Response:
     """Create a session (409 when a live one has that id, 413 when its metadata is over `MAX_METADATA_BYTES`)."""
-    if len(orjson.dumps(body.metadata)) > MAX_METADATA_BYTES:
+    try:
+        size = json_size(body.metadata)
+    except ValueError as e:
+        raise HTTPException(422, f"metadata: {e}") from e
+    if size > MAX_METADATA_BYTES:
         raise HTTPException(413, f"session metadata is larger than {MAX_METADATA_BYTES} bytes")
     text = await store.create_session(
         body.session_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -23,6 +23,27 @@ Identifier = Annotated[
 ]
 """1 to 256 characters from `A-Z a-z 0-9 . _ : @ + = -`, not `.` or `..` (README.md, Session backend API)."""
 
+
+def _storable_timestamp(value: datetime) -> datetime:
+    """Return `value` in UTC when PostgreSQL stores it as that instant.
+
+    Raises:
+        ValueError: it falls outside years 1 to 9999 once in UTC, or it is `datetime.min`/`datetime.max`, which the
+            driver would store as -infinity/infinity (read back as null).
+    """
+    try:
+        utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as e:
+        raise ValueError("timestamp is outside years 1 to 9999 in UTC") from e
+    naive = utc.replace(tzinfo=None)
+    if naive in (datetime.min, datetime.max):
+        raise ValueError("timestamp must lie strictly between years 1 and 9999 (the extremes mean infinity)")
+    return utc
+
+
+Timestamp = Annotated[datetime, AfterValidator(_storable_timestamp)]
+"""An ISO 8601 instant (no offset means UTC), strictly inside years 1 to 9999 in UTC."""
+
 MessageId = Annotated[int, Field(ge=0, le=2_147_483_647)]
 JsonObject = dict[str, Any]
 
@@ -36,8 +57,8 @@ class SessionCreate(_Body):
 
     session_id: Identifier
     session_type: Annotated[str, StringConstraints(pattern=r"^[A-Z_]{1,64}$")] = "AGENT"
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
+    created_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
     actor_id: Identifier | None = None
     metadata: JsonObject = Field(default_factory=dict)
     ttl_seconds: Annotated[int, Field(ge=1, le=10 * 365 * 24 * 3600)] | None = None
@@ -87,8 +108,8 @@ class AgentBody(_Body):
     state: JsonObject = Field(default_factory=dict)
     conversation_manager_state: JsonObject = Field(default_factory=dict)
     internal_state: JsonObject = Field(default_factory=dict, alias="_internal_state")
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
+    created_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
 
 
 class AgentUpdate(AgentBody):
@@ -113,8 +134,8 @@ class MessageBody(_Body):
     message_id: MessageId
     message: JsonObject
     redact_message: JsonObject | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
+    created_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
 
 
 class MessagePublic(MessageBody):
