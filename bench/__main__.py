@@ -16,6 +16,7 @@ from . import (
     local_model,
     memory_search,
     restore,
+    scale,
     sessions_load,
     snapshot,
     throughput,
@@ -32,6 +33,7 @@ TARGETS = {
     "memory_search": "",
     "snapshot": "",  # reported against LocalFileStorage, no target yet
     "sessions_load": "every conversation complete and independent",
+    "scale": "",  # measured, no target: how far more processes go on this machine, and why it stops
 }
 
 
@@ -72,6 +74,8 @@ def main() -> int:
         results["snapshot"] = snapshot.run(messages=2_000 if quick else 10_000, samples=3 if quick else 5)
     if "sessions_load" in wanted:
         results["sessions_load"] = sessions_load.run(sizes=(100, 300) if quick else (100, 1_000))
+    if "scale" in wanted:
+        results["scale"] = scale.run(seconds=2 if quick else 5, sessions=60 if quick else 200)
     results["seconds"] = time.perf_counter() - started
     report(results)
     out = ROOT / ".data" / "bench" / "latest.json"
@@ -220,7 +224,36 @@ def report(results: dict[str, Any]) -> None:
                     ratio=r["turns_per_s"] / smallest["turns_per_s"],  # higher is better
                 )
             )
+    if "scale" in results:
+        r = results["scale"]
+        one = r["appends"][0]["appends_per_s"]
+        for a in r["appends"]:
+            rows.append(
+                row(
+                    f"scale: appends/s at 64 clients, {a['workers']} backend worker(s) (p99 {a['p99_ms']:.0f} ms), "
+                    "vs 1 worker",
+                    a["appends_per_s"],
+                    one,
+                    ratio=a["appends_per_s"] / one,  # higher is better
+                )
+            )
+        single = r["turns"][0]["turns_per_s"]
+        for t in r["turns"]:
+            rows.append(
+                row(
+                    f"scale: turns/s, {t['agent_processes']} agent process(es) (p50 {t['p50_ms']:.0f} ms), vs 1",
+                    t["turns_per_s"],
+                    single,
+                    ratio=t["turns_per_s"] / single,  # higher is better
+                )
+            )
     print_table("Benchmarks (medians; baseline = FileSessionManager / raw pgbench INSERT, same run)", rows)
+    if "scale" in results:
+        print(f"\nWhere the time went ({results['scale']['cores']} cores; CPU cores busy per process group):")
+        for a in results["scale"]["appends"]:
+            print(f"  {a['workers']} backend worker(s): {a['cpu_cores']}; PostgreSQL waits: {a['postgres_waits']}")
+        for t in results["scale"]["turns"]:
+            print(f"  {t['agent_processes']} agent process(es): {t['cpu_cores']}")
     if "memory" in results:
         print("\nRSS by sessions served (MB):", results["memory"]["rss_mb"])
 

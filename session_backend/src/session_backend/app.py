@@ -52,7 +52,12 @@ async def _connect(settings: Settings, dsn: str) -> asyncpg.Pool:
         reraise=True,
     ):
         with attempt:
-            pool = await create_pool(dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+            pool = await create_pool(
+                dsn,
+                min_size=settings.pool_min_size,
+                max_size=settings.pool_max_size,
+                statement_cache_size=0 if settings.pgbouncer else 100,
+            )
             async with pool.acquire() as conn:
                 await apply_migrations(conn)
     return pool

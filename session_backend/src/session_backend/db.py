@@ -30,13 +30,17 @@ async def _reset_connection(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 20, statement_cache_size: int = 100
+) -> asyncpg.Pool:
     """Create the process's asyncpg pool.
 
     Args:
         dsn: `postgresql://` URL of the server.
         min_size: connections opened up front.
         max_size: upper bound of concurrent connections.
+        statement_cache_size: named prepared statements kept per connection (asyncpg's default, 100); 0 for
+            PgBouncer in transaction mode, where every statement is then prepared unnamed in its own transaction.
 
     Returns:
         An open pool whose connections use UTC and decode jsonb with orjson.
@@ -52,6 +56,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asy
         reset=_reset_connection,
         server_settings={"timezone": "UTC", "application_name": "session-backend"},
         command_timeout=30,
+        statement_cache_size=statement_cache_size,
     )
     assert pool is not None
     return pool

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     read_timeout_seconds: float = Field(default=15.0, gt=0, validation_alias="SESSION_BACKEND_READ_TIMEOUT_SECONDS")
     max_connections: int = Field(default=1024, ge=1, validation_alias="SESSION_BACKEND_MAX_CONNECTIONS")
     log_level: str = Field(default="info", validation_alias="LOG_LEVEL")
+    # DATABASE_URL points at PgBouncer in transaction pooling mode: a server connection changes hands between
+    # transactions, so asyncpg must not keep named prepared statements on it (README, Running at scale).
+    pgbouncer: bool = Field(default=False, validation_alias="SESSION_BACKEND_PGBOUNCER")
     log_format: Literal["text", "json"] = Field(default="text", validation_alias="LOG_FORMAT")
 
     @field_validator("database_url", "api_key")

@@ -1,0 +1,209 @@
+"""Scale-out on one machine: backend appends/s at 64 clients with 1, 2 and 4 worker processes, and agent turns/s
+with 1 and 2 agent-service processes, all against one PostgreSQL. Each run says where the time went: CPU seconds per
+second of the backend, PostgreSQL, the load generator and the agent processes, and what PostgreSQL's sessions were
+waiting on (sampled from pg_stat_activity), so the point where it stops scaling has a reason."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from session_backend.testing import free_port
+
+from . import sessions_load, throughput
+from .common import backend, process, scratch_database
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def _trees(pids: tuple[int, ...]) -> list[psutil.Process]:
+    return [p for pid in pids for p in _tree(pid)]
+
+
+async def _drive_split(
+    urls: list[str], total: int, turns_each: int, concurrency: int
+) -> list[sessions_load.LoadResult]:
+    """`total` conversations split evenly over the agent processes at `urls`, as a load balancer would."""
+    share, slots = total // len(urls), max(1, concurrency // len(urls))
+    return list(await asyncio.gather(*(sessions_load.drive(u, share, turns_each, slots) for u in urls)))
+
+
+def _postgres() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
+
+
+def _cpu_by_pid(processes: list[psutil.Process]) -> dict[int, float]:
+    out = {}
+    for p in processes:
+        try:
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return out
+
+
+@contextmanager
+def _cpu_meter(groups: dict[str, Callable[[], list[psutil.Process]]]) -> Iterator[dict[str, float]]:
+    """Yields a dict filled, when the block ends, with each group's CPU cores used (CPU seconds per wall second).
+
+    Each group's processes are found again at the end (a process started meanwhile counts whole); the load
+    generator is this process plus the children it waited for (wrk)."""
+    before = {name: _cpu_by_pid(find()) for name, find in groups.items()}
+    own = os.times()
+    started = time.perf_counter()
+    out: dict[str, float] = {}
+    yield out
+    wall = time.perf_counter() - started
+    for name, find in groups.items():
+        after = _cpu_by_pid(find())
+        out[name] = round(sum(cpu - before[name].get(pid, 0.0) for pid, cpu in after.items()) / wall, 2)
+    now = os.times()
+    used = (now.user + now.system + now.children_user + now.children_system) - (
+        own.user + own.system + own.children_user + own.children_system
+    )
+    out["load_generator"] = round(used / wall, 2)
+    out["all"] = round(sum(out.values()), 2)
+
+
+@contextmanager
+def _waits(database_url: str) -> Iterator[collections.Counter[str]]:
+    """Samples every 50 ms what this database's active PostgreSQL sessions wait on (`CPU` when not waiting)."""
+    import asyncpg
+
+    counts: collections.Counter[str] = collections.Counter()
+    stop = threading.Event()
+    database = database_url.rsplit("/", 1)[1].split("?")[0]
+
+    async def sample() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            while not stop.is_set():
+                rows = await conn.fetch(
+                    "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS w FROM pg_stat_activity "
+                    "WHERE datname = $1 AND state = 'active' AND pid <> pg_backend_pid()",
+                    database,
+                )
+                counts.update(r["w"] for r in rows)
+                await asyncio.sleep(0.05)
+        finally:
+            await conn.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(sample()), daemon=True)
+    thread.start()
+    try:
+        yield counts
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _top(counts: collections.Counter[str], n: int = 3) -> str:
+    total = sum(counts.values()) or 1
+    return ", ".join(f"{name} {100 * c / total:.0f}%" for name, c in counts.most_common(n))
+
+
+def appends(workers: tuple[int, ...] = (1, 2, 4), clients: int = 64, seconds: int = 5) -> list[dict[str, Any]]:
+    """wrk at `clients` connections against a backend with each number of worker processes (fresh database each)."""
+    rows = []
+    for n in workers:
+        with scratch_database() as database_url, tempfile.TemporaryDirectory() as work:
+            throughput._seed(database_url, threads=2)
+            with backend(database_url, workers=n) as url:
+                backend_pid = _listener_pid(url)
+                groups: dict[str, Callable[[], list[psutil.Process]]] = {
+                    "backend": functools.partial(_tree, backend_pid),
+                    "postgres": _postgres,
+                }
+                with _waits(database_url) as waits, _cpu_meter(groups) as cpu:
+                    result = throughput._wrk(url, clients, seconds, Path(work))
+            rows.append(
+                {
+                    "workers": n,
+                    "appends_per_s": round(result["tps"], 1),
+                    "p50_ms": round(result["p50_ms"], 1),
+                    "p99_ms": round(result["p99_ms"], 1),
+                    "failed": result["failed"],
+                    "cpu_cores": cpu,
+                    "postgres_waits": _top(waits),
+                }
+            )
+    return rows
+
+
+def _listener_pid(url: str) -> int:
+    """The pid of the service listening at `url`: its topmost process (the supervisor when it has workers)."""
+    port = int(url.rsplit(":", 1)[1])
+    for conn in psutil.net_connections("tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+            proc = psutil.Process(conn.pid)
+            while (parent := proc.parent()) is not None and any("session" in part for part in parent.cmdline()):
+                proc = parent
+            return int(proc.pid)
+    raise RuntimeError(f"no process listens on {url}")
+
+
+def turns(
+    agents: tuple[int, ...] = (1, 2), sessions: int = 200, turns_each: int = 3, concurrency: int = 64
+) -> list[dict[str, Any]]:
+    """Agent turns/s (scripted model, every turn committed) with 1 and 2 agent-service processes on one backend
+    (2 workers), conversations split evenly between the processes as a load balancer would."""
+    rows = []
+    for n in agents:
+        with scratch_database() as database_url, backend(database_url, workers=2) as backend_url, ExitStack() as stack:
+            urls = []
+            pids = []
+            for _ in range(n):
+                port = free_port()
+                url = f"http://127.0.0.1:{port}"
+                env = {"PORT": str(port), "SESSION_BACKEND_URL": backend_url, "MODEL_PROVIDER": "scripted"}
+                proc = stack.enter_context(process("test-session-agent", env | {"LOG_LEVEL": "warning"}, url))
+                urls.append(url)
+                pids.append(proc.pid)
+            backend_pid = _listener_pid(backend_url)
+
+            asyncio.run(
+                _drive_split(urls, 20 * n, turns_each, concurrency)
+            )  # warm-up: model objects, pools, agent caches
+            groups: dict[str, Callable[[], list[psutil.Process]]] = {
+                "agents": functools.partial(_trees, tuple(pids)),
+                "backend": functools.partial(_tree, backend_pid),
+                "postgres": _postgres,
+            }
+            with _cpu_meter(groups) as cpu:
+                started = time.perf_counter()
+                results = asyncio.run(_drive_split(urls, sessions, turns_each, concurrency))
+                wall = time.perf_counter() - started
+            problems = [p for r in results for p in r.problems]
+            if problems:
+                raise RuntimeError(f"{len(problems)} broken conversations, e.g. {problems[:3]}")
+            latencies = sorted(ms for r in results for ms in r.latencies_ms)
+            rows.append(
+                {
+                    "agent_processes": n,
+                    "turns_per_s": round(sum(r.turns for r in results) / wall, 1),
+                    "p50_ms": round(latencies[len(latencies) // 2], 1),
+                    "p99_ms": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
+                    "cpu_cores": cpu,
+                }
+            )
+    return rows
+
+
+def run(seconds: int = 5, sessions: int = 200) -> dict[str, Any]:
+    """Both scale-out tables."""
+    return {"cores": os.cpu_count(), "appends": appends(seconds=seconds), "turns": turns(sessions=sessions)}
