@@ -97,6 +97,39 @@ def backend_client(
     return httpx.AsyncClient(**options) if asynchronous else httpx.Client(**options)
 
 
+class BackendClientOwner:
+    """Base of the backend clients: holds their `httpx.Client`.
+
+    Either one it built (closed by `close()`) or the caller's (left open; given `api_key`, its `Authorization`
+    header is set).
+    """
+
+    _client: httpx.Client
+    _owns_client: bool
+    _retries: int
+
+    def _adopt_client(
+        self,
+        client: httpx.Client | None,
+        base_url: str,
+        api_key: str | None,
+        timeout: float | httpx.Timeout,
+        retries: int,
+    ) -> None:
+        self._owns_client = client is None
+        if client is None:
+            client = backend_client(base_url, api_key, timeout)
+        elif api_key:
+            client.headers["Authorization"] = f"Bearer {api_key}"
+        self._client = client
+        self._retries = max(1, retries)
+
+    def close(self) -> None:
+        """Close the HTTP client if this object built it."""
+        if self._owns_client:
+            self._client.close()
+
+
 def retryable(exc: BaseException) -> bool:
     """True for failures worth retrying an idempotent request on: unreachable, or 502/503/504 (restarting)."""
     if isinstance(exc, httpx.TransportError):

@@ -26,7 +26,7 @@ from strands.memory import (
 from strands.types.content import Message
 from strands.types.tools import AgentTool
 
-from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, backend_client, request, segment
+from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, BackendClientOwner, request, segment
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ MAX_SEARCH_RESULTS = 100  # the backend's page limit
 BATCH_SIZE = 1_000  # the backend's batch limit
 
 
-class PostgreSQLMemoryStore(MemoryStore):
+class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
     """Memories of one actor in PostgreSQL, through the session backend; plug it into Strands' `MemoryManager`.
 
     Search is PostgreSQL full text (english stemming, ranked by `ts_rank_cd`). With `match="any"` (the default) a
@@ -107,17 +107,8 @@ class PostgreSQLMemoryStore(MemoryStore):
         self.extraction = extraction
         self.match = match
         self.message_roles = frozenset(message_roles)
-        self._owns_client = client is None
-        self._client = client if client is not None else backend_client(base_url, api_key, timeout)
-        if client is not None and api_key:
-            client.headers["Authorization"] = f"Bearer {api_key}"
-        self._retries = max(1, retries)
+        self._adopt_client(client, base_url, api_key, timeout, retries)
         self._path = f"/v1/actors/{segment(actor_id)}/memories"
-
-    def close(self) -> None:
-        """Close the HTTP client if this store created it."""
-        if self._owns_client:
-            self._client.close()
 
     # transport
 

@@ -15,7 +15,7 @@ import orjson
 from strands.session.session_repository import SessionRepository
 from strands.types.session import Session, SessionAgent, SessionMessage
 
-from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, backend_client, request
+from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, BackendClientOwner, request
 from ._http import segment as _seg
 from ._messages import session_messages
 from .exceptions import SessionBusyError, SessionConflictError
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class PostgreSQLSessionRepository(SessionRepository):
+class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
     """Stores Strands sessions, agents, messages and multi-agent state in PostgreSQL through the session backend.
 
     Args:
@@ -52,13 +52,7 @@ class PostgreSQLSessionRepository(SessionRepository):
         ttl_seconds: int | None = None,
         **kwargs: Any,
     ) -> None:
-        self._owns_client = client is None
-        if client is None:
-            client = backend_client(base_url, api_key, timeout)
-        elif api_key:
-            client.headers["Authorization"] = f"Bearer {api_key}"
-        self._client = client
-        self._retries = max(1, retries)
+        self._adopt_client(client, base_url, api_key, timeout, retries)
         self.actor_id = actor_id
         self.ttl_seconds = ttl_seconds
         # Last agent version seen per (session_id, agent_id): sent as If-Match so a stale write is refused.
@@ -66,11 +60,6 @@ class PostgreSQLSessionRepository(SessionRepository):
         # Incarnation of each session as last read or created: a session deleted and re-created under the same id
         # has another, so a copy of the old one is told apart from the new one.
         self._incarnations: dict[str, int] = {}
-
-    def close(self) -> None:
-        """Close the HTTP client if this repository created it."""
-        if self._owns_client:
-            self._client.close()
 
     def incarnation(self, session_id: str) -> int | None:
         """The incarnation of the session this repository last read or created (None: it has seen none)."""

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import orjson
 
-from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, backend_client, request
+from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, BackendClientOwner, request
 from ._http import segment as _seg
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class ProfilePage:
     next_cursor: str | None
 
 
-class AgentProfileClient:
+class AgentProfileClient(BackendClientOwner):
     """Create, read, list, replace and delete agent profiles in the session backend.
 
     Synchronous, like Strands' session repository: the agent service calls it from its worker threads. The backend
@@ -84,16 +84,7 @@ class AgentProfileClient:
         retries: int = 3,
     ) -> None:
         """Create the client (no request is sent)."""
-        self._owns_client = client is None
-        self._client = client if client is not None else backend_client(base_url, api_key, timeout)
-        if client is not None and api_key:
-            client.headers["Authorization"] = f"Bearer {api_key}"
-        self._retries = max(1, retries)
-
-    def close(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_client:
-            self._client.close()
+        self._adopt_client(client, base_url, api_key, timeout, retries)
 
     def __enter__(self) -> AgentProfileClient:
         """Use as a context manager that closes the client at exit."""
