@@ -90,3 +90,30 @@ def test_functions_install_when_changed_and_skip_when_identical(database_url: st
             await conn.close()
 
     asyncio.run(run())
+
+
+def test_functions_are_never_downgraded_by_an_older_replica(database_url: str) -> None:
+    """Rolling deploy: a newer replica installed version 2; an older replica (version 1) starting later keeps it."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await apply_migrations(conn)
+            base = SESSION_BACKEND_WRITE
+            newer_definition = base.definition.replace("AS $fn$", "AS $fn$\n-- newer", 1)
+            newer = SqlFunction(base.name, newer_definition, version=base.version + 1)
+            assert await install_functions(conn, (newer,)) == [base.name]
+            assert await install_functions(conn, (base,)) == []  # the older replica starts: nothing replaced
+            source = await conn.fetchval("SELECT prosrc FROM pg_proc WHERE proname = $1", base.name)
+            assert "-- newer" in source
+            record = await conn.fetchrow("SELECT version, sha256 FROM schema_functions WHERE name = $1", base.name)
+            assert record is not None and (record["version"], record["sha256"]) == (newer.version, newer.sha256)
+            # Back to the shipped definition for the other tests of this module.
+            await conn.execute("UPDATE schema_functions SET version = 0 WHERE name = $1", base.name)
+            assert await install_functions(conn) == [base.name]
+            source = await conn.fetchval("SELECT prosrc FROM pg_proc WHERE proname = $1", base.name)
+            assert "-- newer" not in source
+        finally:
+            await conn.close()
+
+    asyncio.run(run())

@@ -122,13 +122,15 @@ MIGRATIONS: list[str] = [
     ADD_SESSION_TTL,
     # 9: the active agent of a session (turn routing shared by every agent-service replica).
     CREATE_ACTIVE_AGENTS,
+    # 10: each installed SQL function's version, so a rolling deploy never installs an older one over a newer one.
+    "ALTER TABLE schema_functions ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 0",
 ]
 
-SELECT_FUNCTION_SHA256 = "SELECT sha256 FROM schema_functions WHERE name = $1"
+SELECT_FUNCTION_RECORD = "SELECT sha256, version FROM schema_functions WHERE name = $1"
 
 RECORD_FUNCTION = """
-INSERT INTO schema_functions (name, sha256) VALUES ($1, $2)
-ON CONFLICT (name) DO UPDATE SET sha256 = EXCLUDED.sha256, installed_at = now()
+INSERT INTO schema_functions (name, sha256, version) VALUES ($1, $2, $3)
+ON CONFLICT (name) DO UPDATE SET sha256 = EXCLUDED.sha256, version = EXCLUDED.version, installed_at = now()
 """
 
 
@@ -164,11 +166,32 @@ async def apply_migrations(conn: Connection) -> list[int]:
     return applied
 
 
-async def install_functions(conn: Connection, functions: tuple[SqlFunction, ...] = FUNCTIONS) -> list[str]:
-    """Create or replace every SQL function whose recorded sha256 differs from its definition's.
+def _needs_install(function: SqlFunction, record: asyncpg.Record | None) -> bool:
+    if record is None:
+        return True
+    if record["version"] > function.version:
+        logger.warning(
+            "function=<%s>, installed=<%d>, ours=<%d> | a newer replica installed a newer version; keeping it",
+            function.name,
+            record["version"],
+            function.version,
+        )
+        return False
+    if record["version"] == function.version and record["sha256"] != function.sha256:
+        logger.warning(
+            "function=<%s>, version=<%d> | definition changed without a version bump; installing this one",
+            function.name,
+            function.version,
+        )
+    return bool(record["version"] < function.version or record["sha256"] != function.sha256)
 
-    Each install runs in its own transaction under the migration lock, after re-checking the record, so replicas
-    starting at once install a changed function once and skip an identical one.
+
+async def install_functions(conn: Connection, functions: tuple[SqlFunction, ...] = FUNCTIONS) -> list[str]:
+    """Create or replace every SQL function not recorded at its version and sha256.
+
+    A function recorded at a higher version than ours (installed by a newer replica during a rolling deploy) is kept,
+    never downgraded. Each install runs in its own transaction under the migration lock, after re-checking the
+    record, so replicas starting at once install a changed function once and skip an identical one.
 
     Args:
         conn: an open connection on a database migrated to the latest version.
@@ -179,16 +202,21 @@ async def install_functions(conn: Connection, functions: tuple[SqlFunction, ...]
     """
     installed: list[str] = []
     for function in functions:
-        if await conn.fetchval(SELECT_FUNCTION_SHA256, function.name) == function.sha256:
+        if not _needs_install(function, await conn.fetchrow(SELECT_FUNCTION_RECORD, function.name)):
             continue
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
-            if await conn.fetchval(SELECT_FUNCTION_SHA256, function.name) == function.sha256:
+            if not _needs_install(function, await conn.fetchrow(SELECT_FUNCTION_RECORD, function.name)):
                 continue
             await conn.execute(function.definition)
-            await conn.execute(RECORD_FUNCTION, function.name, function.sha256)
+            await conn.execute(RECORD_FUNCTION, function.name, function.sha256, function.version)
             installed.append(function.name)
-            logger.info("function=<%s>, sha256=<%s> | installed sql function", function.name, function.sha256[:12])
+            logger.info(
+                "function=<%s>, version=<%d>, sha256=<%s> | installed sql function",
+                function.name,
+                function.version,
+                function.sha256[:12],
+            )
     return installed
 
 

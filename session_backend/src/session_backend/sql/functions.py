@@ -14,10 +14,16 @@ from .common import AGENT_JSON, LIVE_LEASE, LIVE_SESSION_EXISTS, message_json
 
 @dataclass(frozen=True)
 class SqlFunction:
-    """A SQL function: its name and the `CREATE OR REPLACE FUNCTION` statement defining it."""
+    """A SQL function: its name, the `CREATE OR REPLACE FUNCTION` statement defining it, and its version.
+
+    Bump `version` with every change of `definition`: during a rolling deploy a replica never replaces a function
+    recorded at a higher version (an older replica starting late must not undo a newer one's install). A changed
+    definition keeps working with the previous version's callers (add, do not remove, until every replica runs it).
+    """
 
     name: str
     definition: str
+    version: int = 1
 
     @property
     def sha256(self) -> str:
