@@ -9,8 +9,10 @@ from typing import Any
 
 import httpx
 import psutil
+from strands import Agent
 
 from session_backend.testing import free_port
+from test_session_agent.models.scripted import ScriptedModel
 
 from .common import backend, median, percentile, process, scratch_database
 
@@ -69,7 +71,9 @@ def streaming(requests: int = 30, first_token_delay_ms: float = 50.0, token_dela
     """Median and p90 of (request → first SSE text event) minus the model's first-token delay, in ms.
 
     Later tokens come every `token_delay_ms`, as from a real model (an instant stream would keep the worker thread
-    busy holding the GIL and measure Python's thread switch interval instead).
+    busy holding the GIL and measure Python's thread switch interval instead). The baseline, measured alternately in
+    the same run: a plain Strands `Agent` in this process (no HTTP, no session manager) on the same model, from
+    `stream_async` to its first text event: what Strands itself costs before the model's first token.
     """
     with scratch_database() as database_url, backend(database_url) as backend_url:
         env, url = _agent(
@@ -78,8 +82,13 @@ def streaming(requests: int = 30, first_token_delay_ms: float = 50.0, token_dela
             SCRIPTED_TOKEN_DELAY_MS=str(token_delay_ms),
         )
         with process("test-session-agent", env, url), httpx.Client(base_url=url, timeout=60) as client:
-            overheads = []
+            overheads, baseline = [], []
+            plain = Agent(
+                model=ScriptedModel(first_token_delay=first_token_delay_ms / 1000, token_delay=token_delay_ms / 1000),
+                callback_handler=None,
+            )
             for i in range(requests + 3):
+                in_process = asyncio.run(_first_text_ms(plain, f"stream {i}"))
                 started = time.perf_counter()
                 body = {"prompt": f"stream {i}", "session_id": "stream-bench"}
                 first = None
@@ -91,9 +100,24 @@ def streaming(requests: int = 30, first_token_delay_ms: float = 50.0, token_dela
                     raise RuntimeError("the stream carried no text event")
                 if i >= 3:  # the first turns build the agent; steady state is what a chat sees
                     overheads.append(first - first_token_delay_ms)
+                    baseline.append(in_process - first_token_delay_ms)
     return {
         "requests": requests,
         "model_first_token_ms": first_token_delay_ms,
         "overhead_median_ms": median(overheads),
         "overhead_p90_ms": percentile(overheads, 0.9),
+        "strands_in_process_median_ms": median(baseline),
+        "strands_in_process_p90_ms": percentile(baseline, 0.9),
     }
+
+
+async def _first_text_ms(agent: Agent, prompt: str) -> float:
+    """Milliseconds from `stream_async(prompt)` to the agent's first text event (the turn is run to its end)."""
+    started = time.perf_counter()
+    first = None
+    async for event in agent.stream_async(prompt):
+        if first is None and "data" in event:
+            first = (time.perf_counter() - started) * 1000
+    if first is None:
+        raise RuntimeError("the agent streamed no text")
+    return first
