@@ -105,4 +105,6 @@ def check(outcomes: dict[str, str], not_applicable: dict[str, str]) -> None:
         print(f"  {test_id} [{outcomes[test_id]}]: {reason}")
     failed = sorted(t for t, o in outcomes.items() if o == "failed" and t not in not_applicable)
     assert not failed, f"Strands tests failing on our implementation: {failed}"
+    passing = sorted(t for t in listed if outcomes[t] == "passed")
+    assert not passing, f"listed not applicable but passing (remove them from the list): {passing}"
     assert passed > 0
