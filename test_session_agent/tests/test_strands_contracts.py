@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from strands_sdist import check, run_suite
 
+from test_session_agent import PostgreSQLSessionRepository
+
 REPOSITORY_SUITE = ["tests/strands/session/test_repository_session_manager.py"]
 MEMORY_STORE_SUITE = ["tests/strands/vended_memory_stores/test_memory_store/test_store.py"]
 
@@ -74,6 +76,13 @@ def test_strands_repository_session_manager_suite_on_postgresql_repository(backe
     outcomes = run_suite(REPOSITORY_SUITE, "repository", backend_url, tmp_path / "repository.xml")
     check(outcomes, REPOSITORY_NOT_APPLICABLE)
     assert len(outcomes) >= 51
+    # Nothing is listed not applicable, so a swap that silently missed would pass on the mock: the sessions of the
+    # suite's last repository test (each repository empties the backend first) show the suite wrote to PostgreSQL.
+    repository = PostgreSQLSessionRepository(backend_url)
+    try:
+        assert repository.list_sessions()["items"], "the suite never wrote to the backend: was the mock swapped?"
+    finally:
+        repository.close()
 
 
 @pytest.mark.integration
