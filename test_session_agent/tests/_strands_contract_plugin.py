@@ -5,8 +5,9 @@
 gets its own key prefix: a fresh one per `InMemoryStorage()`, one per directory for `LocalFileStorage(dir)`, so
 two storages on one directory share data as two processes on one directory would.
 `STRANDS_CONTRACT_SWAP=repository` makes the fixture `MockedSessionRepository` a `PostgreSQLSessionRepository`
-(repository session manager suite); `STRANDS_CONTRACT_SWAP=memory_store` makes `TestMemoryStore` a
-`PostgreSQLMemoryStore` (memory store suite). The backend is `STRANDS_CONTRACT_BACKEND_URL`.
+(repository session manager suite) and empties the backend of sessions before each test;
+`STRANDS_CONTRACT_SWAP=memory_store` makes `TestMemoryStore` a `PostgreSQLMemoryStore` (memory store suite).
+The backend is `STRANDS_CONTRACT_BACKEND_URL`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import os
 import sys
 import types
 import uuid
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 # Strands' root conftest imports moto for its S3 fixtures, which these suites never use.
 if importlib.util.find_spec("moto") is None:
@@ -53,18 +57,27 @@ class LocalFileStandIn(PostgreSQLStorage):
 
 
 class SessionRepositoryStandIn(PostgreSQLSessionRepository):
-    """`MockedSessionRepository()` as Strands' tests build it: our repository on a backend emptied of sessions.
-
-    The mock starts empty and the tests reuse session ids ("test-session", "new-session"...), so each new
-    repository deletes every session of the backend (a scratch database serving only this suite; tests run one at a
-    time): a test sees exactly the sessions it created, whatever ids a later Strands version picks.
-    """
+    """`MockedSessionRepository()` as Strands' tests build it: our repository on the backend."""
 
     def __init__(self) -> None:
         super().__init__(BACKEND_URL)
-        while items := self.list_sessions(limit=100)["items"]:
+
+
+def _empty_backend() -> Iterator[None]:
+    """Delete every session of the backend before each test (a scratch database serving only this suite).
+
+    A fresh mock starts empty and the tests reuse session ids ("test-session", "s1"...), so each test starts on an
+    empty backend, whatever ids a later Strands version picks; per test rather than per repository, since a test
+    may build two repositories (two agents on "s1" and "s2") and expect both sessions to stay.
+    """
+    repository = PostgreSQLSessionRepository(BACKEND_URL)
+    try:
+        while items := repository.list_sessions(limit=100)["items"]:
             for item in items:
-                self.delete_session(item["session_id"])
+                repository.delete_session(item["session_id"])
+        yield
+    finally:
+        repository.close()
 
 
 class TestMemoryStoreStandIn(PostgreSQLMemoryStore):
@@ -108,6 +121,7 @@ elif swap == "repository":
     import tests.fixtures.mock_session_repository as mock_repository_module
 
     mock_repository_module.MockedSessionRepository = SessionRepositoryStandIn
+    empty_backend = pytest.fixture(autouse=True)(_empty_backend)
 elif swap == "memory_store":
     import strands.vended_memory_stores as memory_stores_package
     import strands.vended_memory_stores.test_memory_store as test_memory_store_package

@@ -15,7 +15,29 @@ from strands_sdist import check, run_suite
 
 from test_session_agent import PostgreSQLSessionRepository
 
-REPOSITORY_SUITE = ["tests/strands/session/test_repository_session_manager.py"]
+REPOSITORY_SUITE = [
+    "tests/strands/session/test_repository_session_manager.py",
+    # Agent-level tests elsewhere that build a MockedSessionRepository (sessions restored into agents, delegation).
+    *(
+        f"tests/strands/agent/test_agent.py::{name}"
+        for name in (
+            "test_session_id_delegates_to_session_manager",
+            "test_metadata_carries_session_id_with_manager",
+            "test_metadata_shared_across_agents_on_same_session",
+            "test_agent_metadata_reaches_model_stream_with_session_manager",
+            "test_shared_model_carries_each_agents_own_session",
+            "test_agent_session_management",
+            "test_agent_restored_from_session_management",
+            "test_agent_restored_from_session_management_with_message",
+            "test_agent_restored_from_session_management_with_redacted_input",
+            "test_agent_restored_from_session_management_with_correct_index",
+            "test_agent_with_session_and_conversation_manager",
+        )
+    ),
+    "tests/strands/agent/test_agent_delegation.py::test_delegation_emits_correct_history_and_single_assistant_event",
+    "tests/strands/agent/test_agent_delegation.py::test_persisted_matches_in_memory_after_delegation",
+    "tests/strands/models/routing/test_router.py::test_routing_forwards_agent_metadata_to_the_selected_alternate",
+]
 MEMORY_STORE_SUITE = ["tests/strands/vended_memory_stores/test_memory_store/test_store.py"]
 
 # test id (junit class path + name) -> why it cannot apply to our repository. None: the suite never pokes the
@@ -75,9 +97,9 @@ MEMORY_STORE_NOT_APPLICABLE = {
 def test_strands_repository_session_manager_suite_on_postgresql_repository(backend_url: str, tmp_path: Path) -> None:
     outcomes = run_suite(REPOSITORY_SUITE, "repository", backend_url, tmp_path / "repository.xml")
     check(outcomes, REPOSITORY_NOT_APPLICABLE)
-    assert len(outcomes) >= 51
+    assert len(outcomes) >= 65
     # Nothing is listed not applicable, so a swap that silently missed would pass on the mock: the sessions of the
-    # suite's last repository test (each repository empties the backend first) show the suite wrote to PostgreSQL.
+    # suite's last test (the plugin empties the backend before each test) show the suite wrote to PostgreSQL.
     repository = PostgreSQLSessionRepository(backend_url)
     try:
         assert repository.list_sessions()["items"], "the suite never wrote to the backend: was the mock swapped?"

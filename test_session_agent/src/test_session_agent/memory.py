@@ -81,7 +81,7 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
             actor_id: whose memories these are; every call is scoped to this actor.
             base_url: URL of the session backend (`SESSION_BACKEND_URL`).
             api_key: bearer token (`SESSION_BACKEND_API_KEY`); None sends none.
-            name: the store's name in `MemoryManager` (unique per manager).
+            name: the store's name in `MemoryManager` (unique per manager, not blank).
             description: shown to the model in the memory tools' descriptions.
             max_search_results: default results per search (at most 100); None: 10.
             writable: whether `add` / `add_messages` are allowed.
