@@ -1,17 +1,23 @@
 """Strands' own test suites, from the strands-agents sdist of the installed version (the wheel ships no tests).
 
 The sdist is downloaded once with pip (registry access needed the first time) into `.data/strands-sdist/` at the
-repository root and extracted there; later runs reuse it.
+repository root and extracted there; later runs reuse it. `run_suite` runs some of its test files in a pytest
+subprocess with `_strands_contract_plugin` (which swaps Strands' class under test for ours); `check` holds the
+outcome to "every test passes but those listed not applicable, each with its reason".
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import xml.etree.ElementTree as ET
 from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
 
 
 def _data_dir() -> Path:
@@ -57,3 +63,48 @@ def strands_sdist() -> Path:
     with tarfile.open(archive) as tar:
         tar.extractall(dest, filter="data")
     return root
+
+
+def run_suite(files: list[str], swap: str, backend_url: str, junit: Path) -> dict[str, str]:
+    """Run Strands test files with the plugin; return {test id: outcome} (passed, failed, skipped).
+
+    A test id is junit's class path + name, e.g. `tests.strands.session.test_x.TestClass.test_name`.
+    """
+    root = strands_sdist()
+    env = os.environ | {
+        "STRANDS_CONTRACT_BACKEND_URL": backend_url,
+        "STRANDS_CONTRACT_SWAP": swap,
+        "PYTHONPATH": os.pathsep.join([str(HERE), str(root)]),
+    }
+    command = [
+        sys.executable, "-m", "pytest", *files, "-p", "_strands_contract_plugin", "-p", "no:cacheprovider",
+        "-o", "addopts=", "-q", "--junitxml", str(junit), "--rootdir", str(root), "-c", str(root / "pyproject.toml"),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900, check=False)
+    if not junit.exists():
+        raise AssertionError(f"the suite did not run:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    outcomes: dict[str, str] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        test_id = f"{case.get('classname')}.{case.get('name')}"
+        if case.find("failure") is not None or case.find("error") is not None:
+            outcomes[test_id] = "failed"
+        elif case.find("skipped") is not None:
+            outcomes[test_id] = "skipped"
+        else:
+            outcomes[test_id] = "passed"
+    print(f"{swap}: {len(outcomes)} ran, {sum(v == 'passed' for v in outcomes.values())} passed\n{done.stdout[-600:]}")
+    return outcomes
+
+
+def check(outcomes: dict[str, str], not_applicable: dict[str, str]) -> None:
+    """Every test passed except those in `not_applicable` (test id -> reason); print the counts with the reasons."""
+    passed = sum(o == "passed" for o in outcomes.values())
+    listed = {t: r for t, r in not_applicable.items() if t in outcomes}
+    print(f"passed {passed} of {len(outcomes)}, not applicable {len(listed)}:")
+    for test_id, reason in sorted(listed.items()):
+        print(f"  {test_id} [{outcomes[test_id]}]: {reason}")
+    failed = sorted(t for t, o in outcomes.items() if o == "failed" and t not in not_applicable)
+    assert not failed, f"Strands tests failing on our implementation: {failed}"
+    passing = sorted(t for t in listed if outcomes[t] == "passed")
+    assert not passing, f"listed not applicable but passing (remove them from the list): {passing}"
+    assert passed > 0

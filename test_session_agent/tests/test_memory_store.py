@@ -70,13 +70,31 @@ async def test_add_returns_an_id_and_dedupes_identical_content(make_store: Any) 
 
 
 async def test_add_refuses_blank_content_and_read_only_stores(make_store: Any) -> None:
-    with pytest.raises(ValueError, match="blank"):
+    with pytest.raises(ValueError, match="content must not be empty"):
         await make_store().add("   ")
     read_only = make_store(writable=False)
     with pytest.raises(ValueError, match="not writable"):
         await read_only.add("fact")
     with pytest.raises(ValueError, match="not writable"):
         await read_only.add_messages([{"role": "user", "content": [{"text": "I like tea"}]}])
+
+
+def test_refuses_a_blank_name(make_store: Any) -> None:
+    # MemoryManager addresses stores by name (its tools take one): a blank name fails here, not in a tool call.
+    with pytest.raises(ValueError, match="name must not be empty"):
+        make_store(name="   ")
+
+
+def test_concurrent_adds_all_kept_across_event_loops(make_store: Any) -> None:
+    # A synchronous Agent runs each invocation on a fresh event loop; the store is reused across them.
+    store = make_store()
+
+    async def batch(tag: str) -> None:
+        await asyncio.gather(*(store.add(f"{tag} fact number {index}") for index in range(5)))
+
+    asyncio.run(batch("first"))
+    asyncio.run(batch("second"))
+    assert len(asyncio.run(store.list_recent(limit=100))) == 10
 
 
 async def test_backend_refusals_surface_as_request_errors(make_store: Any) -> None:

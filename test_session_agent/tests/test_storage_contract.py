@@ -7,16 +7,10 @@ repository tests run against our repository, unchanged. A test that cannot apply
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from strands_sdist import strands_sdist
-
-HERE = Path(__file__).resolve().parent
+from strands_sdist import check, run_suite
 
 STORAGE_SUITE = [
     "tests/strands/storage/test_in_memory_storage.py",
@@ -44,49 +38,15 @@ NOT_APPLICABLE = {
 }
 
 
-def run_suite(files: list[str], swap: str, backend_url: str, junit: Path) -> dict[str, str]:
-    """Run Strands test files with the plugin; return {test id: outcome} (passed, failed, skipped)."""
-    root = strands_sdist()
-    env = os.environ | {
-        "STRANDS_CONTRACT_BACKEND_URL": backend_url,
-        "STRANDS_CONTRACT_SWAP": swap,
-        "PYTHONPATH": os.pathsep.join([str(HERE), str(root)]),
-    }
-    command = [
-        sys.executable, "-m", "pytest", *files, "-p", "_strands_contract_plugin", "-p", "no:cacheprovider",
-        "-o", "addopts=", "-q", "--junitxml", str(junit), "--rootdir", str(root), "-c", str(root / "pyproject.toml"),
-    ]  # fmt: skip
-    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900, check=False)
-    if not junit.exists():
-        raise AssertionError(f"the suite did not run:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    outcomes: dict[str, str] = {}
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        test_id = f"{case.get('classname')}.{case.get('name')}"
-        if case.find("failure") is not None or case.find("error") is not None:
-            outcomes[test_id] = "failed"
-        elif case.find("skipped") is not None:
-            outcomes[test_id] = "skipped"
-        else:
-            outcomes[test_id] = "passed"
-    print(f"{swap}: {len(outcomes)} ran, {sum(v == 'passed' for v in outcomes.values())} passed\n{done.stdout[-600:]}")
-    return outcomes
-
-
-def check(outcomes: dict[str, str]) -> None:
-    failed = sorted(t for t, o in outcomes.items() if o == "failed" and t not in NOT_APPLICABLE)
-    assert not failed, f"Strands tests failing on PostgreSQLStorage: {failed}"
-    assert sum(o == "passed" for o in outcomes.values()) > 0
-
-
 @pytest.mark.integration
 def test_strands_storage_suite_on_postgresql_storage(backend_url: str, tmp_path: Path) -> None:
     outcomes = run_suite(STORAGE_SUITE, "in_memory", backend_url, tmp_path / "storage.xml")
-    check(outcomes)
+    check(outcomes, NOT_APPLICABLE)
     assert len(outcomes) >= 79
 
 
 @pytest.mark.integration
 def test_strands_snapshot_session_manager_suite_on_postgresql_storage(backend_url: str, tmp_path: Path) -> None:
     outcomes = run_suite(SNAPSHOT_SUITE, "local_file", backend_url, tmp_path / "snapshot.xml")
-    check(outcomes)
+    check(outcomes, NOT_APPLICABLE)
     assert len(outcomes) >= 117

@@ -81,7 +81,7 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
             actor_id: whose memories these are; every call is scoped to this actor.
             base_url: URL of the session backend (`SESSION_BACKEND_URL`).
             api_key: bearer token (`SESSION_BACKEND_API_KEY`); None sends none.
-            name: the store's name in `MemoryManager` (unique per manager).
+            name: the store's name in `MemoryManager` (unique per manager, not blank).
             description: shown to the model in the memory tools' descriptions.
             max_search_results: default results per search (at most 100); None: 10.
             writable: whether `add` / `add_messages` are allowed.
@@ -95,10 +95,13 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
             retries: attempts per call when the backend is unreachable or answers 502/503/504.
 
         Raises:
-            ValueError: `max_search_results` is not between 1 and 100.
+            ValueError: `name` is blank, or `max_search_results` is not between 1 and 100.
         """
-        if max_search_results is not None and not 1 <= max_search_results <= MAX_SEARCH_RESULTS:
-            raise ValueError(f"max_search_results must be between 1 and {MAX_SEARCH_RESULTS}")
+        # Errors are worded as Strands' reference store (`TestMemoryStore`) words them.
+        if not name.strip():
+            raise ValueError("PostgreSQLMemoryStore: name must not be empty")
+        if max_search_results is not None:
+            _check_max_search_results(max_search_results)
         self.actor_id = actor_id
         self.name = name
         self.description = description
@@ -139,7 +142,7 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
 
     def _require_writable(self) -> None:
         if not self.writable:
-            raise ValueError(f"PostgreSQLMemoryStore {self.name!r} is not writable")
+            raise ValueError(f"PostgreSQLMemoryStore {self.name!r}: store is not writable")
 
     # MemoryStore
 
@@ -170,7 +173,7 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         """
         requested = options.get("max_search_results") if options else None
         if requested is not None and requested < 1:
-            raise ValueError("max_search_results must be >= 1")
+            _check_max_search_results(requested)
         limit = requested or self.max_search_results or DEFAULT_MAX_SEARCH_RESULTS
         if not query.strip():
             return []
@@ -205,7 +208,7 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
     async def _post(self, content: str, metadata: dict[str, Any] | None) -> dict[str, Any]:
         self._require_writable()
         if not content.strip():
-            raise ValueError("content must not be blank")
+            raise ValueError("PostgreSQLMemoryStore: content must not be empty")
         response = await self._call("POST", self._path, body={"content": content, "metadata": metadata or {}})
         assert response is not None
         item: dict[str, Any] = orjson.loads(response.content)
@@ -271,6 +274,13 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         """Forget every memory of the actor."""
         await self._call("DELETE", self._path)
         logger.debug("actor_id=<%s> | cleared memories", self.actor_id)
+
+
+def _check_max_search_results(value: int) -> None:
+    if value < 1:
+        raise ValueError("PostgreSQLMemoryStore: max_search_results must be at least 1")
+    if value > MAX_SEARCH_RESULTS:
+        raise ValueError(f"PostgreSQLMemoryStore: max_search_results must be at most {MAX_SEARCH_RESULTS}")
 
 
 def _entry(item: dict[str, Any]) -> MemoryEntry:
