@@ -31,8 +31,8 @@ lint:  ## ruff: lint rules (docstrings on src) and the format check
 typecheck:  ## mypy --strict over src, tests and bench (files in pyproject.toml)
 	$(UV) run --no-sync mypy
 
-pytest:
-	$(UV) run --no-sync pytest
+pytest:  ## the whole suite, three test modules at a time (most tests wait on real processes, not on the CPU)
+	$(UV) run --no-sync pytest -n 3 --dist loadfile
 
 test: install lint typecheck pytest  ## ruff, mypy and the whole pytest suite (real PostgreSQL)
 

@@ -8,6 +8,7 @@ outcome to "every test passes but those listed not applicable, each with its rea
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
 import os
 import shutil
@@ -49,8 +50,17 @@ def strands_sdist() -> Path:
     root = dest / f"strands_agents-{version}"
     if (root / "tests").is_dir():
         return root
-    archive = dest / f"strands_agents-{version}.tar.gz"
     dest.mkdir(parents=True, exist_ok=True)
+    # Test processes running side by side (pytest-xdist) fetch it once: the others wait on the lock, then reuse it.
+    with (dest / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "tests").is_dir():
+            _fetch(version, dest)
+    return root
+
+
+def _fetch(version: str, dest: Path) -> None:
+    archive = dest / f"strands_agents-{version}.tar.gz"
     errors = []
     if not archive.exists():
         for command in _download_commands(version, dest):
@@ -62,7 +72,6 @@ def strands_sdist() -> Path:
             raise RuntimeError(f"could not download strands-agents=={version} sdist: {errors}")
     with tarfile.open(archive) as tar:
         tar.extractall(dest, filter="data")
-    return root
 
 
 def run_suite(files: list[str], swap: str, backend_url: str, junit: Path) -> dict[str, str]:
