@@ -16,6 +16,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from . import memories, profiles
 from .db import EmbeddedPostgres, create_pool
 from .errors import EXCEPTION_HANDLERS, UNAVAILABLE_ERRORS, problem
+from .hotpath import HotPath
 from .middleware import BodySizeLimit
 from .migrations import MIGRATIONS, apply_migrations, current_version
 from .observability import BackendMetrics, bind_log_context, configure_logging
@@ -81,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             embedded = await asyncio.to_thread(EmbeddedPostgres, settings.data_dir / "postgres")
             dsn = embedded.dsn
         pool = await _connect(settings, dsn)
-        store = SessionStore(pool)
+        store = SessionStore(pool, group_commit=settings.group_commit)
         app.state.store = store
         metrics.pool = pool
         app.state.storage_store = StorageStore(pool)
@@ -106,6 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
     )
+    if settings.hot_path:
+        app.add_middleware(HotPath, settings=settings)  # inside BodySizeLimit: oversized bodies are refused first
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     logged = [Depends(bind_log_context)]
     app.include_router(router, dependencies=logged)
