@@ -119,8 +119,10 @@ class GroupCommit:
             async with self.pool.acquire() as conn:
                 while self._queue:
                     group = self._take()
-                    await self._apply(conn, group)
+                    healthy = await self._apply(conn, group)
                     group = []
+                    if not healthy or conn.is_closed():  # the next group takes another connection
+                        break
         except BaseException as e:  # the pool gave no connection (the database is down) or the task was cancelled
             for pending in group or self._take():
                 if pending.future.done():
@@ -135,7 +137,8 @@ class GroupCommit:
             self._groups -= 1
             self._start()
 
-    async def _apply(self, conn: PoolConnectionProxy[asyncpg.Record], group: list[_Pending]) -> None:
+    async def _apply(self, conn: PoolConnectionProxy[asyncpg.Record], group: list[_Pending]) -> bool:
+        """Apply `group` on `conn` and answer each of its writes; False when the connection failed under it."""
         retry: list[int] = []
         try:
             if len(group) == 1:
@@ -148,7 +151,7 @@ class GroupCommit:
                     pending.future.set_exception(_write_error(e))
                 else:
                     pending.future.set_result(rows)
-                return
+                return True
             # Writes to different sessions are independent: one lock order (by session id, arrival order within a
             # session) keeps concurrent groups from deadlocking each other over session rows.
             group.sort(key=lambda p: p.session_id)
@@ -162,7 +165,7 @@ class GroupCommit:
             for pending in group:
                 if not pending.future.done():
                     pending.future.set_exception(e)
-            return
+            return False
         written: list[list[asyncpg.Record]] = [[] for _ in group]
         errors: dict[int, Exception] = {}
         for row in results:
@@ -184,7 +187,9 @@ class GroupCommit:
             else:
                 pending.future.set_result(written[index])
         for index in retry:
-            await self._apply(conn, [group[index]])
+            if not await self._apply(conn, [group[index]]):
+                return False
+        return True
 
 
 class SessionStore:
