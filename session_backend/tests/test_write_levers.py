@@ -362,3 +362,16 @@ async def test_a_connection_killed_mid_group_fails_every_write_of_it_and_commits
     assert await admin.fetchval("SELECT version FROM agents WHERE session_id = $1 AND agent_id = 'a'", sid) == 1
     # the next group takes a new connection
     assert (await store.create_message(sid, "b", _msg(0)))[0] is True
+
+
+def test_metrics_name_hot_path_requests_by_their_route(clients: dict[str, TestClient]) -> None:
+    client = clients["defaults"]
+    sid = _session(client)
+    for i in range(3):
+        assert client.post(f"/v1/sessions/{sid}/agents/a/messages", json=_message(i)).status_code == 201
+    assert client.post(f"/v1/sessions/{sid}/batch", json={"operations": [_create(9)]}).status_code == 200
+    text = client.get("/metrics").text
+    route = 'handler="/v1/sessions/{session_id}/agents/{agent_id}/messages",method="POST",status="2xx"'
+    assert any(line.startswith("http_requests_total{") and route in line for line in text.splitlines())
+    assert 'handler="/v1/sessions/{session_id}/batch"' in text
+    assert f"/v1/sessions/{sid}" not in text

@@ -16,7 +16,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from . import memories, profiles
 from .db import EmbeddedPostgres, create_pool
 from .errors import EXCEPTION_HANDLERS, UNAVAILABLE_ERRORS, problem
-from .hotpath import HotPath
+from .hotpath import HotPath, route_template
 from .middleware import BodySizeLimit
 from .migrations import MIGRATIONS, apply_migrations, current_version
 from .observability import BackendMetrics, bind_log_context, configure_logging
@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(storage_router)
     app.state.settings = settings
     app.state.metrics = metrics
-    metrics.instrument(app)
+    metrics.instrument(app, known_routes=route_template if settings.hot_path else None)
 
     # Behind the bearer key like /v1: the gauges name agent profiles and cost a query per scrape.
     @app.get("/metrics", tags=["health"], response_class=Response, dependencies=[Depends(require_api_key)])

@@ -40,6 +40,15 @@ _MAX_BIGINT = 2**63 - 1
 _MAX_OPERATIONS = 1000
 
 
+def route_template(path: str) -> str | None:
+    """The route template of `path` when it is one of the fast lane's routes (any method), else None."""
+    if _MESSAGES_PATH.fullmatch(path):
+        return "/v1/sessions/{session_id}/agents/{agent_id}/messages"
+    if _BATCH_PATH.fullmatch(path):
+        return "/v1/sessions/{session_id}/batch"
+    return None
+
+
 class _Refer(Exception):
     """The request is not one the fast lane answers: the FastAPI route does."""
 
@@ -173,10 +182,6 @@ def _authorized(authorization: bytes | None, api_key: str | None) -> bool:
     return hmac.compare_digest(supplied.encode(), api_key.encode())
 
 
-def _json_response(text: str | bytes, status: int) -> Response:
-    return Response(text, status_code=status, media_type="application/json")
-
-
 def _handler(exc: Exception) -> Callable[[Request, Exception], Coroutine[Any, Any, Response]] | None:
     for cls in type(exc).__mro__:
         handler = EXCEPTION_HANDLERS.get(cls)
@@ -244,16 +249,20 @@ class HotPath:
         try:
             if agent_id is not None:
                 inserted, text = await store.create_message(session_id, agent_id, message)
-                response = _json_response(text, 201 if inserted else 200)
+                status, content = 201 if inserted else 200, text.encode()
             else:
-                result = await store.apply_batch(session_id, **arguments)
-                response = _json_response(orjson.dumps(result), 200)
+                status, content = 200, orjson.dumps(await store.apply_batch(session_id, **arguments))
         except Exception as exc:
             handler = _handler(exc)
             if handler is None:
                 raise
             response = await handler(Request(scope), exc)
-        await response(scope, receive, send)
+            await response(scope, receive, send)
+            return
+        # The headers a starlette `Response(media_type="application/json")` sends, without building one.
+        headers = [(b"content-length", str(len(content)).encode()), (b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
 
 
 async def _read_body(receive: Receive) -> bytes:
