@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 import orjson
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.telemetry import TelemetryConfig
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from . import memories, profiles
@@ -27,6 +28,8 @@ from .storage_store import StorageStore
 from .store import SessionStore
 
 logger = logging.getLogger(__name__)
+
+_NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 async def _sweep_forever(store: SessionStore, interval: float, batch_size: int, metrics: BackendMetrics) -> None:
@@ -106,6 +109,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Strands sessions, agents, messages and multi-agent state in PostgreSQL.",
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
+        # FastAPI's native OpenTelemetry hooks look up the global providers (and the environment) on every request, a
+        # fifteenth of an append's CPU in the `levers` benchmark; this service's metrics are Prometheus' (`/metrics`).
+        telemetry=_NO_TELEMETRY if settings.hot_path else None,
     )
     if settings.hot_path:
         app.add_middleware(HotPath, settings=settings)  # inside BodySizeLimit: oversized bodies are refused first

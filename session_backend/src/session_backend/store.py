@@ -148,9 +148,11 @@ class GroupCommit:
                         functions_sql.WRITE_TEXT, pending.session_id, pending.operations, pending.lease_owner
                     )
                 except asyncpg.PostgresError as e:
-                    pending.future.set_exception(_write_error(e))
+                    if not pending.future.done():  # done: its caller was cancelled
+                        pending.future.set_exception(_write_error(e))
                 else:
-                    pending.future.set_result(rows)
+                    if not pending.future.done():
+                        pending.future.set_result(rows)
                 return True
             # Writes to different sessions are independent: one lock order (by session id, arrival order within a
             # session) keeps concurrent groups from deadlocking each other over session rows.
