@@ -375,3 +375,51 @@ def test_metrics_name_hot_path_requests_by_their_route(clients: dict[str, TestCl
     assert any(line.startswith("http_requests_total{") and route in line for line in text.splitlines())
     assert 'handler="/v1/sessions/{session_id}/batch"' in text
     assert f"/v1/sessions/{sid}" not in text
+
+
+async def test_a_write_deadlocked_between_two_groups_is_written_again_alone(
+    grouped: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _, sid, admin = grouped
+    monkeypatch.setattr(store_module, "GROUP_COMMIT_CONCURRENCY", 1)
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    second = SessionStore(pool, group_commit=64)
+
+    def update(agent_id: str) -> list[dict[str, Any]]:
+        empty: dict[str, Any] = {"state": {}, "conversation_manager_state": {}, "internal_state": {}}
+        return [{"op": "update_agent", "agent": {"agent_id": agent_id, **empty}}]
+
+    sizes: list[int] = []
+    for store in (first, second):
+        committer: Any = store.group_commit
+        apply = committer._apply
+
+        async def counting(conn: Any, group: list[Any], apply: Any = apply) -> bool:
+            sizes.append(len(group))
+            return bool(await apply(conn, group))
+
+        monkeypatch.setattr(committer, "_apply", counting)
+    try:
+        async with admin.transaction():
+            await admin.execute("SELECT 1 FROM agents WHERE session_id = $1 FOR UPDATE", sid)
+            # Two groups: a then b, and b then a; both wait for the locks held here, then take them crosswise.
+            writes = [asyncio.create_task(first.apply_batch(sid, update(a))) for a in ("a", "b")]
+            writes += [asyncio.create_task(second.apply_batch(sid, update(a))) for a in ("b", "a")]
+            for _ in range(100):
+                waiting = await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'session-backend' "
+                    "AND wait_event_type = 'Lock' AND datname = current_database()"
+                )
+                if waiting == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert waiting == 2
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+    finally:
+        await pool.close()
+    assert [o["agent_versions"] for o in outcomes if isinstance(o, dict)] and all(
+        isinstance(o, dict) for o in outcomes
+    ), outcomes
+    versions = dict(await admin.fetch("SELECT agent_id, version FROM agents WHERE session_id = $1", sid))
+    assert versions == {"a": 3, "b": 3}
+    assert sorted(sizes) == [1, 2, 2]  # two groups of two, and the deadlock's victim once more alone
