@@ -47,18 +47,19 @@ def process(name: str, env: dict[str, str], url: str, health: str = "/health") -
 
 
 @contextmanager
-def backend(database_url: str, workers: int = 1) -> Iterator[str]:
-    """A `session-backend` process on `database_url`; yields its URL."""
+def backend(database_url: str, workers: int = 1, env: dict[str, str] | None = None) -> Iterator[str]:
+    """A `session-backend` process on `database_url` (extra environment `env`, e.g. settings); yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {
+    environment = {
         "DATABASE_URL": database_url,
         "PORT": str(port),
         "SESSION_BACKEND_WORKERS": str(workers),
         "SESSION_BACKEND_API_KEY": "",
         "LOG_LEVEL": "warning",
+        **(env or {}),
     }
-    with process("session-backend", env, url, health="/ready"):
+    with process("session-backend", environment, url, health="/ready"):
         yield url
 
 

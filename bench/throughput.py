@@ -36,7 +36,7 @@ request = function()
   local message_id = counter
   counter = counter + 1
   local body = '{"message_id":' .. message_id .. ',"message":{"role":"user","content":[{"text":"' .. text .. '"}]}}'
-  return wrk.format("POST", "/v1/sessions/wrk/agents/t" .. thread_id .. "-a" .. agent .. "/messages",
+  return wrk.format("POST", "/v1/sessions/%(session)s/agents/t" .. thread_id .. "-a" .. agent .. "/messages",
                     {["Content-Type"] = "application/json"}, body)
 end
 done = function(summary, latency, requests)
@@ -48,14 +48,17 @@ end
 """
 
 
-def _seed(database_url: str, threads: int) -> None:
+def _seed(database_url: str, threads: int, sessions: tuple[str, ...] = ("wrk",)) -> None:
+    """Create the pgbench session and, for wrk, `sessions` (one per run: a run appending into another run's rows
+    would measure identical retries, not inserts), each with its agents."""
+
     async def run() -> None:
         conn = await asyncpg.connect(database_url)
         try:
             await apply_migrations(conn)
-            for session_id in ("wrk", "pgb"):
+            for session_id in (*sessions, "pgb"):
                 await conn.execute("INSERT INTO sessions (session_id) VALUES ($1) ON CONFLICT DO NOTHING", session_id)
-            agents = [("wrk", f"t{t}-a{a}") for t in range(threads) for a in range(AGENTS)]
+            agents = [(s, f"t{t}-a{a}") for s in sessions for t in range(threads) for a in range(AGENTS)]
             agents += [("pgb", f"a{a}") for a in range(AGENTS)]
             await conn.executemany("INSERT INTO agents (session_id, agent_id) VALUES ($1, $2)", agents)
             await conn.execute("CREATE SEQUENCE IF NOT EXISTS pgb_seq")
@@ -65,11 +68,11 @@ def _seed(database_url: str, threads: int) -> None:
     asyncio.run(run())
 
 
-def _wrk(url: str, clients: int, seconds: int, lua_dir: Path) -> dict[str, Any]:
+def _wrk(url: str, clients: int, seconds: int, lua_dir: Path, session: str = "wrk") -> dict[str, Any]:
     threads = min(2, clients)
     # wrk's Lua `setup` runs once per thread in creation order; a counter in the setup chunk numbers them.
     lua = WRK_LUA.replace('thread:set("tid", %(tid)s)', 'thread:set("tid", next_tid); next_tid = next_tid + 1')
-    lua = "next_tid = 0\n" + lua % {"text": json.dumps(TEXT), "agents": AGENTS, "tid": ""}
+    lua = "next_tid = 0\n" + lua % {"text": json.dumps(TEXT), "agents": AGENTS, "tid": "", "session": session}
     script = lua_dir / "append.lua"
     script.write_text(lua)
     out = subprocess.run(
@@ -143,9 +146,11 @@ def run(concurrency: tuple[int, ...] = (1, 16, 64), seconds: int = 5, workers: i
             raise RuntimeError(f"{tool} is not installed (make bench installs it with apt-get)")
     rows = []
     with scratch_database() as database_url, tempfile.TemporaryDirectory() as work:
-        _seed(database_url, threads=2)
+        _seed(database_url, threads=2, sessions=tuple(f"wrk{clients}" for clients in concurrency))
         with backend(database_url, workers=workers) as url:
-            ours_by_clients = {clients: _wrk(url, clients, seconds, Path(work)) for clients in concurrency}
+            ours_by_clients = {
+                clients: _wrk(url, clients, seconds, Path(work), session=f"wrk{clients}") for clients in concurrency
+            }
         # pgbench runs after the backend stopped: its pool would otherwise hold connections pgbench needs.
         for clients in concurrency:
             ours = ours_by_clients[clients]

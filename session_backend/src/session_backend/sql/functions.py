@@ -174,9 +174,65 @@ $fn$
 """,
 )
 
-FUNCTIONS: tuple[SqlFunction, ...] = (SESSION_BACKEND_WRITE,)
+# Group commit: the writes of several requests in one statement, so one transaction and one WAL flush. Item i is
+# `session_backend_write(p_session_ids[i], p_ops[i]::jsonb, p_lease_owners[i])` in a block of its own (a
+# subtransaction): a failing item leaves nothing of itself and nothing else undone, and gives its SQLSTATE and message
+# as it would alone. `p_ops` is text, parsed in the item's block: a value PostgreSQL refuses (a NUL) fails that item
+# only. Rows: (item, status, version, body, NULLs) per operation of a written item (in order), or (item, NULLs,
+# error_code, error_message, error_detail, error_hint) once for a failed one; items are numbered from 1.
+SESSION_BACKEND_WRITE_MANY = SqlFunction(
+    "session_backend_write_many",
+    r"""
+CREATE OR REPLACE FUNCTION session_backend_write_many(p_session_ids text[], p_ops text[], p_lease_owners text[])
+RETURNS TABLE (
+    item integer, status text, version bigint, body text,
+    error_code text, error_message text, error_detail text, error_hint text)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    i integer;
+    v_status text[];
+    v_version bigint[];
+    v_body text[];
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_session_ids, 1), 0) LOOP
+        BEGIN
+            -- Collected before any row is returned: rows of a failed item never reach the result.
+            SELECT array_agg(w.status ORDER BY w.n), array_agg(w.version ORDER BY w.n), array_agg(w.body ORDER BY w.n)
+            INTO v_status, v_version, v_body
+            FROM session_backend_write(p_session_ids[i], p_ops[i]::jsonb, p_lease_owners[i])
+                WITH ORDINALITY AS w(status, version, body, n);
+        EXCEPTION WHEN OTHERS THEN
+            item := i;
+            status := NULL;
+            version := NULL;
+            body := NULL;
+            error_code := SQLSTATE;
+            error_message := SQLERRM;
+            GET STACKED DIAGNOSTICS error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+            RETURN NEXT;
+            CONTINUE;
+        END;
+        RETURN QUERY SELECT i, u.s, u.v, u.b, NULL::text, NULL::text, NULL::text, NULL::text
+            FROM unnest(v_status, v_version, v_body) AS u(s, v, b);
+    END LOOP;
+END
+$fn$
+""",
+)
+
+FUNCTIONS: tuple[SqlFunction, ...] = (SESSION_BACKEND_WRITE, SESSION_BACKEND_WRITE_MANY)
 """Every function the backend installs, in install order."""
 
 WRITE = """
 SELECT status, version, body FROM session_backend_write($1, $2::jsonb, $3::text)
+"""
+
+# The operations as JSON text (the group commit encodes them once, for either statement).
+WRITE_TEXT = """
+SELECT status, version, body FROM session_backend_write($1, $2::text::jsonb, $3::text)
+"""
+
+WRITE_MANY = """
+SELECT item, status, version, body, error_code, error_message, error_detail, error_hint
+FROM session_backend_write_many($1::text[], $2::text[], $3::text[])
 """
