@@ -6,6 +6,7 @@ import base64
 import uuid
 from typing import Any, Literal
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
@@ -336,7 +337,12 @@ def test_batch_applies_a_turn_atomically(client: TestClient) -> None:
     ]
     r = client.post(f"/v1/sessions/{sid}/batch", json={"operations": ops})
     assert r.status_code == 200, r.text
-    assert r.json() == {"created_messages": 2, "existing_messages": 0, "agent_versions": {"agent-1": 2}}
+    assert r.json() == {
+        "created_messages": 2,
+        "existing_messages": 0,
+        "agent_versions": {"agent-1": 2},
+        "lease_released": False,
+    }
     msgs = client.get(f"/v1/sessions/{sid}/agents/agent-1/messages").json()
     assert [m["message"]["content"][0]["text"] for m in msgs] == ["m0", "edited"]
 
@@ -389,6 +395,74 @@ def test_lease_acquire_renew_busy_release_takeover(client: TestClient) -> None:
 
     time.sleep(0.3)  # B's lease expired: A takes it over
     assert client.post(f"/v1/sessions/{sid}/lease", json={"owner": "A", "ttl_seconds": 30}).status_code == 200
+
+
+def test_batch_releases_the_lease_with_its_commit(client: TestClient) -> None:
+    sid = make_session(client)
+    make_agent(client, sid)
+    assert client.post(f"/v1/sessions/{sid}/lease", json={"owner": "me", "ttl_seconds": 30}).status_code == 200
+    # A batch that fails writes nothing and releases nothing.
+    missing = {"op": "create_message", "agent_id": "nobody", "message": message(0)}
+    body = {"operations": [missing], "lease_owner": "me", "release_lease": True}
+    assert_problem(client.post(f"/v1/sessions/{sid}/batch", json=body), 404)
+    assert_problem(client.post(f"/v1/sessions/{sid}/lease", json={"owner": "other", "ttl_seconds": 30}), 409)
+    # Without its owner there is no lease to release: 422, nothing written.
+    op = {"op": "create_message", "agent_id": "agent-1", "message": message(0)}
+    assert_problem(client.post(f"/v1/sessions/{sid}/batch", json={"operations": [op], "release_lease": True}), 422)
+    assert_problem(
+        client.post(f"/v1/sessions/{sid}/batch", json={"operations": [op], "lease_owner": "me", "release_lease": 1}),
+        422,
+    )
+    assert client.get(f"/v1/sessions/{sid}/agents/agent-1/messages").json() == []
+    r = client.post(f"/v1/sessions/{sid}/batch", json={"operations": [op], "lease_owner": "me", "release_lease": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["created_messages"] == 1 and r.json()["lease_released"] is True
+    # The lease ended with the commit: another writer takes it at once.
+    assert client.post(f"/v1/sessions/{sid}/lease", json={"owner": "other", "ttl_seconds": 30}).status_code == 200
+
+
+def test_a_take_over_waits_for_the_fenced_writes_in_flight(client: TestClient, database_url: str) -> None:
+    """The fence holds the lease row until the writes commit: a take-over after the lease expired mid-commit
+    waits for them, so the old writer's batch is ordered before the new owner's reads."""
+    import asyncio
+    import threading
+    import time
+
+    import asyncpg
+
+    sid = make_session(client)
+    make_agent(client, sid)
+    assert client.post(f"/v1/sessions/{sid}/lease", json={"owner": "old", "ttl_seconds": 1}).status_code == 200
+    took: dict[str, float] = {}
+
+    def take_over() -> None:
+        r = client.post(f"/v1/sessions/{sid}/lease", json={"owner": "new", "ttl_seconds": 30})
+        took["status"], took["at"] = r.status_code, time.monotonic()
+
+    async def slow_writer() -> float:
+        conn = await asyncpg.connect(database_url)
+        try:
+            async with conn.transaction():
+                ops = (
+                    '[{"op": "create_message", "agent_id": "agent-1", "message": '
+                    + orjson.dumps(message(0)).decode()
+                    + "}]"
+                )
+                await conn.fetch("SELECT * FROM session_backend_write($1, $2::jsonb, $3)", sid, ops, "old")
+                await asyncio.sleep(1.5)  # the lease expires while this transaction is still open
+                thread = threading.Thread(target=take_over)
+                thread.start()
+                await asyncio.sleep(1.0)
+                assert "at" not in took  # the take-over waits on the lease row
+            committed = time.monotonic()
+            await asyncio.to_thread(thread.join, 10)
+            return committed
+        finally:
+            await conn.close()
+
+    committed = asyncio.run(slow_writer())
+    assert took["status"] == 200 and took["at"] >= committed
+    assert len(client.get(f"/v1/sessions/{sid}/agents/agent-1/messages").json()) == 1
 
 
 def test_lease_bad_input(client: TestClient) -> None:

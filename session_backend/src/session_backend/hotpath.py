@@ -142,7 +142,8 @@ def batch_body(body: Any) -> dict[str, Any]:
     """The arguments of `SessionStore.apply_batch` from a `BatchRequest` the fast lane accepts.
 
     Returns:
-        `{"operations": [...], "lease_owner", "incarnation", "turn"}`, shaped as `BatchRequest.model_dump()`.
+        `{"operations": [...], "lease_owner", "incarnation", "turn", "release_lease"}`, shaped as
+        `BatchRequest.model_dump()`.
 
     Raises:
         _Refer: anything but the plain shape.
@@ -154,6 +155,9 @@ def batch_body(body: Any) -> dict[str, Any]:
     lease_owner = body.get("lease_owner")
     incarnation = body.get("incarnation")
     turn = body.get("turn")
+    release_lease = body.get("release_lease", False)
+    if type(release_lease) is not bool or (release_lease and lease_owner is None):
+        raise _Refer
     if turn is not None:
         turn = _object(turn)
         key = turn.get("idempotency_key")
@@ -167,6 +171,7 @@ def batch_body(body: Any) -> dict[str, Any]:
         "lease_owner": None if lease_owner is None else _token(lease_owner),
         "incarnation": None if incarnation is None else _int(incarnation, -_MAX_BIGINT - 1, _MAX_BIGINT),
         "turn": turn,
+        "release_lease": release_lease,
     }
 
 

@@ -263,7 +263,12 @@ async def apply_batch(session_id: SessionId, body: BatchRequest, store: Store) -
     operations = [op.model_dump() for op in body.operations]
     turn = body.turn.model_dump() if body.turn is not None else None
     result = await store.apply_batch(
-        session_id, operations, lease_owner=body.lease_owner, incarnation=body.incarnation, turn=turn
+        session_id,
+        operations,
+        lease_owner=body.lease_owner,
+        incarnation=body.incarnation,
+        turn=turn,
+        release_lease=body.release_lease,
     )
     return _json(orjson.dumps(result).decode())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:@+=\-]{1,256}$"
 
@@ -224,13 +224,22 @@ class BatchRequest(_Body):
 
     With `lease_owner`, the batch is refused (409) unless that owner holds the session's live lease; with
     `incarnation`, it is refused (412) when the session was deleted and re-created since the writer read it; with
-    `turn`, the turn is recorded as committed (409 when it was given up, or its Idempotency-Key already committed).
+    `turn`, the turn is recorded as committed (409 when it was given up, or its Idempotency-Key already committed);
+    with `release_lease` (needs `lease_owner`), that owner's lease ends with the commit, saving the writer the
+    release request.
     """
 
     operations: Annotated[list[BatchOperation], Field(min_length=1, max_length=1000)]
     lease_owner: LeaseOwner | None = None
     incarnation: int | None = None
     turn: TurnRecord | None = None
+    release_lease: StrictBool = False
+
+    @model_validator(mode="after")
+    def _release_needs_owner(self) -> BatchRequest:
+        if self.release_lease and self.lease_owner is None:
+            raise ValueError("release_lease needs lease_owner")
+        return self
 
 
 class LeaseRequest(_Body):
@@ -282,6 +291,7 @@ class BatchResult(_Body):
     created_messages: int
     existing_messages: int
     agent_versions: dict[str, int]
+    lease_released: bool = False
 
 
 class Problem(_Body):

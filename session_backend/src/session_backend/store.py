@@ -495,6 +495,7 @@ class SessionStore:
         lease_owner: str | None = None,
         incarnation: int | None = None,
         turn: dict[str, Any] | None = None,
+        release_lease: bool = False,
     ) -> dict[str, Any]:
         """Apply the writes of one turn in order, atomically, in one round trip.
 
@@ -505,9 +506,10 @@ class SessionStore:
             lease_owner: when given, write only while this owner holds the session's lease (fencing).
             incarnation: when given, write only into this incarnation of the session id.
             turn: `{turn_id, idempotency_key, result}`: record the turn as committed with the writes.
+            release_lease: end `lease_owner`'s lease in the same transaction, after the writes.
 
         Returns:
-            `{"created_messages", "existing_messages", "agent_versions": {agent_id: version}}`.
+            `{"created_messages", "existing_messages", "agent_versions": {agent_id: version}, "lease_released"}`.
 
         Raises:
             NotFound, Conflict, PreconditionFailed: as the single-row operations; nothing is written.
@@ -521,6 +523,10 @@ class SessionStore:
         if turn is not None:
             # Last: a batch held up behind a lock then loses cleanly to a tombstone written meanwhile.
             ops.append({"op": "record_turn", **turn})
+        if release_lease:
+            if lease_owner is None:
+                raise ValueError("release_lease needs lease_owner")
+            ops.append({"op": "release_lease"})
         rows = await self._write(session_id, ops, lease_owner)
         versions = {
             op["agent"]["agent_id"]: int(row["version"])
@@ -532,6 +538,7 @@ class SessionStore:
             "created_messages": statuses.count("created"),
             "existing_messages": statuses.count("existing"),
             "agent_versions": versions,
+            "lease_released": release_lease,
         }
 
     async def resolve_turn(self, session_id: str, turn_id: str) -> str:

@@ -36,11 +36,14 @@ class SqlFunction:
 # to be (fencing). Operations: `update_agent` {agent, if_version}, `create_message` / `update_message`
 # {agent_id, message}; a `create_message` of identical content at an existing message_id is a retry ('existing');
 # `check_incarnation` {incarnation} refuses (SB412) a writer whose copy predates a delete and re-create of the id;
-# `record_turn` {turn_id, idempotency_key, result} names the turn the batch commits (see `sql/turns.py`). Every
+# `record_turn` {turn_id, idempotency_key, result} names the turn the batch commits (see `sql/turns.py`);
+# `release_lease` {} ends `p_lease_owner`'s lease with the commit (version 2; version 2 also holds the fenced lease
+# row FOR SHARE until the commit). Every
 # successful call moves the expiry of a session with a `ttl_seconds` (sliding expiry, see `sql/sessions.py`).
 SESSION_BACKEND_WRITE = SqlFunction(
     "session_backend_write",
-    rf"""
+    version=2,
+    definition=rf"""
 CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops jsonb, p_lease_owner text)
 RETURNS TABLE (status text, version bigint, body text)
 LANGUAGE plpgsql AS $fn$
@@ -58,12 +61,16 @@ BEGIN
     IF NOT {LIVE_SESSION_EXISTS} THEN
         RAISE EXCEPTION 'session % not found', p_session_id USING ERRCODE = 'SB404';
     END IF;
-    -- Fencing: a writer whose lease expired (and may have been taken over) must not write.
-    IF p_lease_owner IS NOT NULL AND NOT EXISTS (
-            SELECT 1 FROM session_leases l
-            WHERE l.session_id = p_session_id AND l.owner = p_lease_owner AND {LIVE_LEASE}) THEN
-        RAISE EXCEPTION 'the lease on session % is not held by %', p_session_id, p_lease_owner
-            USING ERRCODE = 'SB423';
+    -- Fencing: a writer whose lease expired (and may have been taken over) must not write. The lease row stays
+    -- locked (FOR SHARE) until this transaction ends, so a take-over waits for these writes instead of racing them.
+    IF p_lease_owner IS NOT NULL THEN
+        PERFORM 1 FROM session_leases l
+        WHERE l.session_id = p_session_id AND l.owner = p_lease_owner AND {LIVE_LEASE}
+        FOR SHARE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'the lease on session % is not held by %', p_session_id, p_lease_owner
+                USING ERRCODE = 'SB423';
+        END IF;
     END IF;
     FOR op IN SELECT value FROM jsonb_array_elements(p_ops) LOOP
         IF op->>'op' = 'check_incarnation' THEN
@@ -89,6 +96,17 @@ BEGIN
                     USING ERRCODE = 'SB409';
             END IF;
             status := 'recorded';
+            version := NULL;
+            body := NULL;
+            RETURN NEXT;
+            CONTINUE;
+        ELSIF op->>'op' = 'release_lease' THEN
+            -- Last of a turn's batch: the writer's lease ends with its commit, one round trip fewer per turn.
+            IF p_lease_owner IS NULL THEN
+                RAISE EXCEPTION 'release_lease needs the lease owner' USING ERRCODE = '22023';
+            END IF;
+            DELETE FROM session_leases l WHERE l.session_id = p_session_id AND l.owner = p_lease_owner;
+            status := 'released';
             version := NULL;
             body := NULL;
             RETURN NEXT;
