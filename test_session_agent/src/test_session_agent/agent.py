@@ -418,6 +418,10 @@ class SessionAgents:
                 entry.memory.begin_turn()
             entry.manager.lease_owner = self.owner
             entry.manager.turn = {"turn_id": turn_id, "idempotency_key": idempotency_key}
+            # The lease ends with the turn's commit (one request fewer), its renewals stopped just before.
+            entry.manager.release_lease_on_commit = self.settings.release_lease_with_commit
+            entry.manager.before_commit = renewal.stop
+            entry.manager.lease_released = False
             ttl = self.settings.active_agent_ttl_seconds or None
             handoff = {HANDOFF_STATE_KEY: lambda agent_id: self.repository.set_active_agent(session_id, agent_id, ttl)}
             result = asyncio.run(_invoke(entry.agent, prompt, on_text, handoff))
@@ -434,9 +438,13 @@ class SessionAgents:
             raise
         finally:
             renewal.stop()
-            self._release(session_id)
+            if entry is None or not entry.manager.lease_released:
+                self._release(session_id)
             if entry is not None:
                 entry.manager.turn = None
+                entry.manager.release_lease_on_commit = False
+                entry.manager.before_commit = None
+                entry.manager.lease_released = False
         self._put(session_id, entry)
         usage = dict(result.metrics.accumulated_usage) if result is not None else {}
         return TurnResult(

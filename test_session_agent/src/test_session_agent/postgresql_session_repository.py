@@ -307,6 +307,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
         *,
         incarnation: int | None = None,
         turn: dict[str, Any] | None = None,
+        release_lease: bool = False,
         **kwargs: Any,
     ) -> dict[str, Any]:
         """Apply writes in order in one backend transaction (all or nothing).
@@ -318,6 +319,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
             lease_owner: write only while this owner holds the session's lease (fencing).
             incarnation: write only into this incarnation of the session id (not into a re-created session).
             turn: `{"turn_id", "idempotency_key", "result"}`: record the turn as committed with the writes.
+            release_lease: end `lease_owner`'s lease with the commit (one request fewer than `release_lease()`).
             **kwargs: ignored (the Strands repository contract).
 
         Returns:
@@ -340,6 +342,8 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
             body["incarnation"] = incarnation
         if turn is not None:
             body["turn"] = turn
+        if release_lease and lease_owner is not None:
+            body["release_lease"] = True
         response = self._call(
             "POST",
             f"/v1/sessions/{_seg(session_id)}/batch",

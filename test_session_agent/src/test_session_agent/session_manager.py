@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from strands.bidi.agent import BidiAgent
@@ -84,6 +85,11 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         self.turn: dict[str, Any] | None = None
         # The turn id of the last batch that was sent but whose answer was lost (see `resolve_turn`).
         self.unresolved_turn_id: str | None = None
+        # Set by a lease holder that wants its lease to end with the turn's commit (`release_lease` in the batch);
+        # `before_commit` runs first (it stops the lease's renewals), `lease_released` says whether the commit did.
+        self.release_lease_on_commit = False
+        self.before_commit: Callable[[], None] | None = None
+        self.lease_released = False
         self._pending: list[dict[str, Any]] | None = None
         self._unsent: list[dict[str, Any]] = []
         # BidiAgent writes: one at a time, in the order the agent made them; agent state as last stored.
@@ -247,6 +253,9 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             "usage": dict(result.metrics.accumulated_usage) if result is not None else {},
         }
         turn = (self.turn or {"turn_id": uuid.uuid4().hex, "idempotency_key": None}) | {"result": answer}
+        release = self.release_lease_on_commit and self.lease_owner is not None
+        if release and self.before_commit is not None:
+            self.before_commit()
         try:
             self.apply_batch(
                 self.session_id,
@@ -255,7 +264,9 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
                 # A copy read from an earlier life of this session id must not write into a re-created one.
                 incarnation=self.incarnation(self.session_id),
                 turn=turn,
+                release_lease=release,
             )
+            self.lease_released = release
         except BackendUnavailableError:
             self._unsent = pending
             self.unresolved_turn_id = turn["turn_id"]

@@ -6,6 +6,7 @@ Also the snapshot side of a session (checkpoints, fork, history, delete), in Pos
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, cast
@@ -38,6 +39,10 @@ class ServiceSnapshotSessionManager(SnapshotSessionManager):
     lease_owner: str | None = None
     turn: dict[str, Any] | None = None
     unresolved_turn_id: str | None = None
+    # Snapshot writes do not end the lease: the turn logic releases it with a request of its own.
+    release_lease_on_commit: bool = False
+    before_commit: Callable[[], None] | None = None
+    lease_released: bool = False
 
     def agent_version(self, session_id: str, agent_id: str) -> int | None:
         """No version to compare with the lease's: report one that never matches, so a cached agent is restored."""

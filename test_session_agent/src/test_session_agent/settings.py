@@ -51,6 +51,9 @@ class AgentSettings(BaseSettings):
     read_timeout_seconds: float = Field(default=15.0, gt=0, validation_alias="AGENT_READ_TIMEOUT_SECONDS")
     max_connections: int = Field(default=1024, ge=1, validation_alias="AGENT_MAX_CONNECTIONS")
     lease_ttl_seconds: float = Field(default=30.0, gt=0, le=3600, validation_alias="SESSION_LEASE_TTL_SECONDS")
+    # A turn's lease ends inside its commit (`release_lease` in the batch) instead of by a request of its own. Off
+    # only to measure it, or against a backend older than write-path version 2.
+    release_lease_with_commit: bool = Field(default=True, validation_alias="SESSION_RELEASE_LEASE_WITH_COMMIT")
     session_wait_seconds: float = Field(default=30.0, ge=0, validation_alias="SESSION_WAIT_SECONDS")
     scripted_first_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_FIRST_TOKEN_DELAY_MS")
     scripted_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_TOKEN_DELAY_MS")
