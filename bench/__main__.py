@@ -64,6 +64,7 @@ def main() -> int:
         results["throughput"] = throughput.run(seconds=2 if quick else 5)
     if "levers" in wanted:
         results["levers"] = levers.run(seconds=2 if quick else 5, rounds=1 if quick else 3)
+        results["lease_release"] = levers.lease_release(sessions=60 if quick else 200, rounds=2 if quick else 3)
     if "memory" in wanted:
         results["memory"] = agent_service.memory(sessions=1_000 if quick else 10_000)
     if "streaming" in wanted:
@@ -167,6 +168,19 @@ def report(results: dict[str, Any]) -> None:
                     TARGETS["levers"],
                     r["ratio"] >= 0.5 and r["backend_failed"] == 0,
                     ratio=r["ratio"],  # ours / pgbench: higher is better
+                )
+            )
+    if "lease_release" in results:
+        lr = results["lease_release"]
+        apart = next(r for r in lr["rows"] if r["config"] == "released apart")
+        for r in lr["rows"]:
+            rows.append(
+                row(
+                    f"agent turns/s, lease {r['config']} (p50 {r['p50_ms']:.0f} ms; {lr['concurrency']} in flight, "
+                    f"median of {lr['rounds']}), vs released apart",
+                    r["turns_per_s"],
+                    apart["turns_per_s"],
+                    ratio=r["turns_per_s"] / apart["turns_per_s"],  # higher is better
                 )
             )
     if "memory" in results:
