@@ -7,6 +7,8 @@ import json
 import os
 import platform
 import time
+import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,40 +56,51 @@ def main() -> int:
         "started_at": datetime.now(UTC).isoformat(),
     }
     started = time.perf_counter()
-    if "list" in wanted:
-        results["list_messages"] = list_messages.run(messages=2_000 if quick else 10_000)
-    if "restore" in wanted:
-        results["restore"] = restore.run(messages=2_000 if quick else 10_000, samples=3 if quick else 5)
-    if "per_turn" in wanted:
-        results["per_turn"] = turns.run(turns=50 if quick else 200)
-    if "throughput" in wanted:
-        results["throughput"] = throughput.run(seconds=2 if quick else 5)
-    if "levers" in wanted:
-        results["levers"] = levers.run(seconds=2 if quick else 5, rounds=1 if quick else 3)
-        results["lease_release"] = levers.lease_release(sessions=60 if quick else 200, rounds=2 if quick else 3)
-    if "memory" in wanted:
-        results["memory"] = agent_service.memory(sessions=1_000 if quick else 10_000)
-    if "streaming" in wanted:
-        results["streaming"] = agent_service.streaming(requests=10 if quick else 30)
-    if "memory_search" in wanted:
-        results["memory_search"] = memory_search.run(
-            memories=10_000 if quick else 100_000, actors=100 if quick else 1_000, samples=50 if quick else 200
-        )
-    if "local_model" in wanted:
-        results["local_model"] = local_model.run(samples=1 if quick else 3)
-    if "snapshot" in wanted:
-        results["snapshot"] = snapshot.run(messages=2_000 if quick else 10_000, samples=3 if quick else 5)
-    if "sessions_load" in wanted:
-        results["sessions_load"] = sessions_load.run(sizes=(100, 300) if quick else (100, 1_000))
-    if "scale" in wanted:
-        results["scale"] = scale.run(seconds=2 if quick else 5, sessions=60 if quick else 200)
+    steps: list[tuple[str, str, Callable[[], Any]]] = [
+        ("list", "list_messages", lambda: list_messages.run(messages=2_000 if quick else 10_000)),
+        ("restore", "restore", lambda: restore.run(messages=2_000 if quick else 10_000, samples=3 if quick else 5)),
+        ("per_turn", "per_turn", lambda: turns.run(turns=50 if quick else 200)),
+        ("throughput", "throughput", lambda: throughput.run(seconds=2 if quick else 5)),
+        ("levers", "levers", lambda: levers.run(seconds=2 if quick else 5, rounds=1 if quick else 3)),
+        (
+            "levers",
+            "lease_release",
+            lambda: levers.lease_release(sessions=60 if quick else 200, rounds=2 if quick else 3),
+        ),
+        ("memory", "memory", lambda: agent_service.memory(sessions=1_000 if quick else 10_000)),
+        ("streaming", "streaming", lambda: agent_service.streaming(requests=10 if quick else 30)),
+        (
+            "memory_search",
+            "memory_search",
+            lambda: memory_search.run(
+                memories=10_000 if quick else 100_000, actors=100 if quick else 1_000, samples=50 if quick else 200
+            ),
+        ),
+        ("local_model", "local_model", lambda: local_model.run(samples=1 if quick else 3)),
+        ("snapshot", "snapshot", lambda: snapshot.run(messages=2_000 if quick else 10_000, samples=3 if quick else 5)),
+        ("sessions_load", "sessions_load", lambda: sessions_load.run(sizes=(100, 300) if quick else (100, 1_000))),
+        ("scale", "scale", lambda: scale.run(seconds=2 if quick else 5, sessions=60 if quick else 200)),
+    ]
+    failed: dict[str, str] = {}
+    for name, key, step in steps:
+        if name not in wanted:
+            continue
+        try:
+            results[key] = step()
+        except Exception as e:  # one failed benchmark must not lose the others' figures
+            traceback.print_exc()
+            failed[key] = f"{type(e).__name__}: {e}"
+    if failed:
+        results["failed"] = failed
     results["seconds"] = time.perf_counter() - started
     report(results)
     out = ROOT / ".data" / "bench" / "latest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"\nwritten to {out.relative_to(ROOT)} ({results['seconds']:.0f} s, {os.cpu_count()} cores)")
-    return 0
+    for key, error in failed.items():
+        print(f"FAILED {key}: {error}")
+    return 1 if failed else 0
 
 
 def row(

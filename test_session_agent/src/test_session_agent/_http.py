@@ -24,6 +24,10 @@ DEFAULT_BASE_URL = "http://localhost:8001"
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
 
 
+KEEPALIVE_EXPIRY_SECONDS = 2.0
+"""Idle pooled connections to the backend are closed after this long (below the server's 5 s keep-alive)."""
+
+
 def client_options(
     base_url: str,
     api_key: str | None,
@@ -45,7 +49,13 @@ def client_options(
         "base_url": base_url.rstrip("/"),
         "timeout": timeout,
         "headers": {"Authorization": f"Bearer {api_key}"} if api_key else {},
-        "limits": httpx.Limits(max_connections=max_connections, max_keepalive_connections=max(1, max_connections // 2)),
+        "limits": httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max(1, max_connections // 2),
+            # Shorter than the backend's idle close (uvicorn's 5 s keep-alive): a connection the server is closing is
+            # never reused for a request, which would then fail with "connection reset" (not retried when unsafe).
+            keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
+        ),
         # Loading the CA bundle costs ~40 ms per process; a plain-http backend never needs it.
         "verify": base_url.startswith("https:"),
     }

@@ -114,3 +114,9 @@ def test_checked_maps_refusals(status: int, error: type[Exception]) -> None:
     assert "PUT /v1/sessions/s" in str(info.value) and "why" in str(info.value)
     if isinstance(info.value, BackendRequestError):
         assert info.value.status == status
+
+
+def test_idle_connections_are_dropped_before_the_server_closes_them() -> None:
+    """uvicorn closes an idle keep-alive connection after 5 s; reusing one the server is closing resets the request."""
+    limits = client_options("http://backend:8001", None)["limits"]
+    assert limits.keepalive_expiry is not None and limits.keepalive_expiry < 5
