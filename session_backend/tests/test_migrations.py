@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import asyncpg
 import pytest
@@ -80,7 +81,7 @@ def test_functions_install_when_changed_and_skip_when_identical(database_url: st
         try:
             await apply_migrations(conn)
             assert await install_functions(conn) == []
-            changed = SqlFunction(SESSION_BACKEND_WRITE.name, SESSION_BACKEND_WRITE.definition + "\n")
+            changed = dataclasses.replace(SESSION_BACKEND_WRITE, definition=SESSION_BACKEND_WRITE.definition + "\n")
             assert await install_functions(conn, (changed,)) == [SESSION_BACKEND_WRITE.name]
             assert await install_functions(conn) == [SESSION_BACKEND_WRITE.name]
             source = await conn.fetchval("SELECT prosrc FROM pg_proc WHERE proname = $1", SESSION_BACKEND_WRITE.name)
