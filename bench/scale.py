@@ -17,6 +17,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import psutil
 
 from session_backend.testing import free_port
@@ -83,8 +84,6 @@ def _cpu_meter(groups: dict[str, Callable[[], list[psutil.Process]]]) -> Iterato
 @contextmanager
 def _waits(database_url: str) -> Iterator[collections.Counter[str]]:
     """Samples every 50 ms what this database's active PostgreSQL sessions wait on (`CPU` when not waiting)."""
-    import asyncpg
-
     counts: collections.Counter[str] = collections.Counter()
     stop = threading.Event()
     database = database_url.rsplit("/", 1)[1].split("?")[0]
