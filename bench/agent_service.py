@@ -4,6 +4,7 @@ request to the first SSE text event beyond the model's own time to first token."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -11,23 +12,16 @@ import httpx
 import psutil
 from strands import Agent
 
-from session_backend.testing import free_port
 from test_session_agent.models.scripted import ScriptedModel
 
-from .common import backend, median, percentile, process, scratch_database
-
-
-def _agent(backend_url: str, **env: str) -> tuple[dict[str, str], str]:
-    port = free_port()
-    base = {"PORT": str(port), "SESSION_BACKEND_URL": backend_url, "MODEL_PROVIDER": "scripted", "LOG_LEVEL": "warning"}
-    return base | env, f"http://127.0.0.1:{port}"
+from .common import backend, median, percentile, process, scratch_database, scripted_agent
 
 
 def memory(sessions: int = 10_000, concurrency: int = 8, samples: int = 8) -> dict[str, Any]:
     """RSS of the agent service after every `sessions / samples` new sessions (one turn each)."""
     points: list[tuple[int, float]] = []
     with scratch_database() as database_url, backend(database_url, workers=2) as backend_url:
-        env, url = _agent(backend_url)
+        env, url = scripted_agent(backend_url)
         with process("test-session-agent", env, url) as proc:
             rss = psutil.Process(proc.pid)
 
@@ -71,44 +65,64 @@ def streaming(requests: int = 30, first_token_delay_ms: float = 50.0, token_dela
     """Median and p90 of (request → first SSE text event) minus the model's first-token delay, in ms.
 
     Later tokens come every `token_delay_ms`, as from a real model (an instant stream would keep the worker thread
-    busy holding the GIL and measure Python's thread switch interval instead). The baseline, measured alternately in
-    the same run: a plain Strands `Agent` in this process (no HTTP, no session manager) on the same model, from
-    `stream_async` to its first text event: what Strands itself costs before the model's first token.
+    busy holding the GIL and measure Python's thread switch interval instead). Two agent services on one backend,
+    requests alternating between them: speculative turns on (the shipped default) and off (the lease confirmed before
+    the model starts), so the lever is measured alone. The baseline, measured alternately in the same run: a plain
+    Strands `Agent` in this process (no HTTP, no session manager) on the same model, from `stream_async` to its first
+    text event: what Strands itself costs before the model's first token.
     """
-    with scratch_database() as database_url, backend(database_url) as backend_url:
-        env, url = _agent(
-            backend_url,
-            SCRIPTED_FIRST_TOKEN_DELAY_MS=str(first_token_delay_ms),
-            SCRIPTED_TOKEN_DELAY_MS=str(token_delay_ms),
-        )
-        with process("test-session-agent", env, url), httpx.Client(base_url=url, timeout=60) as client:
-            overheads, baseline = [], []
-            plain = Agent(
-                model=ScriptedModel(first_token_delay=first_token_delay_ms / 1000, token_delay=token_delay_ms / 1000),
-                callback_handler=None,
+    configs = {"speculative": "true", "lease first": "false"}
+    with scratch_database() as database_url, backend(database_url) as backend_url, contextlib.ExitStack() as stack:
+        clients = {}
+        for name, flag in configs.items():
+            env, url = scripted_agent(
+                backend_url,
+                SCRIPTED_FIRST_TOKEN_DELAY_MS=str(first_token_delay_ms),
+                SCRIPTED_TOKEN_DELAY_MS=str(token_delay_ms),
+                SESSION_SPECULATIVE_TURNS=flag,
             )
-            for i in range(requests + 3):
-                in_process = asyncio.run(_first_text_ms(plain, f"stream {i}"))
-                started = time.perf_counter()
-                body = {"prompt": f"stream {i}", "session_id": "stream-bench"}
-                first = None
-                with client.stream("POST", "/process-streaming", json=body) as r:
-                    for line in r.iter_lines():
-                        if first is None and line.startswith("data:") and '"type":"text"' in line:
-                            first = (time.perf_counter() - started) * 1000
-                if first is None:
-                    raise RuntimeError("the stream carried no text event")
+            stack.enter_context(process("test-session-agent", env, url))
+            clients[name] = stack.enter_context(httpx.Client(base_url=url, timeout=60))
+        overheads: dict[str, list[float]] = {name: [] for name in configs}
+        baseline = []
+        plain = Agent(
+            model=ScriptedModel(first_token_delay=first_token_delay_ms / 1000, token_delay=token_delay_ms / 1000),
+            callback_handler=None,
+        )
+        for i in range(requests + 3):
+            in_process = asyncio.run(_first_text_ms(plain, f"stream {i}"))
+            for name, client in clients.items():
+                first = _first_sse_text_ms(
+                    client, {"prompt": f"stream {i}", "session_id": "stream-bench-" + name.replace(" ", "-")}
+                )
                 if i >= 3:  # the first turns build the agent; steady state is what a chat sees
-                    overheads.append(first - first_token_delay_ms)
-                    baseline.append(in_process - first_token_delay_ms)
+                    overheads[name].append(first - first_token_delay_ms)
+            if i >= 3:
+                baseline.append(in_process - first_token_delay_ms)
+    ours = overheads["speculative"]
     return {
         "requests": requests,
         "model_first_token_ms": first_token_delay_ms,
-        "overhead_median_ms": median(overheads),
-        "overhead_p90_ms": percentile(overheads, 0.9),
+        "overhead_median_ms": median(ours),
+        "overhead_p90_ms": percentile(ours, 0.9),
+        "lease_first_median_ms": median(overheads["lease first"]),
+        "lease_first_p90_ms": percentile(overheads["lease first"], 0.9),
         "strands_in_process_median_ms": median(baseline),
         "strands_in_process_p90_ms": percentile(baseline, 0.9),
     }
+
+
+def _first_sse_text_ms(client: httpx.Client, body: dict[str, Any]) -> float:
+    """Milliseconds from sending `POST /process-streaming` to its first `text` event (the stream is read whole)."""
+    started = time.perf_counter()
+    first = None
+    with client.stream("POST", "/process-streaming", json=body) as r:
+        for line in r.iter_lines():
+            if first is None and line.startswith("data:") and '"type":"text"' in line:
+                first = (time.perf_counter() - started) * 1000
+    if first is None:
+        raise RuntimeError("the stream carried no text event")
+    return first
 
 
 async def _first_text_ms(agent: Agent, prompt: str) -> float:

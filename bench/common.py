@@ -12,6 +12,7 @@ from typing import Any
 
 from session_backend import testing
 from session_backend.testing import free_port
+from test_session_agent.testing import scripted_agent_env
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get(
@@ -61,6 +62,12 @@ def backend(database_url: str, workers: int = 1, env: dict[str, str] | None = No
     }
     with process("session-backend", environment, url, health="/ready"):
         yield url
+
+
+def scripted_agent(backend_url: str, **env: str) -> tuple[dict[str, str], str]:
+    """Environment and URL of an agent service on the scripted model, a free port and warnings-only logs (`env`
+    overrides); start it with `process("test-session-agent", env, url)`."""
+    return scripted_agent_env(backend_url, free_port(), **({"LOG_LEVEL": "warning"} | env))
 
 
 def print_table(title: str, rows: list[dict[str, Any]]) -> None:

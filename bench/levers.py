@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from session_backend.settings import Settings
-from session_backend.testing import free_port
 
 from . import sessions_load, throughput
-from .common import backend, median, percentile, process, scratch_database
+from .common import backend, median, percentile, process, scratch_database, scripted_agent
 
 GROUP_COMMIT = str(Settings.model_fields["group_commit"].default or 64)
 
@@ -75,15 +74,7 @@ def lease_release(sessions: int = 200, turns: int = 3, concurrency: int = 64, ro
     with scratch_database() as database_url, backend(database_url, workers=2) as backend_url:
         for r in range(rounds):
             for name in list(configs)[r % 2 :] + list(configs)[: r % 2]:
-                port = free_port()
-                url = f"http://127.0.0.1:{port}"
-                env = {
-                    "PORT": str(port),
-                    "SESSION_BACKEND_URL": backend_url,
-                    "MODEL_PROVIDER": "scripted",
-                    "LOG_LEVEL": "warning",
-                    "SESSION_RELEASE_LEASE_WITH_COMMIT": configs[name],
-                }
+                env, url = scripted_agent(backend_url, SESSION_RELEASE_LEASE_WITH_COMMIT=configs[name])
                 with process("test-session-agent", env, url):
                     asyncio.run(sessions_load.drive(url, 20, turns, 20))  # warm-up
                     result = asyncio.run(sessions_load.drive(url, sessions, turns, concurrency))

@@ -20,10 +20,8 @@ from typing import Any
 import asyncpg
 import psutil
 
-from session_backend.testing import free_port
-
 from . import sessions_load, throughput
-from .common import backend, process, scratch_database
+from .common import backend, process, scratch_database, scripted_agent
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -167,10 +165,8 @@ def turns(
             urls = []
             pids = []
             for _ in range(n):
-                port = free_port()
-                url = f"http://127.0.0.1:{port}"
-                env = {"PORT": str(port), "SESSION_BACKEND_URL": backend_url, "MODEL_PROVIDER": "scripted"}
-                proc = stack.enter_context(process("test-session-agent", env | {"LOG_LEVEL": "warning"}, url))
+                env, url = scripted_agent(backend_url)
+                proc = stack.enter_context(process("test-session-agent", env, url))
                 urls.append(url)
                 pids.append(proc.pid)
             backend_pid = _listener_pid(backend_url)

@@ -12,9 +12,7 @@ from typing import Any
 
 import httpx
 
-from session_backend.testing import free_port
-
-from .common import backend, percentile, process, scratch_database
+from .common import backend, percentile, process, scratch_database, scripted_agent
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -115,10 +113,8 @@ def run(sizes: tuple[int, ...] = (100, 1_000), turns: int = 3, concurrency: int 
     service; every conversation checked."""
     out: dict[str, Any] = {}
     with scratch_database() as database_url, backend(database_url, workers=2) as backend_url:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {"PORT": str(port), "SESSION_BACKEND_URL": backend_url, "MODEL_PROVIDER": "scripted"}
-        with process("test-session-agent", env | {"LOG_LEVEL": "warning"}, url):
+        env, url = scripted_agent(backend_url)
+        with process("test-session-agent", env, url):
             for sessions in sizes:
                 result = asyncio.run(drive(url, sessions, turns, min(sessions, concurrency)))
                 if result.problems:

@@ -27,6 +27,7 @@ import pytest
 
 from session_backend.testing import free_port
 from test_session_agent import PostgreSQLMemoryStore, PostgreSQLStorage
+from test_session_agent.testing import scripted_agent_env
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +107,7 @@ def replicas(
             "SESSION_BACKEND_API_KEY": "",
         }
 
-    agent_env = {"PORT": str(ports[2]), "SESSION_BACKEND_URL": urls[0], "MODEL_PROVIDER": "scripted"}
+    agent_env, _ = scripted_agent_env(urls[0], ports[2])
     with ExitStack() as stack, ThreadPoolExecutor(2) as pool:
         started = [
             pool.submit(

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -382,6 +383,42 @@ def test_metrics_name_hot_path_requests_by_their_route(clients: dict[str, TestCl
     assert f"/v1/sessions/{sid}" not in text
 
 
+def _assert_problem(r: Any, status: int) -> None:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def _requests_counted(client: TestClient, route: str) -> float:
+    prefix = f'http_requests_total{{handler="{route}",method="POST",status='
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in client.get("/metrics").text.splitlines() if line.startswith(prefix)
+    )
+
+
+def test_the_hot_path_wraps_the_whole_stack_yet_keeps_its_limits(clients: dict[str, TestClient]) -> None:
+    """The fast lane sits outside FastAPI's middleware: the body limit, unframed bodies, a wrong key and the request
+    count must still come out as from the routes (each request counted once)."""
+    client = clients["hot"]
+    sid = _session(client)
+    route = "/v1/sessions/{session_id}/agents/{agent_id}/messages"
+    before = _requests_counted(client, route)
+    big = _message(0, message={"role": "user", "content": [{"text": "x" * (65 * 1024)}]})
+    _assert_problem(client.post(f"/v1/sessions/{sid}/agents/a/messages", json=big), 413)
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: sent chunked
+        yield orjson.dumps(_message(1))
+
+    r = client.post(
+        f"/v1/sessions/{sid}/agents/a/messages", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 201, r.text
+    r = client.post(f"/v1/sessions/{sid}/agents/a/messages", json=_message(2), headers={"Authorization": "Bearer no"})
+    _assert_problem(r, 401)
+    assert client.post(f"/v1/sessions/{sid}/agents/a/messages", json=_message(3)).status_code == 201
+    assert [m["message_id"] for m in client.get(f"/v1/sessions/{sid}/agents/a/messages").json()] == [1, 3]
+    assert _requests_counted(client, route) - before == 4
+
+
 async def test_a_write_deadlocked_between_two_groups_is_written_again_alone(
     grouped: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -404,36 +441,46 @@ async def test_a_write_deadlocked_between_two_groups_is_written_again_alone(
             return bool(await apply(conn, group))
 
         monkeypatch.setattr(committer, "_apply", counting)
-    # Both groups wait on their first row; released together, each takes its first and wants the other's: a deadlock,
-    # unless the scheduler lets one group take both rows first (a busy machine can). Tried until one happens.
-    deadlocks = 0
+    # The first group (a, b) waits for row a and the second (b, a) for row b, each held by a transaction here. Row
+    # a is let go first: the first group takes it and queues for b behind the second; then b: the second group
+    # takes it and wants a, held by the first group, which waits for b: a deadlock, every time.
+    holder = await asyncpg.connect(database_url)
     try:
-        for attempt in range(1, 9):
-            sizes.clear()
-            before = dict(await admin.fetch("SELECT agent_id, version FROM agents WHERE session_id = $1", sid))
-            async with admin.transaction():
-                await admin.execute("SELECT 1 FROM agents WHERE session_id = $1 FOR UPDATE", sid)
-                # Two groups: a then b, and b then a; both wait for the locks held here, then take them crosswise.
-                writes = [asyncio.create_task(first.apply_batch(sid, update(a))) for a in ("a", "b")]
-                writes += [asyncio.create_task(second.apply_batch(sid, update(a))) for a in ("b", "a")]
-                for _ in range(100):
-                    waiting = await admin.fetchval(
-                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'session-backend' "
-                        "AND wait_event_type = 'Lock' AND datname = current_database()"
-                    )
-                    if waiting == 2:
-                        break
-                    await asyncio.sleep(0.05)
-                assert waiting == 2
-            outcomes = await asyncio.gather(*writes, return_exceptions=True)
-            assert all(isinstance(o, dict) for o in outcomes), outcomes
-            versions = dict(await admin.fetch("SELECT agent_id, version FROM agents WHERE session_id = $1", sid))
-            assert versions == {agent: version + 2 for agent, version in before.items()}, attempt
-            # two groups of two, and, after a deadlock, its victim once more alone
-            assert sorted(sizes) in ([1, 2, 2], [2, 2]), sizes
-            if sorted(sizes) == [1, 2, 2]:
-                deadlocks += 1
+        sizes.clear()
+        before = dict(await admin.fetch("SELECT agent_id, version FROM agents WHERE session_id = $1", sid))
+        lock_a, lock_b = admin.transaction(), holder.transaction()
+        await lock_a.start()
+        await lock_b.start()
+        await admin.execute("SELECT 1 FROM agents WHERE session_id = $1 AND agent_id = 'a' FOR UPDATE", sid)
+        await holder.execute("SELECT 1 FROM agents WHERE session_id = $1 AND agent_id = 'b' FOR UPDATE", sid)
+        writes = [asyncio.create_task(first.apply_batch(sid, update(a))) for a in ("a", "b")]
+        for _ in range(100):  # the first group waits for a
+            if await _lock_waiters(holder) == 1:
                 break
+            await asyncio.sleep(0.02)
+        writes += [asyncio.create_task(second.apply_batch(sid, update(a))) for a in ("b", "a")]
+        for _ in range(100):  # and the second for b
+            if await _lock_waiters(holder) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert await _lock_waiters(holder) == 2
+        await lock_a.commit()
+        await asyncio.sleep(0.3)  # the first group takes a and queues for b
+        await lock_b.commit()
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        assert all(isinstance(o, dict) for o in outcomes), outcomes
+        versions = dict(await admin.fetch("SELECT agent_id, version FROM agents WHERE session_id = $1", sid))
+        assert versions == {agent: version + 2 for agent, version in before.items()}
+        # two groups of two, and, after the deadlock, its victim once more alone
+        assert sorted(sizes) == [1, 2, 2], sizes
     finally:
+        await holder.close()
         await pool.close()
-    assert deadlocks == 1
+
+
+async def _lock_waiters(conn: Any) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'session-backend' "
+        "AND wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    return count

@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from test_session_agent.testing import scripted_agent_env
+
 pytestmark = pytest.mark.integration
 
 DEMO = Path(__file__).resolve().parent.parent / "test_session_demo.py"
@@ -20,9 +22,7 @@ DEMO = Path(__file__).resolve().parent.parent / "test_session_demo.py"
 def test_profile_and_tool_use_survive_agent_service_restart(
     backend_url: str, service_runner: Any, port_factory: Any, tmp_path: Path
 ) -> None:
-    port = port_factory()
-    url = f"http://127.0.0.1:{port}"
-    env = {"PORT": str(port), "SESSION_BACKEND_URL": backend_url, "MODEL_PROVIDER": "scripted"}
+    env, url = scripted_agent_env(backend_url, port_factory())
     with service_runner("test-session-agent", env, url, log=tmp_path / "agent.log"):
         profile = {"name": "Calc", "model_config": {"provider": "scripted"}, "tools": ["calculator"]}
         agent_id = httpx.post(f"{url}/api/v1/agents", json=profile).json()["agent_id"]

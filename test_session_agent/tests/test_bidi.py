@@ -23,6 +23,7 @@ from websockets.asyncio.client import connect
 
 from test_session_agent import PostgreSQLSessionManager, PostgreSQLStorage
 from test_session_agent.models.scripted_bidi import ScriptedBidiModel
+from test_session_agent.testing import scripted_agent_env
 
 pytestmark = pytest.mark.integration
 
@@ -149,13 +150,7 @@ def test_ws_restores_the_conversation_across_a_real_service_restart(
     manager: str, backend_url: str, service_runner: Any, port_factory: Any, tmp_path: Path
 ) -> None:
     port = port_factory()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        "PORT": str(port),
-        "SESSION_BACKEND_URL": backend_url,
-        "MODEL_PROVIDER": "scripted",
-        "SESSION_MANAGER": manager,
-    }
+    env, url = scripted_agent_env(backend_url, port, SESSION_MANAGER=manager)
     sid = f"ws-{manager}-{uuid.uuid4().hex[:8]}"
     ws_url = f"ws://127.0.0.1:{port}/ws/{sid}"
     with service_runner("test-session-agent", env, url, log=tmp_path / "agent.log"):

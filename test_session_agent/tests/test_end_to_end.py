@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from test_session_agent.testing import scripted_agent_env
+
 pytestmark = pytest.mark.integration
 
 DEMO = Path(__file__).resolve().parent.parent / "test_session_demo.py"
@@ -21,9 +23,7 @@ DEMO = Path(__file__).resolve().parent.parent / "test_session_demo.py"
 def test_agent_service_restart_keeps_conversation(
     backend_url: str, service_runner: Any, port_factory: Any, tmp_path: Path
 ) -> None:
-    port = port_factory()
-    url = f"http://127.0.0.1:{port}"
-    env = {"PORT": str(port), "SESSION_BACKEND_URL": backend_url, "MODEL_PROVIDER": "scripted"}
+    env, url = scripted_agent_env(backend_url, port_factory())
     sid = f"e2e-{uuid.uuid4().hex[:8]}"
     with service_runner("test-session-agent", env, url, log=tmp_path / "agent.log"):
         r = httpx.post(f"{url}/process", json={"prompt": "Hello, my name is Alice", "session_id": sid}, timeout=30)
@@ -50,7 +50,7 @@ def test_agent_service_503_while_backend_down_then_recovers(
     backend_port, agent_port = port_factory(), port_factory()
     backend_url, agent_url = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{agent_port}"
     backend_env = {"DATABASE_URL": database_url, "PORT": str(backend_port), "SESSION_BACKEND_API_KEY": ""}
-    agent_env = {"PORT": str(agent_port), "SESSION_BACKEND_URL": backend_url, "MODEL_PROVIDER": "scripted"}
+    agent_env, _ = scripted_agent_env(backend_url, agent_port)
     sid = f"down-{uuid.uuid4().hex[:8]}"
     with service_runner("test-session-agent", agent_env, agent_url, log=tmp_path / "agent.log"):
         with service_runner("session-backend", backend_env, backend_url, health="/ready", log=tmp_path / "b1.log"):

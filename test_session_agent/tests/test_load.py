@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bench.sessions_load import drive
+from test_session_agent.testing import scripted_agent_env
 
 pytestmark = pytest.mark.integration
 
@@ -17,9 +18,7 @@ pytestmark = pytest.mark.integration
 def test_100_concurrent_sessions_complete_and_independent(
     backend_url: str, service_runner: Any, port_factory: Any, tmp_path: Path
 ) -> None:
-    port = port_factory()
-    url = f"http://127.0.0.1:{port}"
-    env = {"PORT": str(port), "SESSION_BACKEND_URL": backend_url, "MODEL_PROVIDER": "scripted", "LOG_LEVEL": "warning"}
+    env, url = scripted_agent_env(backend_url, port_factory(), LOG_LEVEL="warning")
     with service_runner("test-session-agent", env, url, log=tmp_path / "agent.log"):
         result = asyncio.run(drive(url, sessions=100, turns=3))
     print(result.summary())

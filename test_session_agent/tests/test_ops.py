@@ -14,19 +14,15 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from test_session_agent.testing import scripted_agent_env
+
 pytestmark = pytest.mark.integration
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def _agent_env(backend_url: str, port: int, **extra: str) -> dict[str, str]:
-    return {
-        "PORT": str(port),
-        "SESSION_BACKEND_URL": backend_url,
-        "MODEL_PROVIDER": "scripted",
-        "SESSION_BACKEND_API_KEY": "",
-        **extra,
-    }
+    return scripted_agent_env(backend_url, port, SESSION_BACKEND_API_KEY="", **extra)[0]
 
 
 def _backend_env(database_url: str, port: int) -> dict[str, str]:

@@ -12,6 +12,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from test_session_agent.testing import scripted_agent_env
+
 pytestmark = pytest.mark.integration
 
 ROUTES = {
@@ -38,14 +40,9 @@ def _requests(backend_url: str) -> dict[str, float]:
 def test_a_turn_takes_the_lease_and_commits_in_two_requests(
     backend_url: str, service_runner: Any, port_factory: Any, tmp_path: Path, with_commit: bool
 ) -> None:
-    port = port_factory()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        "PORT": str(port),
-        "SESSION_BACKEND_URL": backend_url,
-        "MODEL_PROVIDER": "scripted",
-        "SESSION_RELEASE_LEASE_WITH_COMMIT": str(with_commit).lower(),
-    }
+    env, url = scripted_agent_env(
+        backend_url, port_factory(), SESSION_RELEASE_LEASE_WITH_COMMIT=str(with_commit).lower()
+    )
     sid = f"req-{uuid.uuid4().hex[:8]}"
     with service_runner("test-session-agent", env, url, log=tmp_path / "agent.log"):
         assert httpx.post(f"{url}/process", json={"prompt": "first", "session_id": sid}, timeout=30).status_code == 200

@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from test_session_agent.testing import scripted_agent_env
+
 pytestmark = pytest.mark.integration
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
@@ -48,15 +50,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: 
 def agent_url(
     backend_url: str, service_runner: Any, port_factory: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    port = port_factory()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        "PORT": str(port),
-        "SESSION_BACKEND_URL": backend_url,
-        "MODEL_PROVIDER": "scripted",
-        "SCRIPTED_TOKEN_DELAY_MS": "60",
-        "AGENT_API_KEYS": f"{KEY}:web-user",
-    }
+    env, url = scripted_agent_env(
+        backend_url, port_factory(), SCRIPTED_TOKEN_DELAY_MS="60", AGENT_API_KEYS=f"{KEY}:web-user"
+    )
     log = tmp_path_factory.mktemp("agent") / "agent.log"
     with service_runner("test-session-agent", env, url, log=log):
         yield url

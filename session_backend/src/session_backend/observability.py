@@ -1,6 +1,8 @@
 """Metrics (`GET /metrics`, Prometheus text format) and structured logs of the session backend.
 
-HTTP counts and latencies per route come from `prometheus-fastapi-instrumentator`; what the database holds (live
+HTTP counts and latencies per route (`http_requests_total{handler,method,status}`,
+`http_request_duration_seconds{handler,method}`) come from `prometheus-fastapi-instrumentator`, except on the hot
+path's two routes, which record the same two metrics without its per-request objects; what the database holds (live
 sessions, leases, sessions per active agent) is read once per scrape, never on the request path. Log records carry
 the request's session and actor ids; `LOG_FORMAT=json` writes them as JSON lines (`python-json-logger`).
 """
@@ -11,19 +13,21 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, cast
+from collections.abc import Iterator
+from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator import Instrumentator
-from prometheus_fastapi_instrumentator.middleware import PrometheusInstrumentatorMiddleware
 from pythonjsonlogger.json import JsonFormatter
 
 logger = logging.getLogger(__name__)
+
+HTTP_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Buckets of `http_request_duration_seconds` (seconds): an append takes milliseconds, an export seconds."""
 
 # Ids of the request being served, attached to every log record written while it is.
 LOG_CONTEXT: dict[str, contextvars.ContextVar[str | None]] = {
@@ -125,28 +129,49 @@ class BackendMetrics:
         self.errors = Counter(
             "session_backend_errors", "Requests answered with an error, by kind.", ["kind"], registry=self.registry
         )
+        self.http_requests = Counter(
+            "http_requests",
+            "Requests answered, by route template, method and status class (2xx, 4xx, 5xx).",
+            ["handler", "method", "status"],
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "http_request_duration_seconds",
+            "Time to answer a request, by route template and method (seconds).",
+            ["handler", "method"],
+            buckets=HTTP_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        # (handler, method, status) -> the two metrics' children: labels resolved once, not per request.
+        self._http_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.pool: asyncpg.Pool | None = None
         self.counts: dict[str, Any] | None = None
         self._refreshed = -float("inf")
         self._refresh_interval = refresh_interval
         self.registry.register(_DatabaseCollector(self))
 
-    def instrument(self, app: FastAPI, known_routes: Callable[[str], str | None] | None = None) -> None:
+    def instrument(self, app: FastAPI) -> None:
         """Count requests and time them per route template (`/v1/sessions/{session_id}`, not the raw path).
 
-        Args:
-            app: the app to instrument (before it starts).
-            known_routes: `path -> template or None`: templates of hot paths, found without trying every route of
-                the app in turn (the instrumentator's way, a tenth of a message append's time in the `levers`
-                benchmark). It must give what route matching gives.
+        The fast lane (`hotpath.HotPath`) wraps the whole middleware stack and records the appends and batches it
+        answers itself, through `record_request`; the instrumentator records every other request.
         """
-        Instrumentator(registry=self.registry, excluded_handlers=["/metrics"]).instrument(app)
-        if known_routes is None:
-            return
-        for middleware in app.user_middleware:
-            factory: Any = middleware.cls
-            if factory is PrometheusInstrumentatorMiddleware:
-                middleware.cls = cast(Any, _known_routes_middleware(known_routes))
+        instrumentator = Instrumentator(registry=self.registry, excluded_handlers=["/metrics"])
+        instrumentator.add(
+            lambda info: self.record_request(
+                info.modified_handler, info.method, info.modified_status, info.modified_duration
+            )
+        ).instrument(app)
+
+    def record_request(self, handler: str, method: str, status: str, seconds: float) -> None:
+        """Count one answered request (`status`: its class, e.g. `2xx`) and its duration in seconds."""
+        key = (handler, method, status)
+        children = self._http_children.get(key)
+        if children is None:
+            children = (self.http_requests.labels(*key), self.http_duration.labels(handler, method))
+            self._http_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     async def refresh(self, read: Any) -> None:
         """Re-read the database counts through `read()` (a coroutine function), unless read moments ago.
@@ -171,15 +196,6 @@ class BackendMetrics:
     def response(self) -> Response:
         """The registry in Prometheus' text format."""
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-def _known_routes_middleware(known_routes: Callable[[str], str | None]) -> type[PrometheusInstrumentatorMiddleware]:
-    class KnownRoutesInstrumentator(PrometheusInstrumentatorMiddleware):
-        def _get_handler(self, request: Request) -> tuple[str, bool]:
-            template = known_routes(request.scope["path"])
-            return (template, True) if template is not None else super()._get_handler(request)
-
-    return KnownRoutesInstrumentator
 
 
 def count_error(request: Request, kind: str) -> None:

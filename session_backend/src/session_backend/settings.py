@@ -40,11 +40,13 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, validation_alias="SESSION_BACKEND_WORKERS")
     read_timeout_seconds: float = Field(default=15.0, gt=0, validation_alias="SESSION_BACKEND_READ_TIMEOUT_SECONDS")
     max_connections: int = Field(default=1024, ge=1, validation_alias="SESSION_BACKEND_MAX_CONNECTIONS")
-    # The fast lane of `hotpath.py` for message appends and batches, with FastAPI's per-request OpenTelemetry hooks
-    # off and metrics finding its routes directly (on: see the `levers` benchmark rows).
+    # The fast lane of `hotpath.py` for message appends and batches, in front of the middleware stack, with FastAPI's
+    # per-request OpenTelemetry hooks off (on: see the `levers` benchmark rows).
     hot_path: bool = Field(default=True, validation_alias="SESSION_BACKEND_HOT_PATH")
     # Group commit: up to this many concurrent writes share one round trip, transaction and WAL flush (0 or 1: off).
-    group_commit: int = Field(default=64, ge=0, le=10_000, validation_alias="SESSION_BACKEND_GROUP_COMMIT")
+    # At most 64: each write is a subtransaction, and PostgreSQL caches 64 subtransaction ids per backend; beyond
+    # that every concurrent snapshot looks them up in pg_subtrans (a known cluster-wide slowdown).
+    group_commit: int = Field(default=64, ge=0, le=64, validation_alias="SESSION_BACKEND_GROUP_COMMIT")
     log_level: str = Field(default="info", validation_alias="LOG_LEVEL")
     # DATABASE_URL points at PgBouncer in transaction pooling mode: a server connection changes hands between
     # transactions, so asyncpg must not keep named prepared statements on it (README, Running at scale).

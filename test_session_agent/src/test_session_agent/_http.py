@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal, overload
 from urllib.parse import quote
 
+import httpcore  # noqa: F401  # httpx imports its transport on the first client; here it loads with this module instead
 import httpx
 import orjson
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential

@@ -16,10 +16,10 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 import httpx
 from cachetools import TTLCache
@@ -41,9 +41,11 @@ from .exceptions import (
 )
 from .handoff import HANDOFF_STATE_KEY
 from .models.factory import ProfileModels
+from .models.gated import LeaseGatedModel
 from .observability import AgentMetrics
 from .postgresql_session_repository import PostgreSQLSessionRepository
 from .profiles import AgentProfile, AgentProfileClient
+from .session_manager import PostgreSQLSessionManager
 from .session_managers import ServiceSessionManager, build_session_manager
 from .settings import AgentSettings
 from .tools import resolve_tools
@@ -57,6 +59,12 @@ LEASE_FIRST_WAIT = 0.005
 LEASE_MAX_WAIT = 0.25
 
 TextCallback = Callable[[str], None]
+"""Called from a turn's worker thread with each text delta as the model writes it."""
+
+ModelStartCallback = Callable[[], None]
+"""Called from a turn's worker thread as each model call of the turn starts (a speculative one: its lease request
+already sent). A streaming route sends its response headers then, while the model works, rather than before the
+turn's work up to the model call, which they would compete with for the GIL."""
 
 
 @dataclass
@@ -71,6 +79,8 @@ class CachedAgent:
     manager: ServiceSessionManager
     fingerprint: tuple[str | None, ...] = ()
     memory: ActorMemory | None = None
+    # The session's last turn was routed to its active agent: the next one's lease decides, so it is not speculated.
+    routed: bool = False
 
 
 @dataclass
@@ -151,6 +161,8 @@ class SessionAgents:
         # Live while a turn holds or waits for it; vanishes with the last user, so memory follows active sessions.
         self._session_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="agent-turn")
+        # Lease requests of speculative turns, sent while the turn's own thread starts the agent.
+        self._lease_executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="agent-lease")
         # The lease owner of every turn of this process: a lease is re-entrant for its owner, so a lease this process
         # could not release (the backend died mid-turn) never blocks its own next turn. Turns of one session within
         # the process are already serialized by the session's lock. The random part keeps a restarted process
@@ -164,6 +176,7 @@ class SessionAgents:
     def close(self) -> None:
         """Stop the worker threads (after running turns finish) and close the HTTP client."""
         self._executor.shutdown(wait=True)
+        self._lease_executor.shutdown(wait=True)
         self.client.close()
 
     # cache
@@ -211,7 +224,7 @@ class SessionAgents:
         system_prompt = profile.system_prompt if profile is not None else None
         tools: list[Any] | None = resolve_tools(profile.tools) if profile is not None else None
         agent = Agent(
-            model=self.models.model_for(profile.model_config) if profile is not None else self.model,
+            model=LeaseGatedModel(self.models.model_for(profile.model_config) if profile is not None else self.model),
             agent_id=AGENT_ID,
             system_prompt=system_prompt if system_prompt is not None else self.settings.system_prompt,
             tools=tools,
@@ -234,6 +247,7 @@ class SessionAgents:
         idempotency_key: str | None = None,
         profile: AgentProfile | None = None,
         require_actor: bool = False,
+        on_model_start: ModelStartCallback | None = None,
     ) -> TurnResult:
         """Run one turn: wait for the session's earlier turns, then invoke its agent on a worker thread.
 
@@ -248,6 +262,7 @@ class SessionAgents:
                 session, its answer is returned and nothing runs or is stored.
             profile: the agent profile the turn runs with; None: the service's defaults.
             require_actor: the session must be `actor_id`'s (a device's own): another's reads as not found.
+            on_model_start: called from the worker thread as each model call starts (`ModelStartCallback`).
 
         The turn goes to the session's active agent profile when one is set. With `SESSION_FALLBACK=stateless`, a
         backend that cannot be reached before the turn's commit is sent gets a stateless answer instead of an error.
@@ -260,7 +275,15 @@ class SessionAgents:
                 next turn starts from what the backend holds.
         """
         turn = functools.partial(
-            self._turn_or_stateless, session_id, prompt, actor_id, on_text, idempotency_key, require_actor, profile
+            self._turn_or_stateless,
+            session_id,
+            prompt,
+            actor_id,
+            on_text,
+            idempotency_key,
+            require_actor,
+            profile,
+            on_model_start,
         )
         return await asyncio.shield(self._run_turn(session_id, turn))
 
@@ -322,6 +345,7 @@ class SessionAgents:
         idempotency_key: str | None,
         require_actor: bool,
         profile: AgentProfile | None,
+        on_model_start: ModelStartCallback | None,
         deadline: float,
     ) -> TurnResult:
         """`_turn`, counted; a stateless answer while the backend is down (before the commit) and fallback is on."""
@@ -329,11 +353,19 @@ class SessionAgents:
         self.metrics.turns_in_progress.inc()
         try:
             if fallback and time.monotonic() < self._backend_down_until:
-                result = self._stateless_turn(session_id, prompt, on_text)
+                result = self._stateless_turn(session_id, prompt, on_text, on_model_start)
             else:
                 try:
                     result = self._turn(
-                        session_id, prompt, actor_id, on_text, deadline, idempotency_key, profile, require_actor
+                        session_id,
+                        prompt,
+                        actor_id,
+                        on_text,
+                        deadline,
+                        idempotency_key,
+                        profile,
+                        require_actor,
+                        on_model_start,
                     )
                 except BackendUnavailableError as e:
                     # A commit sent and unanswered may have landed: only a turn that stored nothing is answered anew.
@@ -344,7 +376,7 @@ class SessionAgents:
                     logger.warning(
                         "session_id=<%s> | session backend unavailable, answering without a session", session_id
                     )
-                    result = self._stateless_turn(session_id, prompt, on_text)
+                    result = self._stateless_turn(session_id, prompt, on_text, on_model_start)
         except SessionException as e:
             self.metrics.backend_errors.labels(kind=type(e).__name__).inc()
             self.metrics.turns.labels(outcome=type(e).__name__).inc()
@@ -360,10 +392,18 @@ class SessionAgents:
             self.metrics.turn_seconds.observe(result.duration_ms / 1000)
         return result
 
-    def _stateless_turn(self, session_id: str, prompt: str, on_text: TextCallback | None) -> TurnResult:
+    def _stateless_turn(
+        self,
+        session_id: str,
+        prompt: str,
+        on_text: TextCallback | None,
+        on_model_start: ModelStartCallback | None,
+    ) -> TurnResult:
         """Answer with a fresh agent without session manager: no history, nothing stored now or later."""
         started = time.perf_counter()
         agent = Agent(model=self.model, system_prompt=self.settings.system_prompt, callback_handler=None)
+        if on_model_start is not None:
+            on_model_start()  # about a millisecond early (no gated model here): this path is the degraded one
         result = asyncio.run(_invoke(agent, prompt, on_text))
         return TurnResult(
             session_id=session_id,
@@ -385,25 +425,61 @@ class SessionAgents:
         idempotency_key: str | None,
         profile: AgentProfile | None = None,
         require_actor: bool = False,
+        on_model_start: ModelStartCallback | None = None,
     ) -> TurnResult:
         self.release_pending()
-        lease = self.take_lease(session_id, deadline, idempotency_key)
+        entry = self._take(session_id)
+        if entry is not None and self._may_speculate(entry, profile, actor_id):
+            # The cached agent most likely is current: its model starts while the lease request is in flight.
+            speculation = _Speculation(self, session_id, entry, actor_id, require_actor, idempotency_key)
+            try:
+                result = self._run_agent(
+                    session_id,
+                    prompt,
+                    on_text,
+                    idempotency_key,
+                    entry,
+                    cached=True,
+                    profile=profile,
+                    renewal=speculation.renewal,
+                    speculation=speculation,
+                    on_model_start=on_model_start,
+                )
+            except BaseException:
+                if speculation.failure is not None:  # the lease request itself failed: as without speculation
+                    raise speculation.failure from None
+                if speculation.verdict in (None, "confirmed"):
+                    raise
+                # Nothing of it was streamed or stored; run the turn as without speculation, from the backend's state.
+                self.metrics.speculative_turns.labels(outcome="mispredicted").inc()
+                verdict = speculation.verdict
+                logger.debug("session_id=<%s>, verdict=<%s> | speculative start undone", session_id, verdict)
+                entry = None
+            else:
+                self.metrics.speculative_turns.labels(outcome="confirmed").inc()
+                self.metrics.cache_lookups.labels(result="hit").inc()
+                return result
+        try:
+            lease = self.take_lease(session_id, deadline, idempotency_key)
+        except BaseException:
+            if entry is not None:
+                self._put(session_id, entry)  # still what it was: the next turn may use it
+            raise
         started = time.perf_counter()
-        if require_actor and lease.get("incarnation") is not None and lease.get("actor_id") != actor_id:
+        verdict = _lease_verdict(lease, entry, session_id, actor_id, require_actor)
+        if verdict == "not_found":
             # Checked before a replay: another device's Idempotency-Key must not return its answer either.
             self._release(session_id)
             raise SessionNotFoundError(f"session {session_id!r} not found")
-        if lease.get("turn") is not None:
+        if verdict == "replay":
             # A retry of a turn already committed: its answer, and nothing stored again.
             self._release(session_id)
             logger.debug("session_id=<%s> | idempotent retry answered from the stored turn", session_id)
             return TurnResult.from_record(session_id, lease["turn"], started, replayed=True)
         renewal = LeaseRenewal(self.repository, session_id, self.owner, self.settings.lease_ttl_seconds)
-        turn_id = uuid.uuid4().hex
-        entry = self._take(session_id)
         try:
             cached = entry is not None
-            if entry is not None and not self._current(entry, session_id, lease):
+            if verdict == "stale":
                 # Another process wrote this session since this copy was cached, or the id was deleted and created
                 # afresh: start from the backend's state.
                 entry, cached = None, False
@@ -411,22 +487,75 @@ class SessionAgents:
             profile = self._routed_profile(session_id, lease) or profile
             if entry is not None and entry.fingerprint != _fingerprint(profile, actor_id):
                 entry, cached = None, False  # another profile (version) or actor: rebuilt around the same history
-            self.metrics.cache_lookups.labels(result="hit" if cached else "miss").inc()
             if entry is None:
                 entry = self.build_agent(session_id, actor_id, profile)
+            entry.routed = lease.get("active_agent") is not None
+        except BaseException:
+            renewal.stop()
+            self._release(session_id)
+            raise
+        return self._run_agent(
+            session_id,
+            prompt,
+            on_text,
+            idempotency_key,
+            entry,
+            cached=cached,
+            profile=profile,
+            renewal=renewal,
+            started=started,
+            on_model_start=on_model_start,
+        )
+
+    def _may_speculate(self, entry: CachedAgent, profile: AgentProfile | None, actor_id: str | None) -> bool:
+        """Whether a turn may start `entry`'s model before its lease is confirmed (`SESSION_SPECULATIVE_TURNS`)."""
+        return (
+            self.settings.speculative_turns
+            and isinstance(entry.agent.model, LeaseGatedModel)
+            and isinstance(entry.manager, PostgreSQLSessionManager)
+            and not entry.routed
+            and entry.fingerprint == _fingerprint(profile, actor_id)
+        )
+
+    def _run_agent(
+        self,
+        session_id: str,
+        prompt: str,
+        on_text: TextCallback | None,
+        idempotency_key: str | None,
+        entry: CachedAgent,
+        *,
+        cached: bool,
+        profile: AgentProfile | None,
+        renewal: LeaseRenewal,
+        speculation: _Speculation | None = None,
+        started: float | None = None,
+        on_model_start: ModelStartCallback | None = None,
+    ) -> TurnResult:
+        """Invoke `entry`'s agent under the session's lease (held, or, with `speculation`, in flight) and end it."""
+        started = time.perf_counter() if started is None else started
+        turn_id = uuid.uuid4().hex
+        manager = entry.manager
+        try:
+            if speculation is None:  # a speculative turn counts its lookup once confirmed (else it runs again)
+                self.metrics.cache_lookups.labels(result="hit" if cached else "miss").inc()
             if entry.memory is not None:
                 entry.memory.begin_turn()
-            entry.manager.lease_owner = self.owner
-            entry.manager.turn = {"turn_id": turn_id, "idempotency_key": idempotency_key}
+            manager.lease_owner = self.owner
+            manager.turn = {"turn_id": turn_id, "idempotency_key": idempotency_key}
             # The lease ends with the turn's commit (one request fewer), its renewals stopped just before.
-            entry.manager.release_lease_on_commit = self.settings.release_lease_with_commit
-            entry.manager.before_commit = renewal.stop
-            entry.manager.lease_released = False
+            manager.release_lease_on_commit = self.settings.release_lease_with_commit
+            manager.before_commit = renewal.stop
+            manager.lease_released = False
+            if speculation is not None:
+                cast(LeaseGatedModel, entry.agent.model).gate = speculation.gate
+            if isinstance(entry.agent.model, LeaseGatedModel):
+                entry.agent.model.on_start = on_model_start
             ttl = self.settings.active_agent_ttl_seconds or None
             handoff = {HANDOFF_STATE_KEY: lambda agent_id: self.repository.set_active_agent(session_id, agent_id, ttl)}
             result = asyncio.run(_invoke(entry.agent, prompt, on_text, handoff))
         except BackendUnavailableError as e:
-            if entry is None or entry.manager.unresolved_turn_id != turn_id:
+            if manager.unresolved_turn_id != turn_id:
                 logger.warning("session_id=<%s> | turn failed, cached agent dropped", session_id, exc_info=True)
                 raise
             # The commit was sent and its answer lost: find out what happened rather than guess.
@@ -434,17 +563,20 @@ class SessionAgents:
             return TurnResult.from_record(session_id, record, started, replayed=False)
         except BaseException:
             # What the agent holds in memory may now differ from what the backend stored: rebuild next time.
-            logger.warning("session_id=<%s> | turn failed, cached agent dropped", session_id, exc_info=True)
+            if speculation is None or speculation.verdict in (None, "confirmed"):
+                logger.warning("session_id=<%s> | turn failed, cached agent dropped", session_id, exc_info=True)
             raise
         finally:
+            if isinstance(entry.agent.model, LeaseGatedModel):
+                entry.agent.model.gate = entry.agent.model.on_start = None
             renewal.stop()
-            if entry is None or not entry.manager.lease_released:
+            # A lease still in flight is waited for: it must not be taken after its release was sent.
+            if (speculation is None or speculation.held()) and not manager.lease_released:
                 self._release(session_id)
-            if entry is not None:
-                entry.manager.turn = None
-                entry.manager.release_lease_on_commit = False
-                entry.manager.before_commit = None
-                entry.manager.lease_released = False
+            manager.turn = None
+            manager.release_lease_on_commit = False
+            manager.before_commit = None
+            manager.lease_released = False
         self._put(session_id, entry)
         usage = dict(result.metrics.accumulated_usage) if result is not None else {}
         return TurnResult(
@@ -500,6 +632,15 @@ class SessionAgents:
             logger.info("session_id=<%s>, turn_id=<%s> | commit answer lost, turn found committed", session_id, turn_id)
             return dict(record["result"] or {})
         raise TurnNotStoredError(f"session {session_id!r}: turn {turn_id} was not stored: {cause}") from cause
+
+    def _try_lease(self, session_id: str, idempotency_key: str | None) -> dict[str, Any] | None:
+        """One attempt at the session's lease (blocking): the lease, or None when another writer holds it."""
+        try:
+            return self.repository.acquire_lease(
+                session_id, self.owner, self.settings.lease_ttl_seconds, idempotency_key
+            )
+        except SessionBusyError:
+            return None
 
     def _release(self, session_id: str) -> None:
         """Release this process's lease on the session; remember it for `release_pending` when that fails."""
@@ -587,15 +728,126 @@ class SessionAgents:
                 self.drop(session_id)
 
 
+Verdict = Literal["confirmed", "busy", "not_found", "replay", "routed", "stale"]
+
+
+def _lease_verdict(
+    lease: dict[str, Any] | None,
+    entry: CachedAgent | None,
+    session_id: str,
+    actor_id: str | None,
+    require_actor: bool,
+) -> Verdict:
+    """What a lease says of a turn about to run on `entry` (None: no cached agent), first reason first.
+
+    `busy` (no lease), `not_found` (`require_actor` and the session is another actor's), `replay` (a committed turn
+    of the same Idempotency-Key), `stale` (no cached agent, or another process wrote the session or it was re-created
+    since it was cached), `routed` (the session has an active agent), else `confirmed`.
+    """
+    if lease is None:
+        return "busy"
+    if require_actor and lease.get("incarnation") is not None and lease.get("actor_id") != actor_id:
+        return "not_found"
+    if lease.get("turn") is not None:
+        return "replay"
+    if entry is None or not SessionAgents._current(entry, session_id, lease):
+        return "stale"
+    if lease.get("active_agent") is not None:
+        return "routed"
+    return "confirmed"
+
+
+class _Mispredicted(Exception):
+    """A speculative turn's lease showed it must not go on with its cached agent (raised into the invocation)."""
+
+
+class _Speculation:
+    """A turn started on a cached agent while its lease request is in flight (`SESSION_SPECULATIVE_TURNS`).
+
+    The lease is requested once, from another thread, as the model starts; the agent's `LeaseGatedModel` holds the
+    model's output until `gate` has judged the lease. Only `confirmed` lets the turn go on (and starts the lease's
+    renewals); any other verdict stops the invocation before anything is streamed or stored, and the turn runs again
+    the usual way: `busy` (another writer holds it), `not_found` (another actor's session), `replay` (a committed turn
+    of the same Idempotency-Key), `routed` (the session has an active agent), `stale` (another process wrote the
+    session, or it was re-created, since the agent was cached).
+
+    Attributes:
+        verdict: None until the gate judged the lease.
+        failure: the lease request's own exception (e.g. the backend is unreachable), when it failed.
+        renewal: the lease's renewals, started on `confirmed`.
+    """
+
+    def __init__(
+        self,
+        agents: SessionAgents,
+        session_id: str,
+        entry: CachedAgent,
+        actor_id: str | None,
+        require_actor: bool,
+        idempotency_key: str | None,
+    ) -> None:
+        self.verdict: Verdict | None = None
+        self.failure: BaseException | None = None
+        self.renewal = LeaseRenewal(
+            agents.repository, session_id, agents.owner, agents.settings.lease_ttl_seconds, start=False
+        )
+        self._judge = functools.partial(
+            _lease_verdict, entry=entry, session_id=session_id, actor_id=actor_id, require_actor=require_actor
+        )
+        # The request is sent when the model starts, not before: its Python work would compete for the GIL with the
+        # agent's own work before the model call, which is on the turn's critical path (the model's time is not).
+        self._executor = agents._lease_executor
+        self._try_lease = functools.partial(agents._try_lease, session_id, idempotency_key)
+        self._lease: Future[dict[str, Any] | None] | None = None
+
+    def gate(self) -> Awaitable[None]:
+        """Send the lease request (from another thread); the awaitable returned waits for it and judges it.
+
+        It returns when the turn may go on with the cached agent, else raises:
+            _Mispredicted: any verdict but `confirmed`.
+            Exception: the lease request's own failure (also kept in `failure`).
+        """
+        self._lease = self._executor.submit(contextvars.copy_context().run, self._try_lease)
+        return self._judged(self._lease)
+
+    async def _judged(self, request: Future[dict[str, Any] | None]) -> None:
+        try:
+            lease = await asyncio.wrap_future(request)
+        except BaseException as e:
+            self.failure = e
+            raise
+        self.verdict = self._judge(lease)
+        if self.verdict != "confirmed":
+            raise _Mispredicted(self.verdict)
+        self.renewal.start()
+
+    def held(self) -> bool:
+        """Wait for the lease request to end, if it was sent; whether it took the lease."""
+        if self._lease is None:
+            return False
+        try:
+            return self._lease.result() is not None
+        except BaseException:
+            return False
+
+
 class LeaseRenewal:
     """Renews a lease every third of its TTL on a timer thread until stopped (a turn may outlast one TTL)."""
 
-    def __init__(self, repository: PostgreSQLSessionRepository, session_id: str, owner: str, ttl: float) -> None:
+    def __init__(
+        self, repository: PostgreSQLSessionRepository, session_id: str, owner: str, ttl: float, start: bool = True
+    ) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(repository, session_id, owner, ttl), name="lease-renewal", daemon=True
         )
-        self._thread.start()
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start renewing (once the lease is held), unless already stopped."""
+        if not self._stop.is_set():
+            self._thread.start()
 
     def _run(self, repository: PostgreSQLSessionRepository, session_id: str, owner: str, ttl: float) -> None:
         while not self._stop.wait(ttl / 3):
@@ -608,7 +860,8 @@ class LeaseRenewal:
     def stop(self) -> None:
         """Stop renewing; waits for a renewal in flight, so none lands after the lease is released."""
         self._stop.set()
-        self._thread.join()
+        if self._thread.ident is not None:
+            self._thread.join()
 
 
 def _fingerprint(profile: AgentProfile | None, actor_id: str | None) -> tuple[str | None, ...]:

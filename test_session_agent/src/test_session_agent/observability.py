@@ -90,6 +90,13 @@ class AgentMetrics:
         self.cache_lookups = Counter(
             "agent_cache_lookups", "Agent cache lookups at the start of a turn.", ["result"], registry=self.registry
         )
+        self.speculative_turns = Counter(
+            "agent_speculative_turns",
+            "Turns on a cached agent started before their lease was confirmed, by outcome (confirmed: the lease "
+            "showed the agent current; mispredicted: busy, stale, routed or a replay, so the turn ran again).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.backend_errors = Counter(
             "agent_backend_errors", "Session backend failures met by turns, by kind.", ["kind"], registry=self.registry
         )

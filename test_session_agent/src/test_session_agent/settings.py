@@ -54,6 +54,10 @@ class AgentSettings(BaseSettings):
     # A turn's lease ends inside its commit (`release_lease` in the batch) instead of by a request of its own. Off
     # only to measure it, or against a backend older than write-path version 2.
     release_lease_with_commit: bool = Field(default=True, validation_alias="SESSION_RELEASE_LEASE_WITH_COMMIT")
+    # A turn on a cached agent starts its model while the lease request is in flight; the model's output waits for
+    # the lease to confirm the agent is current (else the turn runs again from the backend's state). Hides the lease
+    # round trip behind the model's time to first token.
+    speculative_turns: bool = Field(default=True, validation_alias="SESSION_SPECULATIVE_TURNS")
     session_wait_seconds: float = Field(default=30.0, ge=0, validation_alias="SESSION_WAIT_SECONDS")
     scripted_first_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_FIRST_TOKEN_DELAY_MS")
     scripted_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_TOKEN_DELAY_MS")

@@ -127,3 +127,18 @@ class FakeBackend:
                 self.messages.setdefault((sid, op["agent_id"]), {})[op["message"]["message_id"]] = op["message"]
                 created += op["op"] == "create_message"
         return self._json(200, {"created_messages": created, "existing_messages": 0, "agent_versions": versions})
+
+
+def scripted_agent_env(backend_url: str, port: int, **env: str) -> tuple[dict[str, str], str]:
+    """Environment and base URL of an agent service process on the scripted model, for tests and benchmarks.
+
+    Args:
+        backend_url: the session backend it talks to (`SESSION_BACKEND_URL`).
+        port: the TCP port it listens on, on 127.0.0.1 (`PORT`).
+        **env: more variables (settings), e.g. `SESSION_SPECULATIVE_TURNS="false"`; they override the defaults.
+
+    Returns:
+        `(environment, "http://127.0.0.1:<port>")`.
+    """
+    base = {"PORT": str(port), "SESSION_BACKEND_URL": backend_url, "MODEL_PROVIDER": "scripted"}
+    return base | env, f"http://127.0.0.1:{port}"

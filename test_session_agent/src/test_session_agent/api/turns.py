@@ -15,7 +15,7 @@ from fastapi import HTTPException
 from pydantic import BaseModel
 from sse_starlette.sse import EventSourceResponse
 
-from ..agent import TextCallback, TurnResult
+from ..agent import ModelStartCallback, TextCallback, TurnResult
 from ..settings import AgentSettings
 from .errors import status_of
 from .schemas import TurnStatus
@@ -25,6 +25,9 @@ SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 """OpenAPI `responses=` of a streaming route."""
 
+
+HEADERS_WAIT_SECONDS = 0.05
+"""How long a streamed turn's response headers wait for its model to start (see `turn_stream`)."""
 
 DEGRADED_HEADER = "X-Session-Degraded"
 """Response header of a turn answered without a session (`stateless`): the backend was down."""
@@ -51,9 +54,9 @@ def turn_status(result: TurnResult, settings: AgentSettings) -> TurnStatus:
     )
 
 
-def turn_stream(
+async def turn_stream(
     session_id: str,
-    run_turn: Callable[[TextCallback], Awaitable[TurnResult]],
+    run_turn: Callable[[TextCallback, ModelStartCallback], Awaitable[TurnResult]],
     done: Callable[[TurnResult], BaseModel],
     headers: Mapping[str, str] | None = None,
 ) -> EventSourceResponse:
@@ -61,23 +64,43 @@ def turn_stream(
 
     Args:
         session_id: the turn's session (sent first, so a client knows it before the reply).
-        run_turn: starts the turn, given the callback that receives each text delta (from a worker thread).
+        run_turn: starts the turn, given the callbacks that receive each text delta and each model start (from a
+            worker thread).
         done: the route's JSON response for the finished turn, sent as the `done` event.
         headers: extra response headers (sent before the turn runs).
 
     Returns:
-        The response; the turn starts when the client starts reading.
+        The response, once the turn's model has started, the turn has ended, or `HEADERS_WAIT_SECONDS` have passed,
+        whichever comes first: the response's own work (headers, the stream's tasks) then runs while the model
+        works, instead of competing for the GIL with the turn's work up to the model call, which is on the way to
+        the first text event. The turn runs to its end even when the client leaves (turns are shielded from
+        cancellation).
     """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def on_text(text: str) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, text)
+
+    def finished(task: asyncio.Future[TurnResult]) -> None:
+        if not task.cancelled():
+            task.exception()  # marked retrieved: the stream reports it, unless the client has left
+        queue.put_nowait(None)
+
+    model_started = asyncio.Event()
+
+    def on_model_start() -> None:
+        loop.call_soon_threadsafe(model_started.set)
+
+    turn = asyncio.ensure_future(run_turn(on_text, on_model_start))
+    turn.add_done_callback(finished)
+    waiter = asyncio.ensure_future(model_started.wait())
+    try:
+        await asyncio.wait((turn, waiter), timeout=HEADERS_WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
 
     async def events() -> AsyncIterator[dict[str, str]]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
-
-        def on_text(text: str) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, text)
-
-        turn = asyncio.ensure_future(run_turn(on_text))
-        turn.add_done_callback(lambda _: queue.put_nowait(None))
         yield {"data": orjson.dumps({"type": "start", "session_id": session_id}).decode()}
         while (text := await queue.get()) is not None:
             yield {"data": orjson.dumps({"type": "text", "data": text}).decode()}

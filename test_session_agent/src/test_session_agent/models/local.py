@@ -145,7 +145,7 @@ class LocalLlamaModel(Model):
         }
 
     def _generate(
-        self, chat: list[dict[str, str]], emit: Callable[[StreamEvent], None], cancel: threading.Event | None
+        self, chat: list[dict[str, str]], emit: Callable[[StreamEvent], None], cancelled: Callable[[], bool]
     ) -> None:
         server = get_server(self.config["model_path"], self.config["n_ctx"])
         started = time.perf_counter()
@@ -168,7 +168,7 @@ class LocalLlamaModel(Model):
                     if choice.get("finish_reason") == "length":
                         stop_reason = "max_tokens"
                 usage = chunk.get("usage") or usage
-                return cancel is not None and cancel.is_set()
+                return cancelled()
             except BaseException as e:  # never let an exception cross into llama.cpp's callback
                 failure = e
                 return True
@@ -205,12 +205,21 @@ class LocalLlamaModel(Model):
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[StreamEvent | BaseException | None] = asyncio.Queue()
 
+        # Set when the consumer leaves early (the stream closed or cancelled, e.g. a speculative turn undone): the
+        # generation stops at its next token instead of running on, holding the model, for nobody.
+        abandoned = threading.Event()
+
         def emit(event: StreamEvent | BaseException | None) -> None:
+            if abandoned.is_set():
+                return  # nobody reads the queue any more, and its event loop may already be closed
             loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        def cancelled() -> bool:
+            return abandoned.is_set() or (cancel_signal is not None and cancel_signal.is_set())
 
         def work() -> None:
             try:
-                self._generate(chat, emit, cancel_signal)
+                self._generate(chat, emit, cancelled)
             except BaseException as e:
                 emit(e)
             finally:
@@ -220,10 +229,13 @@ class LocalLlamaModel(Model):
         yield {"contentBlockStart": {"start": {}}}
         worker = threading.Thread(target=work, name="llama-generate", daemon=True)
         worker.start()
-        while (event := await queue.get()) is not None:
-            if isinstance(event, BaseException):
-                raise event
-            yield event
+        try:
+            while (event := await queue.get()) is not None:
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+        finally:
+            abandoned.set()
 
     async def structured_output(
         self, output_model: type[T], prompt: Messages, system_prompt: str | None = None, **kwargs: Any

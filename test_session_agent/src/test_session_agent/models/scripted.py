@@ -79,7 +79,7 @@ class ScriptedModel(Model):
             if "contentBlockDelta" in event:
                 delay = self.config["first_token_delay"] if i == 2 else self.config["token_delay"]
                 if delay:
-                    await asyncio.sleep(delay)
+                    await _sleep_precisely(delay)
             yield event
         latency_ms = int((time.perf_counter() - started) * 1000)
         for event in stop_events("end_turn", sum(len(str(m)) for m in messages) // 4, len(deltas), latency_ms):
@@ -90,6 +90,20 @@ class ScriptedModel(Model):
     ) -> AsyncGenerator[dict[str, T | Any], None]:
         """Parse the scripted reply as JSON for `output_model`."""
         yield {"output": output_model.model_validate_json(self.script(prompt))}
+
+
+async def _sleep_precisely(seconds: float) -> None:
+    """Sleep `seconds`, waking within tens of microseconds of the deadline.
+
+    asyncio's timers wake up to a millisecond late (epoll's resolution, rounded up); a scripted model's latency
+    should be what it was configured to be, so benchmarks that subtract it measure only what comes around the model.
+    The last 2 ms are spent yielding to the event loop (its other tasks run meanwhile).
+    """
+    deadline = time.perf_counter() + seconds
+    if seconds > 0.002:
+        await asyncio.sleep(seconds - 0.002)
+    while time.perf_counter() < deadline:  # noqa: ASYNC110  # a deadline, to the microsecond, not an event
+        await asyncio.sleep(0)
 
 
 def requested_tool_use(messages: Messages, tool_specs: list[ToolSpec]) -> tuple[str, str, dict[str, Any]] | None:

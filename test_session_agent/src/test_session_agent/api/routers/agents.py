@@ -201,13 +201,14 @@ async def invoke_streaming(
 ) -> EventSourceResponse:
     """Run one turn through the profile as SSE (events as `/process-streaming`)."""
     turn = await _prepare(agent_id, body, agents, sessions, settings, caller, device_id)
-    return turn_stream(
+    return await turn_stream(
         turn.session_id,
-        lambda on_text: agents.run_turn(
+        lambda on_text, on_model_start: agents.run_turn(
             turn.session_id,
             body.prompt,
             actor_id=turn.actor_id,
             on_text=on_text,
+            on_model_start=on_model_start,
             idempotency_key=idempotency_key,
             profile=turn.profile,
             require_actor=device_id is not None or caller is not None,

@@ -8,7 +8,7 @@ import uuid
 from fastapi import APIRouter, Response
 from sse_starlette.sse import EventSourceResponse
 
-from ...agent import SessionAgents, TextCallback, TurnResult
+from ...agent import ModelStartCallback, SessionAgents, TextCallback, TurnResult
 from ...observability import log_context
 from ...settings import AgentSettings
 from ..deps import (
@@ -118,7 +118,7 @@ async def process_streaming(
     """
     session_id, actor_id = await _turn_target(body, settings, agents, caller, device_id, idempotency_key)
 
-    def start(on_text: TextCallback) -> asyncio.Task[TurnResult]:
+    def start(on_text: TextCallback, on_model_start: ModelStartCallback) -> asyncio.Task[TurnResult]:
         # The turn's task is created in the request's log context (session, actor and device ids on its lines).
         with log_context(session_id=session_id, actor_id=actor_id, device_id=actor_id if device_id else None):
             return asyncio.ensure_future(
@@ -127,12 +127,13 @@ async def process_streaming(
                     body.prompt,
                     actor_id=actor_id,
                     on_text=on_text,
+                    on_model_start=on_model_start,
                     idempotency_key=idempotency_key,
                     require_actor=device_id is not None or caller is not None,
                 )
             )
 
-    return turn_stream(
+    return await turn_stream(
         session_id,
         start,
         lambda result: _response(result, settings),
