@@ -167,3 +167,27 @@ def test_errors_are_shown(page: Page, agent_url: str) -> None:
     page.reload()
     expect(page.locator("#error")).to_contain_text("needs an API key")
     expect(page.locator("#key-form")).to_be_visible()
+
+
+def test_a_slow_page_start_leaves_a_streaming_turn_alone(page: Page, agent_url: str) -> None:
+    """The page's start (sessions, then profiles, then the address's session) still loading when a first turn is sent:
+    it must not reload a session the turn made current, which would wipe the streaming reply (a CI failure: the
+    history read of the session being created answered 404 and took the reply off the page)."""
+    held: list[Any] = []
+    page.route("**/api/v1/agents", lambda route: held.append(route))  # answered later, by hand
+    page.add_init_script(f"sessionStorage.setItem('agentApiKey', {KEY!r})")
+    page.goto(agent_url)
+    expect(page.locator("#no-sessions")).to_be_visible()
+    for _ in range(200):  # the route's handler runs while Playwright waits
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the profiles request was not held"
+    page.locator("#prompt").fill("Hello, slow page")
+    page.locator("#prompt").press("Enter")
+    expect(page.locator(".msg.assistant.streaming .text")).not_to_have_text("", timeout=20_000)
+    held[0].continue_()  # the page's start goes on, mid-turn
+    expect(page.locator(".msg.assistant.streaming")).to_have_count(0, timeout=30_000)
+    expect(page.locator("#error")).to_be_hidden()
+    assert "you said: Hello, slow page" in assistant_replies(page)[-1]
+    expect(page.locator(".msg")).to_have_count(2)

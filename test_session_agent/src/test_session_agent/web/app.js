@@ -168,6 +168,7 @@ async function selectSession(sessionId) {
   ui.sessions.classList.remove("open");
   if (!sessionId) return;
   const history = await request("GET", `/sessions/${encodeURIComponent(sessionId)}/history`);
+  if (state.sessionId !== sessionId) return; // another session was chosen meanwhile: its messages are shown
   for (const message of history.messages) ui.messages.append(renderMessage(message.role, message.content));
   scrollDown();
 }
@@ -366,12 +367,15 @@ async function loadProfiles() {
 
 async function start() {
   const match = /^#session=(.+)$/.exec(location.hash);
-  state.sessionId = match ? decodeURIComponent(match[1]) : null;
+  const sessionId = match ? decodeURIComponent(match[1]) : null;
+  state.sessionId = sessionId;
   markCurrent();
   try {
     await loadSessions();
     await loadProfiles();
-    if (state.sessionId) await selectSession(state.sessionId);
+    // Only the session of the address, and only if nothing was chosen or sent meanwhile: a turn sent while the list
+    // loaded has made its own (new) session current, and reloading that one would wipe its streaming reply.
+    if (sessionId && state.sessionId === sessionId && !state.busy) await selectSession(sessionId);
   } catch (e) {
     showError(e);
   }
