@@ -20,6 +20,7 @@ from ..models import build_model
 from ..observability import AgentMetrics, configure_logging
 from ..profiles import AgentProfileClient
 from ..settings import AgentSettings, get_settings
+from ..tracing import use_recording_aware_tracer
 from .deps import get_caller
 from .errors import EXCEPTION_HANDLERS
 from .middleware import BodySizeLimit
@@ -61,6 +62,7 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        use_recording_aware_tracer()  # before any agent: no message serialisation for spans nobody records
         chosen = model if model is not None else await asyncio.to_thread(build_model, settings)
         load = getattr(chosen, "load", None)
         if callable(load):
