@@ -297,8 +297,12 @@ class SessionAgents:
         deadline = time.monotonic() + self.settings.session_wait_seconds
         lock = self._lock_for(session_id)
         try:
-            # Turns on one session queue here, in this process; the lease orders them across processes.
-            await asyncio.wait_for(lock.acquire(), timeout=max(0.0, deadline - time.monotonic()))
+            # Turns on one session queue here, in this process; the lease orders them across processes. A free lock
+            # is taken at once (`wait_for` would cost a task and a loop iteration on the way to the model).
+            if lock.locked():
+                await asyncio.wait_for(lock.acquire(), timeout=max(0.0, deadline - time.monotonic()))
+            else:
+                await lock.acquire()
         except TimeoutError as e:
             raise SessionBusyError(f"session {session_id!r} is busy: earlier turns are still running") from e
         try:
