@@ -228,6 +228,15 @@ def report(results: dict[str, Any]) -> None:
                     r["lease_first_median_ms"],
                 )
             )
+        if "no_prefetch_median_ms" in r:
+            rows.append(
+                row(
+                    "  the lever alone: model prefetch on, vs off (the model starts at Strands' own call; "
+                    f"p90 {r['no_prefetch_p90_ms']:.1f}) (ms)",
+                    r["overhead_median_ms"],
+                    r["no_prefetch_median_ms"],
+                )
+            )
     if "memory_search" in results:
         r = results["memory_search"]
         one, many = f"1 actor x {r['memories']:,} memories", f"{r['actors']:,} actors x {r['per_actor']} memories"

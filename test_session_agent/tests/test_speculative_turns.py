@@ -25,10 +25,10 @@ def _texts(backend_url: str, session_id: str) -> list[str]:
     return [m.message["content"][0]["text"] for m in stored]
 
 
-def _speculations(agents: SessionAgents) -> dict[str, float]:
+def _speculations(agents: SessionAgents, name: str = "agent_speculative_turns") -> dict[str, float]:
     counts: dict[str, float] = {}
     for metric in agents.metrics.registry.collect():
-        if metric.name == "agent_speculative_turns":
+        if metric.name == name:
             for sample in metric.samples:
                 if sample.name.endswith("_total"):
                     counts[sample.labels["outcome"]] = sample.value
@@ -63,6 +63,8 @@ def test_cached_agent_turns_are_confirmed(runners: tuple[SessionAgents, SessionA
         assert result.cached and "".join(streamed) == result.response
     assert _speculations(a) == {"confirmed": 2.0}
     assert _texts(backend_url, sid)[::2] == ["one", "two", "three"]
+    # Both cached turns' model calls were started ahead of Strands' (the prediction held), none discarded.
+    assert _speculations(a, "agent_model_prefetches") == {"used": 2.0}
 
 
 def test_stale_agent_is_rebuilt_and_nothing_streamed_twice(
@@ -74,6 +76,7 @@ def test_stale_agent_is_rebuilt_and_nothing_streamed_twice(
     _turn(b, sid, "two from another process")  # a's cached copy is now stale
     result, streamed = _turn(a, sid, "three")
     assert _speculations(a) == {"mispredicted": 1.0}
+    assert _speculations(a, "agent_model_prefetches") == {"used": 1.0}  # then stopped: the lease refused it
     assert not result.cached
     assert result.conversation_length == 6
     assert "".join(streamed) == result.response  # the undone start streamed nothing

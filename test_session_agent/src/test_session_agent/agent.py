@@ -557,7 +557,8 @@ class SessionAgents:
                 entry.agent.model.on_start = on_model_start
             ttl = self.settings.active_agent_ttl_seconds or None
             handoff = {HANDOFF_STATE_KEY: lambda agent_id: self.repository.set_active_agent(session_id, agent_id, ttl)}
-            result = asyncio.run(_invoke(entry.agent, prompt, on_text, handoff))
+            prefetch = cached and self.settings.model_prefetch and entry.memory is None
+            result = asyncio.run(_invoke(entry.agent, prompt, on_text, handoff, prefetch=prefetch))
         except BackendUnavailableError as e:
             if manager.unresolved_turn_id != turn_id:
                 logger.warning("session_id=<%s> | turn failed, cached agent dropped", session_id, exc_info=True)
@@ -573,6 +574,9 @@ class SessionAgents:
         finally:
             if isinstance(entry.agent.model, LeaseGatedModel):
                 entry.agent.model.gate = entry.agent.model.on_start = None
+                if entry.agent.model.prefetch_outcome is not None:
+                    self.metrics.model_prefetches.labels(outcome=entry.agent.model.prefetch_outcome).inc()
+                    entry.agent.model.prefetch_outcome = None
             renewal.stop()
             # A lease still in flight is waited for: it must not be taken after its release was sent.
             if (speculation is None or speculation.held()) and not manager.lease_released:
@@ -881,15 +885,32 @@ def _until(deadline: float, wait: wait_base) -> Callable[[RetryCallState], float
 
 
 async def _invoke(
-    agent: Agent, prompt: str, on_text: TextCallback | None, invocation_state: dict[str, Any] | None = None
+    agent: Agent,
+    prompt: str,
+    on_text: TextCallback | None,
+    invocation_state: dict[str, Any] | None = None,
+    *,
+    prefetch: bool = False,
 ) -> Any:
+    """Run one invocation of `agent` on `prompt`, passing each text delta to `on_text`; returns Strands' result.
+
+    With `prefetch`, the agent's `LeaseGatedModel` first starts the model on the call Strands is predicted to make,
+    and the model's first step runs before Strands' work up to its call (see `LeaseGatedModel.prefetch`).
+    """
+    model = agent.model if prefetch and isinstance(agent.model, LeaseGatedModel) else None
+    if model is not None and model.prefetch(agent.messages, prompt):
+        await asyncio.sleep(0)  # the prefetched model's first step (e.g. a request sent, a timer started) runs now
     result = None
-    async for event in agent.stream_async(prompt, invocation_state=invocation_state):
-        if on_text is not None and "data" in event and isinstance(event["data"], str):
-            on_text(event["data"])
-        if "result" in event:
-            result = event["result"]
-    if agent.memory_manager is not None:
-        # Extraction runs as tasks of this turn's event loop, which ends with the turn: let them finish first.
-        await agent.memory_manager.flush()
+    try:
+        async for event in agent.stream_async(prompt, invocation_state=invocation_state):
+            if on_text is not None and "data" in event and isinstance(event["data"], str):
+                on_text(event["data"])
+            if "result" in event:
+                result = event["result"]
+        if agent.memory_manager is not None:
+            # Extraction runs as tasks of this turn's event loop, which ends with the turn: let them finish first.
+            await agent.memory_manager.flush()
+    finally:
+        if model is not None:
+            await model.discard_prefetch()
     return result

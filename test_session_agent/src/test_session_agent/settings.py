@@ -58,6 +58,10 @@ class AgentSettings(BaseSettings):
     # the lease to confirm the agent is current (else the turn runs again from the backend's state). Hides the lease
     # round trip behind the model's time to first token.
     speculative_turns: bool = Field(default=True, validation_alias="SESSION_SPECULATIVE_TURNS")
+    # A turn on a cached agent starts its model (an in-process one: scripted or local) on the call Strands is
+    # predicted to make, before Strands' own work up to that call; Strands' call takes it only when it is exactly the
+    # predicted one. Hides that work behind the model's time to first token.
+    model_prefetch: bool = Field(default=True, validation_alias="MODEL_PREFETCH")
     session_wait_seconds: float = Field(default=30.0, ge=0, validation_alias="SESSION_WAIT_SECONDS")
     scripted_first_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_FIRST_TOKEN_DELAY_MS")
     scripted_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_TOKEN_DELAY_MS")

@@ -1,19 +1,26 @@
-"""`LeaseGatedModel`: an agent's model whose output can be held until the turn's lease is confirmed.
+"""`LeaseGatedModel`: an agent's model whose output can wait for the turn's lease, and whose call can start early.
 
 A turn on a cached agent starts the model while its lease request is still in flight (speculative start, see
 `SessionAgents`): the model computes its first event meanwhile, and Strands sees nothing of it (no text streamed, no
 tool run, no message added) until the gate has opened. A gate that refuses stops the model and raises into the
 agent's invocation, which then stores nothing. The lease round trip is thereby hidden behind the model's time to
 first token instead of added to it.
+
+A prefetch goes one step further back: as the turn's invocation begins, the model is started on the call Strands is
+predicted to make (the history, the user's prompt, and the previous call's tools and system prompt), so Strands' own
+work before its model call (hooks, tracing, copies of the conversation) runs while the model works. Strands' call is
+handed the prefetched stream only when it is exactly the predicted one (compared as canonical JSON); otherwise the
+prefetch is stopped and the model called afresh, so what the model answers is always the answer to Strands' call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import Any, Generic, Literal, TypeVar, cast
 
+import orjson
 from strands.models.model import Model
 from strands.types.content import Messages
 from strands.types.streaming import StreamEvent
@@ -25,24 +32,77 @@ returns when the turn may go on with this agent, or raises when it may not)."""
 
 T = TypeVar("T")
 
+PREFETCH_KWARGS = ("tool_choice", "dynamic_trailing_blocks")
+"""Keyword arguments of `Model.stream` that are part of a prefetched call (they may change the model's answer). The
+others are not: a provider that allows prefetching (`prefetchable`) answers the same without `invocation_state`,
+`agent_metadata`, `model_state` and `system_prompt_content` (the system prompt comes as its text), and
+`cancel_signal` is also checked by Strands itself between events (a stream it stops reading is stopped)."""
+
+
+class _Pump(Generic[T]):
+    """Runs an async stream as a task of its own, its events queued, so it goes on while nobody reads it yet.
+
+    Iterate it once to read the events in order (an error of the stream is raised there); `close` stops it.
+    """
+
+    def __init__(self, events: AsyncIterable[T]) -> None:
+        self._events = events
+        self._queue: asyncio.Queue[tuple[T | None, BaseException | None, bool]] = asyncio.Queue()
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            async for event in self._events:
+                self._queue.put_nowait((event, None, False))
+        except Exception as e:
+            self._queue.put_nowait((None, e, True))
+        else:
+            self._queue.put_nowait((None, None, True))
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        while True:
+            item, error, ended = await self._queue.get()
+            if error is not None:
+                raise error
+            if ended:
+                return
+            yield cast(T, item)
+
+    async def close(self) -> None:
+        """Stop the stream (cancelled, then closed) unless it has ended."""
+        if not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        close = getattr(self._events, "aclose", None)
+        if close is not None:
+            await close()
+
 
 class LeaseGatedModel(Model):
-    """Wraps `inner` (the model doing the work); everything but the gating is `inner`'s.
+    """Wraps `inner` (the model doing the work); everything but the gating and the prefetch is `inner`'s.
 
     Args:
-        inner: the Strands model (shared by many agents: the wrapper holds only this agent's gate).
+        inner: the Strands model (shared by many agents: the wrapper holds only this agent's gate and prefetch).
 
     Attributes:
         gate: set by the turn before invoking the agent; consumed by the next model call, which starts `inner` at
             once but passes on its first event only once `gate()` has returned. None: calls pass straight through.
         on_start: set by the turn; called (on the agent's thread) as each model call starts: after `inner` was
             started and, with a gate, once the gate has sent its request. None: nobody is told.
+        prefetch_outcome: what became of the latest prefetch: `used` (Strands' call was the predicted one),
+            `discarded` (it was not, or no call came), None (none started, or still pending).
     """
 
     def __init__(self, inner: Model) -> None:
         self.inner = inner
         self.gate: Gate | None = None
         self.on_start: Callable[[], None] | None = None
+        # What the agent's latest model call passed besides its messages (tools, system prompt, PREFETCH_KWARGS):
+        # the next turn's first call most likely passes the same.
+        self._last_call: tuple[list[ToolSpec] | None, str | None, dict[str, Any]] | None = None
+        self._prefetched: tuple[bytes, _Pump[StreamEvent]] | None = None
+        self.prefetch_outcome: Literal["used", "discarded"] | None = None
 
     def __getattr__(self, name: str) -> Any:
         """Provider-specific attributes (e.g. `config`) are the inner model's."""
@@ -74,7 +134,7 @@ class LeaseGatedModel(Model):
 
     def structured_output(self, *args: Any, **kwargs: Any) -> AsyncGenerator[dict[str, Any], None]:
         """The inner model's structured output, held behind the gate like `stream`."""
-        return self._gated(self.inner.structured_output(*args, **kwargs))
+        return self._gated(lambda: self.inner.structured_output(*args, **kwargs), None, self._take_prefetch())
 
     def stream(
         self,
@@ -83,48 +143,115 @@ class LeaseGatedModel(Model):
         system_prompt: str | None = None,
         **kwargs: Any,
     ) -> AsyncIterable[StreamEvent]:
-        """The inner model's stream; its first event waits for the gate when one is set."""
-        return self._gated(self.inner.stream(messages, tool_specs, system_prompt, **kwargs))
+        """The inner model's stream, its first event held behind the gate when one is set.
 
-    async def _gated(self, events: AsyncIterable[T]) -> AsyncGenerator[T, None]:
+        The prefetched stream when this is the predicted call (`prefetch`); else a prefetch is stopped.
+        """
+        extra = {name: kwargs[name] for name in PREFETCH_KWARGS if name in kwargs}
+        prefetched, self._prefetched = self._prefetched, None
+        stale = None
+        if prefetched is not None:
+            if _is_call(prefetched[0], messages, tool_specs, system_prompt, extra):
+                self.prefetch_outcome = "used"
+            else:
+                stale, prefetched, self.prefetch_outcome = prefetched[1], None, "discarded"
+        if kwargs.get("structured_output_model") is None:
+            self._last_call = (tool_specs, system_prompt, extra)
+        else:
+            self._last_call = None  # a call for structured output is no template for the next turn's first call
+        return self._gated(
+            lambda: self.inner.stream(messages, tool_specs, system_prompt, **kwargs),
+            prefetched[1] if prefetched is not None else None,
+            stale,
+        )
+
+    def prefetch(self, history: Messages, prompt: str) -> bool:
+        """Start the inner model now on the call Strands' next invocation, of a text `prompt`, is predicted to make.
+
+        Must be called on the event loop the invocation will run on, just before it; the model's first step runs at
+        this loop's next iteration. The predicted call: `history` (role and content of each message) and the user's
+        prompt as one text block, with the tools, system prompt and `PREFETCH_KWARGS` of the agent's latest call.
+
+        Returns:
+            Whether a prefetch started: not when the inner model does not allow it (`prefetchable` is not true: its
+            answer may depend on more than the call's arguments, or a call costs money), when there was no earlier
+            call to take the tools from, or when the conversation is not plain JSON (e.g. image bytes).
+        """
+        if not getattr(self.inner, "prefetchable", False) or self._last_call is None:
+            return False
+        tool_specs, system_prompt, extra = self._last_call
+        messages: Messages = [{"role": m["role"], "content": m["content"]} for m in history]
+        messages.append({"role": "user", "content": [{"text": prompt}]})
+        try:
+            key = _call_key(messages, tool_specs, system_prompt, extra)
+        except TypeError:
+            return False
+        if self._prefetched is not None:
+            return False  # one at a time: the earlier one is still to be taken or discarded
+        # The model gets its own copy (the key's): the agent's history may change in place before Strands' call.
+        own = orjson.loads(key)
+        self.prefetch_outcome = None
+        self._prefetched = key, _Pump(self.inner.stream(own[0], own[1], own[2], **own[3]))
+        return True
+
+    async def discard_prefetch(self) -> None:
+        """Stop a prefetch that no model call took (e.g. the invocation failed before its model call)."""
+        pump = self._take_prefetch()
+        if pump is not None:
+            await pump.close()
+
+    def _take_prefetch(self) -> _Pump[StreamEvent] | None:
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is None:
+            return None
+        self.prefetch_outcome = "discarded"
+        return prefetched[1]
+
+    async def _gated(
+        self, start: Callable[[], AsyncIterable[T]], prefetched: _Pump[T] | None, stale: _Pump[Any] | None
+    ) -> AsyncGenerator[T, None]:
+        """`start()`'s events, or `prefetched`'s when given, behind the gate.
+
+        `stale` (a prefetch of another call) is stopped first.
+        """
+        if stale is not None:
+            await stale.close()
         gate, self.gate = self.gate, None
-        if gate is None:
+        if gate is None and prefetched is None:
             if self.on_start is not None:
                 self.on_start()
-            async for event in events:
+            async for event in start():
                 yield event
             return
         # The model runs on (a task of its own, its events queued) while the gate waits; both must succeed to go on.
-        queue: asyncio.Queue[tuple[T | None, BaseException | None, bool]] = asyncio.Queue()
-
-        async def pump() -> None:
-            try:
-                async for event in events:
-                    queue.put_nowait((event, None, False))
-            except Exception as e:
-                queue.put_nowait((None, e, True))
-            else:
-                queue.put_nowait((None, None, True))
-
-        task = asyncio.ensure_future(pump())
+        pump = prefetched if prefetched is not None else _Pump(start())
         try:
-            await asyncio.sleep(0)  # the model starts first
-            verdict = gate()  # then the gate sends its request
-            if self.on_start is not None:
+            if gate is not None:
+                await asyncio.sleep(0)  # the model starts first
+                verdict = gate()  # then the gate sends its request
+                if self.on_start is not None:
+                    self.on_start()
+                await verdict
+            elif self.on_start is not None:
                 self.on_start()
-            await verdict
-            while True:
-                item, error, ended = await queue.get()
-                if error is not None:
-                    raise error
-                if ended:
-                    return
-                yield cast(T, item)
+            async for event in pump:
+                yield event
         finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            close = getattr(events, "aclose", None)
-            if close is not None:
-                await close()
+            await pump.close()
+
+
+def _call_key(
+    messages: Messages, tool_specs: list[ToolSpec] | None, system_prompt: str | None, extra: dict[str, Any]
+) -> bytes:
+    """A model call's arguments as canonical JSON (raises TypeError when they are not plain JSON)."""
+    return orjson.dumps([messages, tool_specs, system_prompt, extra], option=orjson.OPT_SORT_KEYS)
+
+
+def _is_call(
+    key: bytes, messages: Messages, tool_specs: list[ToolSpec] | None, system_prompt: str | None, extra: dict[str, Any]
+) -> bool:
+    """Whether the call of these arguments is the one `key` names (`_call_key`)."""
+    try:
+        return _call_key(messages, tool_specs, system_prompt, extra) == key
+    except TypeError:
+        return False

@@ -46,6 +46,10 @@ class ScriptedModel(Model):
         token_delay: seconds between later deltas.
     """
 
+    prefetchable = True
+    """Its answer depends only on the call's messages and tools: a turn may start it ahead of Strands' call
+    (`LeaseGatedModel.prefetch`)."""
+
     def __init__(self, script: Script = echo_script, first_token_delay: float = 0.0, token_delay: float = 0.0) -> None:
         self.script = script
         self.config: dict[str, Any] = {"first_token_delay": first_token_delay, "token_delay": token_delay}
