@@ -227,7 +227,8 @@ class LeaseGatedModel(Model):
         pump = prefetched if prefetched is not None else _Pump(start())
         try:
             if gate is not None:
-                await asyncio.sleep(0)  # the model starts first
+                if prefetched is None:
+                    await asyncio.sleep(0)  # the model starts first
                 verdict = gate()  # then the gate sends its request
                 if self.on_start is not None:
                     self.on_start()
