@@ -237,6 +237,15 @@ def report(results: dict[str, Any]) -> None:
                     r["no_prefetch_median_ms"],
                 )
             )
+        if "no_fast_lane_median_ms" in r:
+            rows.append(
+                row(
+                    "  the lever alone: fast lane on, vs off (FastAPI's routing, dependencies and middleware; "
+                    f"p90 {r['no_fast_lane_p90_ms']:.1f}) (ms)",
+                    r["overhead_median_ms"],
+                    r["no_fast_lane_median_ms"],
+                )
+            )
     if "memory_search" in results:
         r = results["memory_search"]
         one, many = f"1 actor x {r['memories']:,} memories", f"{r['actors']:,} actors x {r['per_actor']} memories"

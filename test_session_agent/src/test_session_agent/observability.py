@@ -1,6 +1,7 @@
 """Metrics (`GET /metrics`, Prometheus text format) and structured logs of the agent service.
 
-HTTP counts and latencies per route come from `prometheus-fastapi-instrumentator`; `SessionAgents` counts turns by
+HTTP counts and latencies per route come from `prometheus-fastapi-instrumentator` (and from the fast lane of
+streamed turns, which records its own); `SessionAgents` counts turns by
 outcome, agent cache hits and backend errors by kind. Log records carry the turn's session, actor and device ids
 (context variables, copied onto the worker thread of a turn); `LOG_FORMAT=json` writes JSON lines.
 """
@@ -11,6 +12,7 @@ import contextvars
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -111,10 +113,45 @@ class AgentMetrics:
             "agent_turns_in_progress", "Turns running or waiting for their session now.", registry=self.registry
         )
         self.cache_size = Gauge("agent_cache_size", "Agents held in memory.", registry=self.registry)
+        self.http_requests = Counter(
+            "http_requests",
+            "Requests answered, by route template, method and status class (2xx, 4xx, 5xx).",
+            ["handler", "method", "status"],
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "http_request_duration_seconds",
+            "Time to answer a request, to the end of its body (a streamed turn: its whole stream), by route template "
+            "and method (seconds).",
+            ["handler", "method"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        # (handler, method, status) -> the two metrics' children: labels resolved once, not per request.
+        self._http_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def instrument(self, app: FastAPI) -> None:
-        """Count requests and time them per route template."""
-        Instrumentator(registry=self.registry, excluded_handlers=["/metrics"]).instrument(app)
+        """Count requests and time them per route template (`/v1/agents/{agent_id}`, not the raw path).
+
+        The fast lane of streamed turns (`api/fastlane.py`) records the requests it answers itself, through
+        `record_request`; the instrumentator records every other request.
+        """
+        instrumentator = Instrumentator(registry=self.registry, excluded_handlers=["/metrics"])
+        instrumentator.add(
+            lambda info: self.record_request(
+                info.modified_handler, info.method, info.modified_status, info.modified_duration
+            )
+        ).instrument(app)
+
+    def record_request(self, handler: str, method: str, status: str, seconds: float) -> None:
+        """Count one answered request (`status`: its class, e.g. `2xx`) and its duration in seconds."""
+        key = (handler, method, status)
+        children = self._http_children.get(key)
+        if children is None:
+            children = (self.http_requests.labels(*key), self.http_duration.labels(handler, method))
+            self._http_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def response(self) -> Response:
         """The registry in Prometheus' text format."""

@@ -62,6 +62,9 @@ class AgentSettings(BaseSettings):
     # predicted to make, before Strands' own work up to that call; Strands' call takes it only when it is exactly the
     # predicted one. Hides that work behind the model's time to first token.
     model_prefetch: bool = Field(default=True, validation_alias="MODEL_PREFETCH")
+    # Plain `POST /process-streaming` requests skip FastAPI's routing, dependencies and middleware (`api/fastlane.py`);
+    # off only to measure it.
+    fast_lane: bool = Field(default=True, validation_alias="AGENT_FAST_LANE")
     session_wait_seconds: float = Field(default=30.0, ge=0, validation_alias="SESSION_WAIT_SECONDS")
     scripted_first_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_FIRST_TOKEN_DELAY_MS")
     scripted_token_delay_ms: float = Field(default=0.0, ge=0, validation_alias="SCRIPTED_TOKEN_DELAY_MS")

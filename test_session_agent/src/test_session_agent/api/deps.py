@@ -90,10 +90,22 @@ async def get_caller(
     Raises:
         HTTPException: 401 (with `WWW-Authenticate: Bearer`) when keys are configured and none matches.
     """
-    settings: AgentSettings = connection.app.state.settings
+    return caller_for_key(connection.app.state.settings, credentials.credentials if credentials is not None else None)
+
+
+def caller_for_key(settings: AgentSettings, key: str | None) -> CallerIdentity | None:
+    """The actor an API key stands for (`AGENT_API_KEYS`); None when access control is off.
+
+    Args:
+        settings: the app's settings (its keys).
+        key: the key presented (the credentials of `Authorization: Bearer <key>`), None when none was.
+
+    Raises:
+        HTTPException: 401 (with `WWW-Authenticate: Bearer`) when keys are configured and `key` is none of them.
+    """
     if not settings.api_keys:
         return None
-    presented = _digest(credentials.credentials) if credentials is not None else b""
+    presented = _digest(key) if key is not None else b""
     actor_id = None
     for key, key_actor in settings.api_keys.items():
         # Every key is compared, matched or not, so the time taken does not tell which one matched.

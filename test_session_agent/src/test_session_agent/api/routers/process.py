@@ -116,6 +116,23 @@ async def process_streaming(
     `X-Device-ID` as in `/process`. A stateless answer says so in `done` (`status.session_managed: false`); the
     `X-Session-Degraded` header is set when the service already knew the backend was down as the stream began.
     """
+    return await stream_turn(body, agents, settings, caller, idempotency_key, device_id)
+
+
+async def stream_turn(
+    body: ProcessRequest,
+    agents: SessionAgents,
+    settings: AgentSettings,
+    caller: CallerIdentity | None,
+    idempotency_key: str | None = None,
+    device_id: uuid.UUID | None = None,
+) -> EventSourceResponse:
+    """The streamed answer of `POST /process-streaming` (the route's, and the fast lane's, see `api/fastlane.py`).
+
+    Raises:
+        HTTPException: the turn is refused before any work (see `_turn_target`).
+        SessionException: the session's ownership could not be checked (backend unreachable).
+    """
     session_id, actor_id = await _turn_target(body, settings, agents, caller, device_id, idempotency_key)
 
     def start(on_text: TextCallback, on_model_start: ModelStartCallback) -> asyncio.Task[TurnResult]:
