@@ -130,9 +130,12 @@ def test_a_refusal_is_the_routes_own(lanes: Lanes, body: Any, headers: dict[str,
     if callable(body):
         body = body(_alices_session(lanes))
     headers = {"Content-Type": "application/json"} | headers
+    refusals = {"handler": "/process-streaming", "method": "POST", "status": "4xx"}
+    counted = _requests_counted(lanes.lane, **refusals)
     lanes.referred.clear()
     via_lane = lanes.lane.post("/process-streaming", content=body, headers=headers)
     assert lanes.referred == (["/process-streaming"] if handed_over else [])
+    assert _requests_counted(lanes.lane, **refusals) == counted + 1  # once, by the lane or by the route
     via_route = lanes.route.post("/process-streaming", content=body, headers=headers)
     assert 400 <= via_lane.status_code < 500, via_lane.text
     assert via_lane.status_code == via_route.status_code
@@ -141,7 +144,7 @@ def test_a_refusal_is_the_routes_own(lanes: Lanes, body: Any, headers: dict[str,
     assert via_lane.headers.get("www-authenticate") == via_route.headers.get("www-authenticate")
 
 
-def test_a_body_over_the_limit_is_refused_unread(lanes: Lanes, keyed_settings: AgentSettings) -> None:
+def test_a_body_over_the_limit_gets_the_routes_413(lanes: Lanes, keyed_settings: AgentSettings) -> None:
     body = orjson.dumps({"prompt": "x" * (keyed_settings.max_request_bytes + 10)})
     headers = ALICE | {"Content-Type": "application/json"}
     lanes.referred.clear()
@@ -158,3 +161,14 @@ def test_a_device_turn_goes_to_the_route_and_streams(lanes: Lanes) -> None:
     r = lanes.lane.post("/process-streaming", json={"prompt": "hello"}, headers=device)
     assert r.status_code == 200 and _events(r.text)[-1]["type"] == "done"
     assert lanes.referred == ["/process-streaming"]
+
+
+def test_with_cors_on_a_request_with_an_origin_gets_the_routes_cors_headers(keyed_settings: AgentSettings) -> None:
+    origin = "https://chat.example.com"
+    settings = keyed_settings.model_copy(update={"cors_origins": [origin]})
+    with TestClient(create_app(settings, model=ScriptedModel())) as client:
+        plain = client.post("/process-streaming", json={"prompt": "hi"}, headers=ALICE)
+        assert plain.status_code == 200 and "access-control-allow-origin" not in plain.headers
+        cross = client.post("/process-streaming", json={"prompt": "hi"}, headers=ALICE | {"Origin": origin})
+        assert cross.status_code == 200 and _events(cross.text)[-1]["type"] == "done"
+        assert cross.headers["access-control-allow-origin"] == origin

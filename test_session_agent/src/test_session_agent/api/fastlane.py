@@ -1,10 +1,10 @@
 """ASGI fast lane for `POST /process-streaming`, the route a chat client calls for every turn.
 
 It answers only the plain request (a JSON body of `ProcessRequest`'s shape, a valid key when access control is on, no
-`X-Device-ID`, `Idempotency-Key` or cross-origin `Origin` header) and hands every other one, body replayed, to the
-FastAPI route, so every refusal keeps the status and problem body the route gives. Both run the same turn
-(`routers.process.stream_turn`). Justified by the `streaming` benchmark row "fast lane on, vs off"
-(`python -m bench --only streaming`).
+`X-Device-ID` or `Idempotency-Key` header, and no `Origin` header when CORS is on: same-origin requests of the page
+then take the route too) and hands every other one, body replayed, to the FastAPI route, so every refusal keeps the
+status and problem body the route gives. Both run the same turn (`routers.process.stream_turn`). Justified by the
+`streaming` benchmark row "fast lane on, vs off" (`python -m bench --only streaming`).
 """
 
 from __future__ import annotations

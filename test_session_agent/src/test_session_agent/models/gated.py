@@ -9,14 +9,16 @@ first token instead of added to it.
 A prefetch goes one step further back: as the turn's invocation begins, the model is started on the call Strands is
 predicted to make (the history, the user's prompt, and the previous call's tools and system prompt), so Strands' own
 work before its model call (hooks, tracing, copies of the conversation) runs while the model works. Strands' call is
-handed the prefetched stream only when it is exactly the predicted one (compared as canonical JSON); otherwise the
-prefetch is stopped and the model called afresh, so what the model answers is always the answer to Strands' call.
+handed the prefetched stream only when its arguments equal the predicted ones (Python equality, against a copy taken
+when the prefetch started); otherwise the prefetch is stopped and the model called afresh, so what the model answers
+is always the answer to Strands' call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, Literal, TypeVar, cast
 
@@ -32,11 +34,26 @@ returns when the turn may go on with this agent, or raises when it may not)."""
 
 T = TypeVar("T")
 
-PREFETCH_KWARGS = ("tool_choice", "dynamic_trailing_blocks")
-"""Keyword arguments of `Model.stream` that are part of a prefetched call (they may change the model's answer). The
-others are not: a provider that allows prefetching (`prefetchable`) answers the same without `invocation_state`,
-`agent_metadata`, `model_state` and `system_prompt_content` (the system prompt comes as its text), and
-`cancel_signal` is also checked by Strands itself between events (a stream it stops reading is stopped)."""
+UNCOMPARED_KWARGS = frozenset(
+    {"invocation_state", "agent_metadata", "model_state", "system_prompt_content", "cancel_signal"}
+)
+"""Keyword arguments of `Model.stream` left out of a prefetched call and of the comparison with Strands' call; every
+other one is part of both. A provider that allows prefetching (`prefetchable`) answers the same without them:
+`invocation_state` and `agent_metadata` describe the caller, `model_state` is a provider's server-side state, and
+`system_prompt_content` is the system prompt, which comes as its text. `cancel_signal` is Strands' own: a prefetched
+call gets a `_LinkedCancelSignal` that follows the signal of the call that takes it."""
+
+
+class _LinkedCancelSignal(threading.Event):
+    """A prefetched call's cancel signal: set when set itself, or when the signal of the call that took it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.source: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        """Whether the call is cancelled (this event, or the taking call's signal)."""
+        return super().is_set() or (self.source is not None and self.source.is_set())
 
 
 class _Pump(Generic[T]):
@@ -98,10 +115,11 @@ class LeaseGatedModel(Model):
         self.inner = inner
         self.gate: Gate | None = None
         self.on_start: Callable[[], None] | None = None
-        # What the agent's latest model call passed besides its messages (tools, system prompt, PREFETCH_KWARGS):
-        # the next turn's first call most likely passes the same.
+        # What the agent's latest model call passed besides its messages (tools, system prompt, the keyword
+        # arguments compared): the next turn's first call most likely passes the same.
         self._last_call: tuple[list[ToolSpec] | None, str | None, dict[str, Any]] | None = None
-        self._prefetched: tuple[bytes, _Pump[StreamEvent]] | None = None
+        # A prefetch: the call it was started on (a copy of its arguments), its cancel signal, its stream.
+        self._prefetched: tuple[list[Any], _LinkedCancelSignal, _Pump[StreamEvent]] | None = None
         self.prefetch_outcome: Literal["used", "discarded"] | None = None
 
     def __getattr__(self, name: str) -> Any:
@@ -147,51 +165,58 @@ class LeaseGatedModel(Model):
 
         The prefetched stream when this is the predicted call (`prefetch`); else a prefetch is stopped.
         """
-        extra = {name: kwargs[name] for name in PREFETCH_KWARGS if name in kwargs}
+        extra = {name: value for name, value in kwargs.items() if name not in UNCOMPARED_KWARGS}
+        self._last_call = (tool_specs, system_prompt, extra)
         prefetched, self._prefetched = self._prefetched, None
-        stale = None
-        if prefetched is not None:
-            if _is_call(prefetched[0], messages, tool_specs, system_prompt, extra):
-                self.prefetch_outcome = "used"
-            else:
-                stale, prefetched, self.prefetch_outcome = prefetched[1], None, "discarded"
-        if kwargs.get("structured_output_model") is None:
-            self._last_call = (tool_specs, system_prompt, extra)
-        else:
-            self._last_call = None  # a call for structured output is no template for the next turn's first call
-        return self._gated(
-            lambda: self.inner.stream(messages, tool_specs, system_prompt, **kwargs),
-            prefetched[1] if prefetched is not None else None,
-            stale,
-        )
+
+        def start() -> AsyncIterable[StreamEvent]:
+            return self.inner.stream(messages, tool_specs, system_prompt, **kwargs)
+
+        if prefetched is None:
+            return self._gated(start, None, None)
+        predicted, signal, pump = prefetched
+        if [messages, tool_specs, system_prompt, extra] != predicted:
+            self.prefetch_outcome = "discarded"
+            return self._gated(start, None, pump)
+        self.prefetch_outcome = "used"
+        signal.source = kwargs.get("cancel_signal")
+        return self._gated(start, pump, None)
 
     def prefetch(self, history: Messages, prompt: str) -> bool:
         """Start the inner model now on the call Strands' next invocation, of a text `prompt`, is predicted to make.
 
         Must be called on the event loop the invocation will run on, just before it; the model's first step runs at
         this loop's next iteration. The predicted call: `history` (role and content of each message) and the user's
-        prompt as one text block, with the tools, system prompt and `PREFETCH_KWARGS` of the agent's latest call.
+        prompt as one text block, with the tools, system prompt and keyword arguments (but `UNCOMPARED_KWARGS`) of
+        the agent's latest call. The model is given a copy of it (a JSON round trip), and so is the comparison with
+        Strands' call: the agent's history may change in place meanwhile.
 
         Returns:
             Whether a prefetch started: not when the inner model does not allow it (`prefetchable` is not true: its
             answer may depend on more than the call's arguments, or a call costs money), when there was no earlier
-            call to take the tools from, or when the conversation is not plain JSON (e.g. image bytes).
+            call to take the tools from, or when the call does not survive a JSON round trip unchanged (image bytes,
+            NaN, tuples, a structured output model).
         """
         if not getattr(self.inner, "prefetchable", False) or self._last_call is None:
             return False
+        if self._prefetched is not None:
+            return False  # one at a time: the earlier one is still to be taken or discarded
         tool_specs, system_prompt, extra = self._last_call
         messages: Messages = [{"role": m["role"], "content": m["content"]} for m in history]
         messages.append({"role": "user", "content": [{"text": prompt}]})
+        call = [messages, tool_specs, system_prompt, extra]
         try:
-            key = _call_key(messages, tool_specs, system_prompt, extra)
+            text = orjson.dumps(call)
         except TypeError:
             return False
-        if self._prefetched is not None:
-            return False  # one at a time: the earlier one is still to be taken or discarded
-        # The model gets its own copy (the key's): the agent's history may change in place before Strands' call.
-        own = orjson.loads(key)
+        predicted = orjson.loads(text)
+        if predicted != call:
+            return False  # lossy in JSON: the copy would not be the call
+        own = orjson.loads(text)
+        signal = _LinkedCancelSignal()
         self.prefetch_outcome = None
-        self._prefetched = key, _Pump(self.inner.stream(own[0], own[1], own[2], **own[3]))
+        pump = _Pump(self.inner.stream(own[0], own[1], own[2], **own[3], cancel_signal=signal))
+        self._prefetched = predicted, signal, pump
         return True
 
     async def discard_prefetch(self) -> None:
@@ -205,12 +230,12 @@ class LeaseGatedModel(Model):
         if prefetched is None:
             return None
         self.prefetch_outcome = "discarded"
-        return prefetched[1]
+        return prefetched[2]
 
     async def _gated(
         self, start: Callable[[], AsyncIterable[T]], prefetched: _Pump[T] | None, stale: _Pump[Any] | None
     ) -> AsyncGenerator[T, None]:
-        """`start()`'s events, or `prefetched`'s when given, behind the gate.
+        """`prefetched`'s events when given, else `start()`'s, behind the gate.
 
         `stale` (a prefetch of another call) is stopped first.
         """
@@ -239,20 +264,3 @@ class LeaseGatedModel(Model):
                 yield event
         finally:
             await pump.close()
-
-
-def _call_key(
-    messages: Messages, tool_specs: list[ToolSpec] | None, system_prompt: str | None, extra: dict[str, Any]
-) -> bytes:
-    """A model call's arguments as canonical JSON (raises TypeError when they are not plain JSON)."""
-    return orjson.dumps([messages, tool_specs, system_prompt, extra], option=orjson.OPT_SORT_KEYS)
-
-
-def _is_call(
-    key: bytes, messages: Messages, tool_specs: list[ToolSpec] | None, system_prompt: str | None, extra: dict[str, Any]
-) -> bool:
-    """Whether the call of these arguments is the one `key` names (`_call_key`)."""
-    try:
-        return _call_key(messages, tool_specs, system_prompt, extra) == key
-    except TypeError:
-        return False

@@ -19,12 +19,15 @@ from test_session_agent.models.scripted import ScriptedModel
 
 
 class CountingModel(ScriptedModel):
-    """A scripted model that records each call's messages and system prompt, and which calls were stopped early."""
+    """A scripted model that records each call's messages, system prompt and cancel signal, which calls ran to their
+    end (`finished`) and which were closed (`closed`, whether stopped early or not)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.calls: list[tuple[Messages, str | None]] = []
+        self.signals: list[Any] = []
         self.finished: list[bool] = []
+        self.closed: list[bool] = []
 
     async def stream(
         self,
@@ -34,11 +37,16 @@ class CountingModel(ScriptedModel):
         **kwargs: Any,
     ) -> AsyncIterable[StreamEvent]:
         self.calls.append((messages, system_prompt))
+        self.signals.append(kwargs.get("cancel_signal"))
         index = len(self.finished)
         self.finished.append(False)
-        async for event in super().stream(messages, tool_specs, system_prompt, **kwargs):
-            yield event
-        self.finished[index] = True
+        self.closed.append(False)
+        try:
+            async for event in super().stream(messages, tool_specs, system_prompt, **kwargs):
+                yield event
+            self.finished[index] = True
+        finally:
+            self.closed[index] = True
 
 
 class NotPrefetchable(CountingModel):
@@ -105,7 +113,7 @@ def test_history_changed_in_place_after_the_prefetch_is_not_mistaken_for_the_pre
     assert reply == "turn 2; history 3 messages; first: ONE | you said: two"
 
 
-def test_a_prefetch_no_call_takes_is_stopped() -> None:
+def test_a_prefetch_no_call_takes_is_stopped_by_the_invocation() -> None:
     inner = CountingModel(first_token_delay=0.5)
     agent, model = _agent(inner)
     _turn(agent, "one")
@@ -114,28 +122,54 @@ def test_a_prefetch_no_call_takes_is_stopped() -> None:
         raise RuntimeError("refused before the model call")
 
     agent.hooks.add_callback(BeforeModelCallEvent, fail)
-    try:
-        _turn(agent, "two")
-    except RuntimeError:
-        pass
-    else:
+
+    async def invoke() -> list[bool]:
+        try:
+            await _invoke(agent, "two", None, prefetch=True)
+        except RuntimeError:
+            return list(inner.closed)  # as `_invoke` returns, before the event loop's shutdown closes what is left
         raise AssertionError("the hook's error was not raised")
+
+    assert asyncio.run(invoke()) == [True, True]
     assert model.prefetch_outcome == "discarded"
     assert len(inner.calls) == 2 and inner.finished == [True, False]
+
+
+def test_the_calls_cancel_signal_reaches_the_prefetched_model() -> None:
+    inner = CountingModel()
+    agent, model = _agent(inner)
+    _turn(agent, "one")
+    _turn(agent, "two")
+    assert model.prefetch_outcome == "used"
+    prefetched_signal = inner.signals[1]
+    assert prefetched_signal is not agent.cancel_signal and not prefetched_signal.is_set()
+    agent.cancel_signal.set()  # what `agent.cancel()` sets
+    assert prefetched_signal.is_set()
 
 
 def test_only_providers_that_allow_it_are_prefetched() -> None:
     inner = NotPrefetchable()
     agent, model = _agent(inner)
     _turn(agent, "one")
-    assert not model.prefetch(agent.messages, "two")
     _turn(agent, "two")
     assert model.prefetch_outcome is None and len(inner.calls) == 2
 
 
-def test_a_conversation_that_is_not_plain_json_is_not_prefetched() -> None:
+def test_a_call_json_cannot_copy_exactly_is_not_prefetched() -> None:
     inner = CountingModel()
     agent, model = _agent(inner)
     _turn(agent, "one")
-    agent.messages[0]["content"].append({"image": {"format": "png", "source": {"bytes": b"\x89PNG"}}})
-    assert not model.prefetch(agent.messages, "two")
+    image: Any = {"image": {"format": "png", "source": {"bytes": b"\x89PNG"}}}
+    nan: Any = {"toolResult": {"toolUseId": "t1", "status": "success", "content": [{"json": {"v": float("nan")}}]}}
+
+    async def prefetched(block: Any | None) -> bool:
+        content = agent.messages[0]["content"]
+        content.extend([block] if block is not None else [])
+        try:
+            return model.prefetch(agent.messages, "two")
+        finally:
+            await model.discard_prefetch()
+            del content[1:]
+
+    # Not JSON at all; JSON that would come back as null; the plain conversation.
+    assert [asyncio.run(prefetched(block)) for block in (image, nan, None)] == [False, False, True]
