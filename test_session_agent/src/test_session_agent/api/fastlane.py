@@ -13,14 +13,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import HTTPException
-from pydantic import ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..settings import AgentSettings
 from .deps import caller_for_key
-from .errors import EXCEPTION_HANDLERS
 from .routers.process import stream_turn
 from .schemas import ProcessRequest
 
@@ -39,16 +36,16 @@ class TurnFastLane:
 
     No routing, dependency resolution or middleware stack: the body is validated by `ProcessRequest` itself, the key
     by `deps.caller_for_key`, and the turn streamed by `stream_turn`, as in the route. Everything else (a body without
-    Content-Length or over `AGENT_MAX_REQUEST_BYTES`, not JSON, not valid, a missing or wrong key, the headers above)
-    is passed on, with its body, to the app's own middleware and routes. Errors raised before the stream begins go
-    through the app's `EXCEPTION_HANDLERS`, as from the route.
+    Content-Length or over `AGENT_MAX_REQUEST_BYTES`, not JSON, not valid, a missing or wrong key, the headers above,
+    and any turn `stream_turn` refuses before it starts) is passed on, with its body, to the app's own middleware and
+    routes, which answer it as they would have: the lane never writes an error answer of its own.
 
     It wraps the app's whole middleware stack (see `app.AgentApp`); it counts and times its own requests (`record`)
     as the instrumentator would.
 
     Args:
         app: the wrapped ASGI app (the app's middleware stack).
-        owner: the FastAPI app whose `state.agents` runs turns and that handlers see as `request.app`.
+        owner: the FastAPI app whose `state.agents` runs turns.
         settings: the app's settings (keys, body size limit, CORS origins).
         record: `(route template, method, status class e.g. "2xx", seconds)`: counts one answered request.
     """
@@ -85,19 +82,19 @@ class TurnFastLane:
             await self.app(scope, receive, send)  # `BodySizeLimit` and the route decide, with the body unread
             return
         started = time.perf_counter()
-        scope["app"] = self.owner  # as Starlette sets it: handlers' `request.app`
-        body = await _read_body(receive)
-        if len(body) != int(length):
-            return  # the client left mid-body: nobody to answer, and a truncated body is no request
+        try:
+            body = await Request(scope, receive).body()
+        except ClientDisconnect:
+            return  # nobody to answer, and a truncated body is no request
         try:
             if not _is_json(content_type):
                 raise _Refer
-            try:
-                turn = ProcessRequest.model_validate_json(body)
-                caller = caller_for_key(self.settings, _bearer_key(authorization))
-            except (ValidationError, HTTPException) as e:  # 422, 401: the route answers them
-                raise _Refer from e
-        except _Refer:
+            turn = ProcessRequest.model_validate_json(body)
+            caller = caller_for_key(self.settings, _bearer_key(authorization))
+            # Raises only before the turn starts (refusals: 401, 403, 404, 422; the backend down for the ownership
+            # check), having changed nothing: the route then checks again and gives its own answer.
+            response = await stream_turn(turn, self.owner.state.agents, self.settings, caller)
+        except Exception:
             await self.app(scope, _replay(body, receive), send)
             return
         status = 500
@@ -109,13 +106,6 @@ class TurnFastLane:
             await send(message)
 
         try:
-            try:
-                response = await stream_turn(turn, self.owner.state.agents, self.settings, caller)
-            except Exception as exc:
-                handler = _handler(exc)
-                if handler is None:
-                    raise  # uvicorn answers 500 and logs it, as Starlette's error middleware would
-                response = await handler(Request(scope), exc)
             await response(scope, receive, counted_send)
         finally:
             if self.record is not None:
@@ -132,26 +122,6 @@ def _bearer_key(authorization: bytes | None) -> str | None:
         return None
     scheme, _, credentials = authorization.decode("latin-1").partition(" ")
     return credentials if scheme.lower() == "bearer" and credentials else None
-
-
-def _handler(exc: Exception) -> Callable[..., Any] | None:
-    for cls in type(exc).__mro__:
-        handler = EXCEPTION_HANDLERS.get(cls)
-        if handler is not None:
-            return handler
-    return None
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":  # the client left: the route's own read sees the same
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
