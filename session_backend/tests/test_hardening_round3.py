@@ -51,7 +51,7 @@ def test_deeply_nested_json_is_422_problem_on_the_backend(backend_url: str) -> N
     headers = {"content-type": "application/json"}
     sid = f"r3-deep-{uuid.uuid4().hex[:8]}"
     for depth in (1000, 100_000):
-        body = '{"session_id": "%s", "session_type": "AGENT", "metadata": %s}' % (sid, nested_json(depth))
+        body = f'{{"session_id": "{sid}", "session_type": "AGENT", "metadata": {nested_json(depth)}}}'
         r = httpx.post(f"{backend_url}/v1/sessions", content=body, headers=headers, timeout=30)
         assert is_problem(r, 422), (depth, r.status_code, r.text[:300])
         r = httpx.post(f"{backend_url}/v1/sessions", content=nested_json(depth), headers=headers, timeout=30)
@@ -62,7 +62,7 @@ def test_deeply_nested_json_is_422_problem_on_the_backend(backend_url: str) -> N
     assert created.status_code == 201, created.text
     agent = {"agent_id": "default", "state": {}, "conversation_manager_state": {}}
     assert httpx.post(f"{backend_url}/v1/sessions/{sid}/agents", json=agent).status_code == 201
-    message = '{"message_id": 0, "message": {"role": "user", "content": [%s]}}' % nested_json(1000)
+    message = f'{{"message_id": 0, "message": {{"role": "user", "content": [{nested_json(1000)}]}}}}'
     r = httpx.post(f"{backend_url}/v1/sessions/{sid}/agents/default/messages", content=message, headers=headers)
     assert is_problem(r, 422), (r.status_code, r.text[:300])
     assert httpx.get(f"{backend_url}/v1/sessions/{sid}/agents/default/messages").json() == []
