@@ -387,7 +387,7 @@ def test_local_model_queue_is_bounded_with_503_and_retry_after(
         "SESSION_BACKEND_URL": sweeping_backend,
         "SESSION_BACKEND_API_KEY": "",
         "MODEL_PROVIDER": "local",
-        "MODEL_MAX_TOKENS": "200",  # Alice's turn is long enough to hold the slot, short enough to wait for
+        "MODEL_MAX_TOKENS": "64",  # Alice's turn holds the slot for a while, and is short to wait for
         "LOCAL_MODEL_QUEUE_SIZE": "0",
     }
     bobs = f"r3-queue-{uuid.uuid4().hex[:8]}"
