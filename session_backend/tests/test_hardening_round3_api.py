@@ -3,7 +3,8 @@ through its public HTTP surface (so they survive a restructure).
 
 Each test asserts the behaviour the issue asks for and is `xfail(strict=True)` while the finding stands: the fix
 removes the marker. The agent-service findings (and item 6, which needs an agent for its retried turn) are in
-`test_session_agent/tests/test_hardening_round3.py` (this file is `_api`, as `test_hardening_api.py`: pytest refuses two test modules of one name).
+`test_session_agent/tests/test_hardening_round3.py`. This module is `_api` (as `test_hardening_api.py`): pytest
+refuses two test modules of one name.
 """
 
 from __future__ import annotations
