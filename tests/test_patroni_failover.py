@@ -137,9 +137,13 @@ class Load:
             attempts = 0
             while True:
                 attempts += 1
-                r = await client.post(
-                    "/process", json={"prompt": prompt, "session_id": session_id}, headers={"Idempotency-Key": key}
-                )
+                try:
+                    r = await client.post(
+                        "/process", json={"prompt": prompt, "session_id": session_id}, headers={"Idempotency-Key": key}
+                    )
+                except httpx.TransportError as e:
+                    self.seen[f"transport error {e!r}"] += 1
+                    return  # asserted by the phase
                 self.answers.append((time.monotonic(), r.status_code))
                 if r.status_code == 503 and "retry-after" in r.headers:
                     self.seen["503 + Retry-After"] += 1
@@ -171,7 +175,8 @@ class Figures:
 async def run_phase(services: Services, cluster: Cluster, prefix: str, event: Callable[[], Awaitable[str]]) -> Figures:
     """32 conversations; `event` (after a few turns each), then turns until the cluster is whole again; the figures."""
     load = Load(prefix)
-    limits = httpx.Limits(max_connections=CONVERSATIONS, max_keepalive_connections=CONVERSATIONS)
+    # Idle connections are dropped before uvicorn's keep-alive timeout (5 s) closes them under a request.
+    limits = httpx.Limits(max_connections=CONVERSATIONS, max_keepalive_connections=CONVERSATIONS, keepalive_expiry=2)
     async with httpx.AsyncClient(base_url=services.agent, timeout=120, limits=limits) as client:
         tasks = [asyncio.create_task(load.converse(client, n)) for n in range(CONVERSATIONS)]
         deadline = time.monotonic() + PHASE_DEADLINE
