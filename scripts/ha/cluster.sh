@@ -9,6 +9,7 @@
 #   scripts/ha/cluster.sh status      # patronictl list
 #   scripts/ha/cluster.sh ctl ARGS    # any patronictl command, e.g. `ctl switchover --force`
 #   scripts/ha/cluster.sh primary     # name of the current primary (pg1, pg2 or pg3)
+#   scripts/ha/cluster.sh kill-primary  # kill -9 the primary's postmaster (Patroni restarts it, or fails over)
 #   scripts/ha/cluster.sh wait        # until there is a primary, a synchronous standby and a replica again
 #   scripts/ha/cluster.sh stop        # stop everything and delete the data
 #
@@ -150,13 +151,22 @@ stop() {
   rm -rf "$HA_DIR"
 }
 
+primary() {
+  ctl list -f json | python3 -c 'import json, sys; print(next(m["Member"] for m in json.load(sys.stdin) if m["Role"] == "Leader"))'
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
   url) url ;;
   status) ctl list ;;
   wait) wait_for_cluster ;;
-  primary) ctl list -f json | python3 -c 'import json, sys; print(next(m["Member"] for m in json.load(sys.stdin) if m["Role"] == "Leader"))' ;;
+  primary) primary ;;
+  kill-primary)
+    name=$(primary)
+    kill -9 "$(head -1 "$HA_DIR/$name/postmaster.pid")"
+    echo "$name"
+    ;;
   ctl) shift; ctl "$@" ;;
-  *) sed -n '2,20p' "$0"; exit 2 ;;
+  *) sed -n '2,21p' "$0"; exit 2 ;;
 esac
