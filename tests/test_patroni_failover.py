@@ -13,6 +13,7 @@ The figures (time until turns succeed again, what clients saw) are printed, not 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shutil
 import subprocess
@@ -174,6 +175,7 @@ class Figures:
     seen: dict[str, int]
     first_503_s: float | None  # after the event
     resumed_s: float | None  # after the event: the first 200 after the first 503
+    longest_gap_s: float  # the longest time after the event with no turn answered 200
     last_503_s: float | None
     primary: str
 
@@ -202,6 +204,7 @@ async def run_phase(services: Services, cluster: Cluster, prefix: str, event: Ev
     after = [(when - started, status) for when, status in load.answers if when >= started]
     failures = [t for t, status in after if status == 503]
     resumed = next((t for t, status in after if status == 200 and failures and t > failures[0]), None)
+    successes = [0.0] + [t for t, status in after if status == 200]
     check_history(services.backend, load)
     return Figures(
         event=what,
@@ -210,6 +213,7 @@ async def run_phase(services: Services, cluster: Cluster, prefix: str, event: Ev
         seen=dict(load.seen),
         first_503_s=round(failures[0], 2) if failures else None,
         resumed_s=round(resumed, 2) if resumed is not None else None,
+        longest_gap_s=round(max(b - a for a, b in itertools.pairwise(successes)), 2),
         last_503_s=round(failures[-1], 2) if failures else None,
         primary=await asyncio.to_thread(cluster.primary),
     )
@@ -238,7 +242,8 @@ def report(figures: Figures) -> None:
         f"\n{figures.event}: {figures.acknowledged} turns acknowledged, 0 lost, 0 stored twice; "
         f"{figures.retried_turns} turns needed a retry; clients saw {figures.seen}; first 503 at "
         f"{figures.first_503_s} s, turns succeed again at {figures.resumed_s} s, last 503 at {figures.last_503_s} s "
-        f"after the event; primary now {figures.primary}"
+        f"after the event; longest time without a turn answered: {figures.longest_gap_s} s; "
+        f"primary now {figures.primary}"
     )
 
 
