@@ -16,7 +16,7 @@
 # Settings (environment): HA_DIR (data, configs, logs; default /tmp/sessions-ha), HA_PG_PORTS (three ports,
 # default "5441 5442 5443"), HA_API_PORTS (Patroni's REST API, default "8441 8442 8443"), HA_ETCD_PORTS (client
 # and peer, default "2479 2480"), PG_BIN (default /usr/lib/postgresql/15/bin).
-# Needs Debian's `patroni` and `etcd-server` (`apt-get install patroni etcd-server`). PostgreSQL refuses to run as
+# Needs Debian's `patroni`, `etcd-server` and `etcd-client` (`apt-get install patroni etcd-server etcd-client`). PostgreSQL refuses to run as
 # root, so as root the nodes run as the `postgres` user.
 set -euo pipefail
 
@@ -103,8 +103,8 @@ sys.exit(roles != ["Leader", "Replica", "Sync Standby"])'; do
 }
 
 start() {
-  command -v patroni >/dev/null && command -v etcd >/dev/null || {
-    echo "needs patroni and etcd: apt-get install patroni etcd-server" >&2
+  command -v patroni >/dev/null && command -v etcd >/dev/null && command -v etcdctl >/dev/null || {
+    echo "needs patroni and etcd: apt-get install patroni etcd-server etcd-client" >&2
     exit 1
   }
   mkdir -p "$HA_DIR/log/etcd" "${NODES[@]/#/$HA_DIR/log/}"
