@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: install run stop chat demo test lint typecheck pytest bench soak up down compose-check
+.PHONY: install run stop chat demo test lint typecheck pytest bench soak up down compose-check ha ha-stop ha-test
 
 install:  ## install uv (if missing) and every dependency from uv.lock (prebuilt wheels only: nothing compiles)
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || { \
@@ -39,6 +39,20 @@ test: install lint typecheck pytest  ## ruff, mypy and the whole pytest suite (r
 bench: install  ## benchmarks against the baselines, side by side; table + .data/bench/latest.json
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 	$(UV) run --no-sync python -m bench
+
+ha:  ## a three-node Patroni cluster (etcd, PostgreSQL 15, synchronous replication) on 127.0.0.1; prints DATABASE_URL
+	@command -v patroni >/dev/null 2>&1 && command -v etcd >/dev/null 2>&1 && command -v etcdctl >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq patroni etcd-server etcd-client)
+	@bash scripts/ha/cluster.sh start
+	@echo "== the backend on it:   DATABASE_URL='$$(bash scripts/ha/cluster.sh url)' uv run session-backend"
+	@echo "== lose the primary (kill -9 of its postmaster): bash scripts/ha/cluster.sh kill-primary"
+	@echo "== a planned switchover: bash scripts/ha/cluster.sh ctl switchover --force;  stop it all: make ha-stop"
+
+ha-stop:  ## stop the Patroni cluster of `make ha` and delete its data
+	@bash scripts/ha/cluster.sh stop
+
+ha-test: install  ## the failover test alone (kill -9 of the primary, failover, switchover under 32 conversations)
+	$(UV) run --no-sync pytest tests/test_patroni_failover.py -s
 
 up:  ## docker compose: postgres + session_backend + test_session_agent
 	docker compose up -d --build
