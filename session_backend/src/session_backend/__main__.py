@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import sys
 
-import uvicorn
+from service_kit.serving import serve
 
-from .observability import configure_logging
-from .server import BoundedHttpProtocol
 from .settings import get_settings
 
 
@@ -18,20 +16,16 @@ def main() -> None:
 
         raise SystemExit(files_main(sys.argv[1:]))
     settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(
+    serve(
         "session_backend.app:create_app",
-        factory=True,
         host=settings.host,
         port=settings.port,
-        workers=settings.workers,
-        # Idle, half-sent and endless connections are closed; beyond the cap new requests get 503 at once.
-        http=BoundedHttpProtocol,
-        limit_concurrency=settings.max_connections,
         log_level=settings.log_level,
-        access_log=False,
-        # uvicorn's own records go to the root handler: JSON like the rest under LOG_FORMAT=json.
-        log_config=None,
+        log_format=settings.log_format,
+        read_timeout=settings.read_timeout_seconds,
+        max_connections=settings.max_connections,
+        workers=settings.workers,
+        access_log=settings.access_log,
     )
 
 
