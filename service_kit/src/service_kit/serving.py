@@ -160,6 +160,8 @@ def serve(
         limit_concurrency=max_connections,
         log_level=log_level,
         access_log=access_log,
+        # A worker process still importing on a loaded host is not taken for dead (uvicorn's default: 5 s).
+        timeout_worker_healthcheck=60,
         # uvicorn's own records go to the root handler: JSON like the rest under LOG_FORMAT=json.
         log_config=None,
     )

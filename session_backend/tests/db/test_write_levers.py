@@ -14,8 +14,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from session_backend import store as store_module
 from session_backend.app import create_app
+from session_backend.db import group_commit as store_module
 from session_backend.db.errors import UNAVAILABLE_ERRORS, Conflict, LeaseNotHeld, NotFound, PreconditionFailed
 from session_backend.db.group_commit import Writer
 from session_backend.db.migrations import apply_migrations
