@@ -6,6 +6,7 @@ A new resource's router comes from `v1_router` and takes its store through an `A
 from __future__ import annotations
 
 import hmac
+from enum import Enum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
@@ -64,12 +65,12 @@ ActorId = Annotated[Identifier, Path()]
 MessageIdPath = Annotated[int, Path(ge=0, le=MAX_MESSAGE_ID)]
 
 
-def v1_router(prefix: str, tags: list[str], problems: tuple[int, ...] = PROBLEM_STATUSES) -> APIRouter:
+def v1_router(prefix: str, tags: list[str | Enum], problems: tuple[int, ...] = PROBLEM_STATUSES) -> APIRouter:
     """A router under `/v1<prefix>` with strict JSON bodies, documenting problem answers of `problems` statuses.
 
     The bearer-key check and the log context are attached to every v1 router in `app.create_app`, once.
     """
-    responses = {code: PROBLEM_RESPONSES[code] for code in problems}
+    responses: dict[int | str, dict[str, Any]] = {code: PROBLEM_RESPONSES[code] for code in problems}
     return APIRouter(prefix=f"/v1{prefix}", tags=tags, responses=responses, route_class=StrictJSONRoute)
 
 
