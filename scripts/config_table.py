@@ -55,12 +55,15 @@ def rows() -> tuple[list[str], list[str]]:
         for field in settings.model_fields.values():
             if isinstance(field.validation_alias, str):
                 found.setdefault(field.validation_alias, {})[service] = field
-    settings_rows, lever_rows = [], []
+    settings_rows: list[str] = []
+    lever_rows: list[str] = []
     for name, fields in found.items():
         service = "both" if len(fields) == 2 else next(iter(fields))
         defaults = {s: _default(f) for s, f in fields.items()}
-        default = next(iter(defaults.values())) if len(set(defaults.values())) == 1 else ", ".join(
-            f"{d} {s}" for s, d in defaults.items()
+        default = (
+            next(iter(defaults.values()))
+            if len(set(defaults.values())) == 1
+            else ", ".join(f"{d} {s}" for s, d in defaults.items())
         )
         meaning = next((f.description for f in fields.values() if f.description), "")
         row = f"| `{name}` | {service} | {default} | {meaning} |"

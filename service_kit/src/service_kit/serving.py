@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -124,41 +124,48 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
-def serve(
-    app_factory: str,
-    *,
-    host: str,
-    port: int,
-    log_level: str,
-    log_format: str,
-    read_timeout: float,
-    max_connections: int,
-    workers: int = 1,
-    access_log: bool = True,
-) -> None:
-    """Run an app factory with uvicorn until SIGINT/SIGTERM.
+class ServingSettings(Protocol):
+    """What `serve` reads of a service's settings class (both services' classes have these fields)."""
+
+    @property
+    def host(self) -> str: ...  # noqa: D102
+
+    @property
+    def port(self) -> int: ...  # noqa: D102
+
+    @property
+    def log_level(self) -> str: ...  # noqa: D102
+
+    @property
+    def log_format(self) -> str: ...  # noqa: D102
+
+    @property
+    def read_timeout_seconds(self) -> float: ...  # noqa: D102
+
+    @property
+    def max_connections(self) -> int: ...  # noqa: D102
+
+
+def serve(app_factory: str, settings: ServingSettings, *, workers: int = 1, access_log: bool = True) -> None:
+    """Run an app factory with uvicorn until SIGINT/SIGTERM, bounded and logged as `settings` say.
 
     Args:
         app_factory: `"module:function"` returning the ASGI app (imported in each worker process).
-        host: listen address.
-        port: listen port.
-        log_level: a logging level name (`info`, `debug`, ...).
-        log_format: `text` or `json` (`configure_logging`).
-        read_timeout: seconds a request may take to arrive whole (`BoundedHttpProtocol`).
-        max_connections: concurrent connections and requests; beyond them uvicorn answers 503 at once.
+        settings: listen address and port, log level and format (`configure_logging`), the read timeout of
+            `BoundedHttpProtocol` (seconds), and the most concurrent connections (beyond them uvicorn answers 503).
         workers: worker processes.
         access_log: one log line per answered request (uvicorn's access log, at level info).
     """
-    configure_logging(log_level, log_format)
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         app_factory,
         factory=True,
-        host=host,
-        port=port,
+        host=settings.host,
+        port=settings.port,
         workers=workers,
-        http=functools.partial(BoundedHttpProtocol, read_timeout=read_timeout),  # type: ignore[arg-type]
-        limit_concurrency=max_connections,
-        log_level=log_level,
+        http=functools.partial(BoundedHttpProtocol, read_timeout=settings.read_timeout_seconds),  # type: ignore[arg-type]
+        limit_concurrency=settings.max_connections,
+        log_level=settings.log_level,
         access_log=access_log,
         # A worker process still importing on a loaded host is not taken for dead (uvicorn's default: 5 s).
         timeout_worker_healthcheck=60,

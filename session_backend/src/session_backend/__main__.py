@@ -16,17 +16,7 @@ def main() -> None:
 
         raise SystemExit(files_main(sys.argv[1:]))
     settings = get_settings()
-    serve(
-        "session_backend.app:create_app",
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_format=settings.log_format,
-        read_timeout=settings.read_timeout_seconds,
-        max_connections=settings.max_connections,
-        workers=settings.workers,
-        access_log=settings.access_log,
-    )
+    serve("session_backend.app:create_app", settings, workers=settings.workers, access_log=settings.access_log)
 
 
 if __name__ == "__main__":

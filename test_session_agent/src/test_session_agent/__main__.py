@@ -9,17 +9,7 @@ from .settings import get_settings
 
 def main() -> None:
     """Run the agent service until SIGINT/SIGTERM; settings come from the environment (README.md, Configuration)."""
-    settings = get_settings()
-    serve(
-        "test_session_agent.api.app:create_app",
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_format=settings.log_format,
-        read_timeout=settings.read_timeout_seconds,
-        max_connections=settings.max_connections,
-        access_log=False,
-    )
+    serve("test_session_agent.api.app:create_app", get_settings(), access_log=False)
 
 
 if __name__ == "__main__":
