@@ -24,6 +24,7 @@ from .api.errors import EXCEPTION_HANDLERS
 from .api.hotpath import HotPath
 from .db.errors import UNAVAILABLE_ERRORS
 from .db.group_commit import Writer
+from .db.housekeeping import Housekeeping
 from .db.memories import ActorMemoryStore
 from .db.migrations import apply_migrations
 from .db.pool import EmbeddedPostgres, create_pool
@@ -54,7 +55,7 @@ class BackendApp(FastAPI):
         return self.hot_path(stack) if self.hot_path is not None else stack
 
 
-async def _sweep_forever(store: SessionStore, interval: float, batch_size: int, metrics: BackendMetrics) -> None:
+async def _sweep_forever(store: Housekeeping, interval: float, batch_size: int, metrics: BackendMetrics) -> None:
     """Delete (and count) expired sessions every `interval` seconds; an outage is logged and retried next round."""
     while True:
         await asyncio.sleep(interval)
@@ -119,9 +120,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.profiles = ProfileStore(pool)
         app.state.memories = ActorMemoryStore(pool)
         app.state.storage = StorageStore(pool)
+        app.state.housekeeping = Housekeeping(pool)
         metrics.pool = pool
         sweeper = asyncio.create_task(
-            _sweep_forever(store, settings.sweep_interval_seconds, settings.sweep_batch_size, metrics), name="sweeper"
+            _sweep_forever(Housekeeping(pool), settings.sweep_interval_seconds, settings.sweep_batch_size, metrics),
+            name="sweeper",
         )
         try:
             yield

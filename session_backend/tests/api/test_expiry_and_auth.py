@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from session_backend.app import create_app
 from session_backend.db.group_commit import Writer
+from session_backend.db.housekeeping import Housekeeping
 from session_backend.db.pool import create_pool
 from session_backend.db.sessions import SessionStore
 
@@ -58,7 +59,7 @@ def test_sweeper_deletes_expired_sessions_in_batches(database_url: str) -> None:
             await pool.execute(
                 "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE session_id = ANY($1)", ids
             )
-            deleted = await store.sweep_expired(batch_size=3)
+            deleted = await Housekeeping(pool).sweep_expired(batch_size=3)
             left = await pool.fetchval("SELECT count(*) FROM sessions WHERE session_id = ANY($1)", ids)
             kept = await pool.fetchval("SELECT count(*) FROM sessions WHERE session_id LIKE 'keep-%'")
             return deleted, left, kept

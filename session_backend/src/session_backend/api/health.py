@@ -23,10 +23,10 @@ router = APIRouter(tags=["health"])
 
 # Behind the bearer key like /v1: the gauges name agent profiles and cost a query per scrape.
 @router.get("/metrics", response_class=Response, dependencies=[Depends(require_api_key)])
-async def get_metrics(request: Request, store: Sessions) -> Response:
+async def get_metrics(request: Request) -> Response:
     """Prometheus metrics: requests and latency per route, errors by kind, sweeps, database and pool gauges."""
     metrics: BackendMetrics = request.app.state.metrics
-    await metrics.refresh(store.counts)
+    await metrics.refresh(request.app.state.housekeeping.counts)
     return metrics.response()
 
 

@@ -12,17 +12,13 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from ..sql import active_agents as active_agents_sql
 from ..sql import agents as agents_sql
 from ..sql import fork as fork_sql
-from ..sql import leases as leases_sql
 from ..sql import messages as messages_sql
 from ..sql import multi_agents as multi_agents_sql
 from ..sql import sessions as sessions_sql
-from ..sql import turns as turns_sql
 from .errors import AlreadyExists, NotFound
 from .group_commit import Writer
-from .turns import TURN_RETENTION_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -154,39 +150,6 @@ class SessionStore:
             raise AlreadyExists(f"session {new_session_id!r} already exists")
         logger.debug("session_id=<%s>, new_session_id=<%s> | forked session", session_id, new_session_id)
         return str(row["session"]), {k: int(row[k]) for k in ("agents", "messages", "multi_agents")}
-
-    async def sweep_expired(self, batch_size: int) -> int:
-        """Delete expired sessions in batches of `batch_size` until none is left, expired leases and old turn records.
-
-        Returns:
-            The number of sessions deleted.
-        """
-        await self.pool.execute(leases_sql.SWEEP_EXPIRED_LEASES)
-        await self.pool.execute(active_agents_sql.SWEEP_EXPIRED_ACTIVE_AGENTS)
-        await self.pool.execute(turns_sql.SWEEP_OLD_TURNS, TURN_RETENTION_SECONDS)
-        total = 0
-        while True:
-            status = await self.pool.execute(sessions_sql.SWEEP_EXPIRED, batch_size)
-            count = int(status.split()[-1])
-            total += count
-            if count < batch_size:
-                return total
-
-    async def counts(self) -> dict[str, Any]:
-        """What the metrics endpoint shows of the database (a few aggregate queries; call once per scrape).
-
-        Returns:
-            `{"sessions": live sessions, "leases": live leases, "active_agents": {agent_id: live sessions routed}}`.
-        """
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(sessions_sql.COUNT_LIVE)
-            assert row is not None  # an aggregate always yields its row
-            by_agent = await conn.fetch(active_agents_sql.COUNT_BY_AGENT)
-        return {
-            "sessions": int(row["sessions"]),
-            "leases": int(row["leases"]),
-            "active_agents": {r["agent_id"]: int(r["sessions"]) for r in by_agent},
-        }
 
     # agents
 
