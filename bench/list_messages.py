@@ -9,8 +9,9 @@ from typing import Any
 
 import httpx
 
-from session_backend.db import create_pool
-from session_backend.store import SessionStore
+from session_backend.db.group_commit import Writer
+from session_backend.db.pool import create_pool
+from session_backend.db.sessions import SessionStore
 
 from .common import backend, median, scratch_database
 from .seed import seed_postgres
@@ -25,7 +26,7 @@ def run(messages: int = 10_000, samples: int = 15) -> dict[str, Any]:
         async def store_times() -> tuple[list[float], int]:
             pool = await create_pool(database_url, min_size=1, max_size=2)
             try:
-                store = SessionStore(pool)
+                store = SessionStore(Writer(pool))
                 out, size = [], 0
                 for _ in range(samples + 2):
                     started = time.perf_counter()

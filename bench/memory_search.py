@@ -18,7 +18,7 @@ import asyncpg
 import httpx
 from strands.vended_memory_stores.test_memory_store import TestMemoryStore
 
-from session_backend.migrations import apply_migrations
+from session_backend.db.migrations import apply_migrations
 
 from .common import backend, percentile, scratch_database
 

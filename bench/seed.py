@@ -11,7 +11,7 @@ import orjson
 from strands.session.file_session_manager import FileSessionManager
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
-from session_backend.migrations import apply_migrations
+from session_backend.db.migrations import apply_migrations
 
 TEXT = ("The quick brown fox jumps over the lazy dog while the session backend keeps every word safe. " * 3)[:250]
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from session_backend.migrations import apply_migrations
+from session_backend.db.migrations import apply_migrations
 
 from .common import backend, scratch_database
 from .seed import TEXT

@@ -1,5 +1,6 @@
 """Per-turn overhead: one agent turn with an instant scripted model, with no session manager, Strands'
 FileSessionManager, and PostgreSQLSessionManager (backend process + PostgreSQL on this machine, every write committed).
+The backend runs as a user runs it: every setting at its default (log level info, access log on, written to a file).
 Configurations alternate turn by turn so machine noise hits all of them alike."""
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ def _agent(manager: Any) -> Agent:
 
 def run(turns: int = 200, warmup: int = 20) -> dict[str, Any]:
     """Median turn time (ms) per configuration and each manager's overhead over no manager."""
-    with scratch_database() as database_url, backend(database_url) as url, tempfile.TemporaryDirectory() as storage:
+    # Defaults only: no quieter log level, no lever switched, one worker (what `session-backend` gives a user).
+    user_defaults = {"LOG_LEVEL": "info", "SESSION_BACKEND_WORKERS": "1"}
+    with (
+        scratch_database() as database_url,
+        backend(database_url, env=user_defaults) as url,
+        tempfile.TemporaryDirectory() as storage,
+    ):
         agents = {
             "none": _agent(None),
             "file": _agent(FileSessionManager(f"t-{uuid.uuid4().hex[:8]}", storage_dir=storage)),

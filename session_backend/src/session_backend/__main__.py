@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import sys
 
-import uvicorn
+from service_kit.serving import serve
 
-from .observability import configure_logging
-from .server import BoundedHttpProtocol
 from .settings import get_settings
 
 
@@ -18,21 +16,7 @@ def main() -> None:
 
         raise SystemExit(files_main(sys.argv[1:]))
     settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(
-        "session_backend.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        # Idle, half-sent and endless connections are closed; beyond the cap new requests get 503 at once.
-        http=BoundedHttpProtocol,
-        limit_concurrency=settings.max_connections,
-        log_level=settings.log_level,
-        access_log=False,
-        # uvicorn's own records go to the root handler: JSON like the rest under LOG_FORMAT=json.
-        log_config=None,
-    )
+    serve("session_backend.app:create_app", settings, workers=settings.workers, access_log=settings.access_log)
 
 
 if __name__ == "__main__":

@@ -10,24 +10,30 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
-import orjson
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from . import memories, profiles
-from .db import EmbeddedPostgres, create_pool
-from .errors import EXCEPTION_HANDLERS, UNAVAILABLE_ERRORS, problem
-from .hotpath import HotPath
-from .middleware import BodySizeLimit
-from .migrations import MIGRATIONS, apply_migrations, current_version
-from .observability import BackendMetrics, bind_log_context, configure_logging
-from .routes import require_api_key, router
+from service_kit.logs import bind_log_context, configure_logging
+from service_kit.problems import BodySizeLimit
+
+from .api import health, memories, profiles, sessions, storage, turns
+from .api.deps import require_api_key
+from .api.errors import EXCEPTION_HANDLERS
+from .api.hotpath import HotPath
+from .db.errors import UNAVAILABLE_ERRORS
+from .db.group_commit import Writer
+from .db.housekeeping import Housekeeping
+from .db.memories import ActorMemoryStore
+from .db.migrations import apply_migrations
+from .db.pool import EmbeddedPostgres, create_pool
+from .db.profiles import ProfileStore
+from .db.sessions import SessionStore
+from .db.storage import StorageStore
+from .db.turns import TurnStore
+from .observability import BackendMetrics
 from .settings import Settings, get_settings
-from .storage_routes import router as storage_router
-from .storage_store import StorageStore
-from .store import SessionStore
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +55,7 @@ class BackendApp(FastAPI):
         return self.hot_path(stack) if self.hot_path is not None else stack
 
 
-async def _sweep_forever(store: SessionStore, interval: float, batch_size: int, metrics: BackendMetrics) -> None:
+async def _sweep_forever(store: Housekeeping, interval: float, batch_size: int, metrics: BackendMetrics) -> None:
     """Delete (and count) expired sessions every `interval` seconds; an outage is logged and retried next round."""
     while True:
         await asyncio.sleep(interval)
@@ -107,12 +113,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             embedded = await asyncio.to_thread(EmbeddedPostgres, settings.data_dir / "postgres")
             dsn = embedded.dsn
         pool = await _connect(settings, dsn)
-        store = SessionStore(pool, group_commit=settings.group_commit)
-        app.state.store = store
+        writer = Writer(pool, group_commit=settings.group_commit)
+        store = SessionStore(writer)
+        app.state.sessions = store
+        app.state.turns = TurnStore(writer)
+        app.state.profiles = ProfileStore(pool)
+        app.state.memories = ActorMemoryStore(pool)
+        app.state.storage = StorageStore(pool)
+        app.state.housekeeping = Housekeeping(pool)
         metrics.pool = pool
-        app.state.storage_store = StorageStore(pool)
         sweeper = asyncio.create_task(
-            _sweep_forever(store, settings.sweep_interval_seconds, settings.sweep_batch_size, metrics), name="sweeper"
+            _sweep_forever(Housekeeping(pool), settings.sweep_interval_seconds, settings.sweep_batch_size, metrics),
+            name="sweeper",
         )
         try:
             yield
@@ -139,42 +151,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.hot_path:
         app.hot_path = functools.partial(HotPath, owner=app, settings=settings, record=metrics.record_request)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    logged = [Depends(bind_log_context)]
-    app.include_router(router, dependencies=logged)
-    app.include_router(profiles.router, dependencies=[*router.dependencies, *logged])
-    app.include_router(memories.router, dependencies=[*router.dependencies, *logged])
-    app.include_router(storage_router)
+    # The key check and the log context, once for every v1 router.
+    v1 = [Depends(require_api_key), Depends(bind_log_context)]
+    for module in (sessions, turns, profiles, memories, storage):
+        app.include_router(module.router, dependencies=v1)
+    app.include_router(health.router)
     app.state.settings = settings
     app.state.metrics = metrics
     metrics.instrument(app)
-
-    # Behind the bearer key like /v1: the gauges name agent profiles and cost a query per scrape.
-    @app.get("/metrics", tags=["health"], response_class=Response, dependencies=[Depends(require_api_key)])
-    async def get_metrics(request: Request) -> Response:
-        """Prometheus metrics: requests and latency per route, errors by kind, sweeps, database and pool gauges."""
-        store: SessionStore = request.app.state.store
-        await metrics.refresh(store.counts)
-        return metrics.response()
-
-    @app.get("/health", tags=["health"])
-    async def health() -> dict[str, str]:
-        """The process is alive (does not touch the database)."""
-        return {"status": "ok"}
-
-    @app.get("/ready", tags=["health"], responses={503: {"description": "database unreachable or not migrated"}})
-    async def ready(request: Request) -> Response:
-        """200 when the database answers and its schema is at the latest migration, else 503."""
-        store: SessionStore = request.app.state.store
-        try:
-            async with asyncio.timeout(2):
-                async with store.pool.acquire() as conn:
-                    version = await current_version(conn)
-        except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as e:  # type: ignore[misc]
-            # The cause goes to the log only: it names the database, its host and the driver.
-            logger.warning("error=<%r> | database not ready", e)
-            return problem(503, "database unavailable", headers={"Retry-After": "1"})
-        if version != len(MIGRATIONS):
-            return problem(503, f"schema at version {version}, expected {len(MIGRATIONS)}")
-        return Response(orjson.dumps({"status": "ready", "schema_version": version}), media_type="application/json")
-
     return app

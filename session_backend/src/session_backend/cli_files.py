@@ -16,13 +16,15 @@ from typing import IO, Any
 
 import orjson
 
-from .db import EmbeddedPostgres, create_pool
-from .errors import AlreadyExists, Conflict, NotFound
-from .migrations import apply_migrations
-from .schemas import AgentBody, MessageBody, MultiAgentCreate, SessionCreate
+from .db.errors import AlreadyExists, Conflict, NotFound
+from .db.group_commit import Writer
+from .db.migrations import apply_migrations
+from .db.pool import EmbeddedPostgres, create_pool
+from .db.sessions import SessionStore
+from .db.turns import TurnStore
+from .schemas.sessions import AgentBody, MessageBody, MultiAgentCreate, SessionCreate
 from .settings import Settings, get_settings
 from .sql import export as export_sql
-from .store import SessionStore
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +137,7 @@ async def _import_messages(
 ) -> None:
     operations = [{"op": "create_message", "agent_id": agent_id, "message": m} for m in messages]
     try:
-        result = await store.apply_batch(session_id, operations)
+        result = await TurnStore(store.writer).apply_batch(session_id, operations)
     except Conflict:
         # A message differs from the stored one at its id (the file was edited since a first import): the file wins.
         for message in messages:
@@ -220,7 +222,7 @@ async def _with_store(settings: Settings, action: Any) -> Any:
     try:
         async with pool.acquire() as conn:
             await apply_migrations(conn)
-        return await action(SessionStore(pool))
+        return await action(SessionStore(Writer(pool)))
     finally:
         await pool.close()
         if embedded is not None:

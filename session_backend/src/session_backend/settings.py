@@ -1,4 +1,8 @@
-"""Settings of the session backend, read once from environment variables (see README.md, Configuration)."""
+"""Settings of the session backend: one pydantic-settings class, read once from the environment.
+
+The README's configuration table is generated from this class and the agent service's (`python -m
+session_backend.config_table`); each field's `description` is its meaning there.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BENCH_LEVER = "Benchmark lever"
+"""Starts the description of a setting that exists to switch a speed lever off for a benchmark (`levers` rows)."""
 
 
 def _default_data_dir() -> Path:
@@ -22,41 +29,109 @@ def _default_data_dir() -> Path:
 class Settings(BaseSettings):
     """Configuration of the session backend.
 
-    Every field is read from the environment variable named in its alias; defaults follow README.md, Configuration.
+    Every field is read from the environment variable named in its alias; an empty variable counts as unset.
     """
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
-    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
-    host: str = Field(default="127.0.0.1", validation_alias="HOST")
-    port: int = Field(default=8001, ge=1, le=65535, validation_alias="PORT")
-    api_key: str | None = Field(default=None, validation_alias="SESSION_BACKEND_API_KEY")
-    data_dir: Path = Field(default_factory=_default_data_dir, validation_alias="SESSION_BACKEND_DATA_DIR")
-    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, validation_alias="SESSION_BACKEND_MAX_BODY_BYTES")
-    pool_min_size: int = Field(default=2, ge=0, validation_alias="SESSION_BACKEND_POOL_MIN_SIZE")
-    pool_max_size: int = Field(default=20, ge=1, validation_alias="SESSION_BACKEND_POOL_MAX_SIZE")
-    sweep_interval_seconds: float = Field(default=60.0, gt=0, validation_alias="SESSION_BACKEND_SWEEP_INTERVAL_SECONDS")
-    sweep_batch_size: int = Field(default=500, ge=1, validation_alias="SESSION_BACKEND_SWEEP_BATCH_SIZE")
-    workers: int = Field(default=1, ge=1, validation_alias="SESSION_BACKEND_WORKERS")
-    read_timeout_seconds: float = Field(default=15.0, gt=0, validation_alias="SESSION_BACKEND_READ_TIMEOUT_SECONDS")
-    max_connections: int = Field(default=1024, ge=1, validation_alias="SESSION_BACKEND_MAX_CONNECTIONS")
-    # The fast lane of `hotpath.py` for message appends and batches, in front of the middleware stack, with FastAPI's
-    # per-request OpenTelemetry hooks off (on: see the `levers` benchmark rows).
-    hot_path: bool = Field(default=True, validation_alias="SESSION_BACKEND_HOT_PATH")
-    # Group commit: up to this many concurrent writes share one round trip, transaction and WAL flush (0 or 1: off).
+    database_url: str | None = Field(
+        default=None,
+        validation_alias="DATABASE_URL",
+        description="`postgresql://user:pass@host:port/db`; unset: an embedded PostgreSQL under the data directory",
+    )
+    host: str = Field(default="127.0.0.1", validation_alias="HOST", description="listen address")
+    port: int = Field(default=8001, ge=1, le=65535, validation_alias="PORT", description="listen port")
+    api_key: str | None = Field(
+        default=None,
+        validation_alias="SESSION_BACKEND_API_KEY",
+        description="when set, every route but `/health` and `/ready` needs `Authorization: Bearer <key>`",
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        validation_alias="SESSION_BACKEND_DATA_DIR",
+        description="the embedded PostgreSQL's data lives in `<dir>/postgres` (default: `.data` of the checkout)",
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        validation_alias="SESSION_BACKEND_MAX_BODY_BYTES",
+        description="larger request bodies get 413",
+    )
+    pool_min_size: int = Field(
+        default=2,
+        ge=0,
+        validation_alias="SESSION_BACKEND_POOL_MIN_SIZE",
+        description="PostgreSQL connections kept open per worker",
+    )
+    pool_max_size: int = Field(
+        default=20,
+        ge=1,
+        validation_alias="SESSION_BACKEND_POOL_MAX_SIZE",
+        description="PostgreSQL connections per worker, at most",
+    )
+    sweep_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        validation_alias="SESSION_BACKEND_SWEEP_INTERVAL_SECONDS",
+        description="how often expired sessions, leases and old turn records are deleted",
+    )
+    sweep_batch_size: int = Field(
+        default=500,
+        ge=1,
+        validation_alias="SESSION_BACKEND_SWEEP_BATCH_SIZE",
+        description="expired sessions deleted per transaction by the sweeper",
+    )
+    workers: int = Field(
+        default=1, ge=1, validation_alias="SESSION_BACKEND_WORKERS", description="uvicorn worker processes"
+    )
+    read_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        validation_alias="SESSION_BACKEND_READ_TIMEOUT_SECONDS",
+        description="a request not received whole within this closes its connection",
+    )
+    max_connections: int = Field(
+        default=1024,
+        ge=1,
+        validation_alias="SESSION_BACKEND_MAX_CONNECTIONS",
+        description="concurrent connections and requests; beyond them 503",
+    )
+    pgbouncer: bool = Field(
+        default=False,
+        validation_alias="SESSION_BACKEND_PGBOUNCER",
+        description="`true` when `DATABASE_URL` points at PgBouncer in transaction mode (no named prepared statements)",
+    )
+    log_level: str = Field(
+        default="info", validation_alias="LOG_LEVEL", description="`debug`, `info`, `warning`, `error`"
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        validation_alias="LOG_FORMAT",
+        description="`json`: JSON lines with `session_id`, `actor_id`, `device_id`",
+    )
+    access_log: bool = Field(
+        default=True,
+        validation_alias="SESSION_BACKEND_ACCESS_LOG",
+        description="one log line per request (uvicorn's access log, at level info)",
+    )
+
+    # Benchmark levers: on by default; a benchmark switches one off to measure what it is worth (`levers` rows).
+    hot_path: bool = Field(
+        default=True,
+        validation_alias="SESSION_BACKEND_HOT_PATH",
+        description=f"{BENCH_LEVER}: a fast lane for `POST …/messages` and `POST …/batch` in front of the middleware "
+        "stack, validating with the routes' own schemas; anything it does not answer goes to the route",
+    )
     # At most 64: each write is a subtransaction, and PostgreSQL caches 64 subtransaction ids per backend; beyond
     # that every concurrent snapshot looks them up in pg_subtrans (a known cluster-wide slowdown).
-    group_commit: int = Field(default=64, ge=0, le=64, validation_alias="SESSION_BACKEND_GROUP_COMMIT")
-    log_level: str = Field(default="info", validation_alias="LOG_LEVEL")
-    # DATABASE_URL points at PgBouncer in transaction pooling mode: a server connection changes hands between
-    # transactions, so asyncpg must not keep named prepared statements on it (README, Running at scale).
-    pgbouncer: bool = Field(default=False, validation_alias="SESSION_BACKEND_PGBOUNCER")
-    log_format: Literal["text", "json"] = Field(default="text", validation_alias="LOG_FORMAT")
-
-    @field_validator("database_url", "api_key")
-    @classmethod
-    def _empty_is_unset(cls, value: str | None) -> str | None:
-        return value or None
+    group_commit: int = Field(
+        default=64,
+        ge=0,
+        le=64,
+        validation_alias="SESSION_BACKEND_GROUP_COMMIT",
+        description=f"{BENCH_LEVER}: concurrent writes sharing one transaction and WAL flush, each in its own "
+        "subtransaction (answered after the commit); 0 or 1: off; at most 64",
+    )
 
     @field_validator("database_url")
     @classmethod

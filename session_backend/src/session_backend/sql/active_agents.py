@@ -2,20 +2,6 @@
 
 from .common import ACTIVE_AGENT_JSON, LIVE, LIVE_ACTIVE_AGENT
 
-# 9: one routing choice per session, stored so every agent-service replica routes the next turn the same way. It
-# goes with its session and with its profile (a deleted profile routes nothing).
-CREATE_ACTIVE_AGENTS = """
-CREATE TABLE IF NOT EXISTS session_active_agents (
-    session_id text PRIMARY KEY REFERENCES sessions (session_id) ON DELETE CASCADE,
-    agent_id   text NOT NULL REFERENCES agent_profiles (agent_id) ON DELETE CASCADE,
-    expires_at timestamptz,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS session_active_agents_agent_idx ON session_active_agents (agent_id);
-CREATE INDEX IF NOT EXISTS session_active_agents_expires_idx
-    ON session_active_agents (expires_at) WHERE expires_at IS NOT NULL;
-"""
-
 # Set or replace; no row when the session is not live. $3: seconds until the choice lapses (NULL: until deleted).
 SET_ACTIVE_AGENT = f"""
 INSERT INTO session_active_agents AS aa (session_id, agent_id, expires_at, updated_at)

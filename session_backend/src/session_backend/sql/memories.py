@@ -6,26 +6,6 @@ JSON text built by PostgreSQL.
 
 from .common import iso
 
-# The key leads with actor_id, so the table distributes by actor like the session tables do by session_id. btree_gin
-# lets one GIN index hold (actor_id, lexemes): a search reads only the actor's postings, however many actors share a
-# word. Identical content of one actor is stored once (md5 unique index): extraction writes at least once, so a
-# retried add must not pile up copies.
-CREATE_ACTOR_MEMORIES = """
-CREATE EXTENSION IF NOT EXISTS btree_gin;
-CREATE TABLE IF NOT EXISTS actor_memories (
-    actor_id   text NOT NULL,
-    memory_id  uuid NOT NULL DEFAULT gen_random_uuid(),
-    content    text NOT NULL,
-    metadata   jsonb NOT NULL DEFAULT '{}'::jsonb,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    search     tsvector GENERATED ALWAYS AS (to_tsvector('english', content)) STORED,
-    PRIMARY KEY (actor_id, memory_id)
-);
-CREATE INDEX IF NOT EXISTS actor_memories_search_idx ON actor_memories USING gin (actor_id, search);
-CREATE INDEX IF NOT EXISTS actor_memories_created_idx ON actor_memories (actor_id, created_at DESC, memory_id DESC);
-CREATE UNIQUE INDEX IF NOT EXISTS actor_memories_content_idx ON actor_memories (actor_id, md5(content));
-"""
-
 MEMORY_JSON = f"""json_build_object(
     'memory_id', m.memory_id, 'content', m.content, 'metadata', m.metadata, 'created_at', {iso("m.created_at")})"""
 

@@ -2,20 +2,6 @@
 
 from .common import iso
 
-# Profiles are few and read by every agent-service replica: a plain table keyed by agent_id (a reference table
-# when the schema is distributed).
-CREATE_AGENT_PROFILES = """
-CREATE TABLE IF NOT EXISTS agent_profiles (
-    agent_id      text PRIMARY KEY,
-    name          text NOT NULL,
-    system_prompt text,
-    model_config  jsonb NOT NULL DEFAULT '{}'::jsonb,
-    tools         text[] NOT NULL DEFAULT '{}',
-    created_at    timestamptz NOT NULL DEFAULT now(),
-    updated_at    timestamptz NOT NULL DEFAULT now()
-);
-"""
-
 PROFILE_JSON = f"""json_build_object(
     'agent_id', p.agent_id, 'name', p.name, 'system_prompt', p.system_prompt, 'model_config', p.model_config,
     'tools', to_json(p.tools), 'created_at', {iso("p.created_at")}, 'updated_at', {iso("p.updated_at")})"""

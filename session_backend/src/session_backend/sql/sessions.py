@@ -2,12 +2,6 @@
 
 from .common import LIVE, LIVE_LEASE, SESSION_JSON
 
-# 8: a session's lifetime is counted from its last write (sliding expiry): the window is kept with the session, and
-# every write through `session_backend_write` moves `expires_at` to now + `ttl_seconds` (NULL: a fixed expiry).
-ADD_SESSION_TTL = """
-ALTER TABLE sessions ADD COLUMN IF NOT EXISTS ttl_seconds bigint;
-"""
-
 INSERT_SESSION = f"""
 INSERT INTO sessions AS s
     (session_id, session_type, actor_id, metadata, created_at, updated_at, expires_at, ttl_seconds)

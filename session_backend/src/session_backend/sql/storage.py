@@ -4,28 +4,6 @@ Keys compare in byte order (`COLLATE "C"`), the order of Python's `sorted()` on 
 lists, and prefix scans use the primary key's btree.
 """
 
-# Migration DDL (referenced by an entry of `session_backend.migrations.MIGRATIONS`; never edit once shipped).
-CREATE_STORAGE_OBJECTS = """
-CREATE TABLE IF NOT EXISTS storage_objects (
-    key         text COLLATE "C" PRIMARY KEY,
-    value       bytea NOT NULL,
-    -- Full-text vector of the value's text (decoded leniently by the service, so any bytes can be written).
-    content_tsv tsvector NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    updated_at  timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS storage_objects_content_tsv_idx ON storage_objects USING gin (content_tsv);
--- Values are often multi-MiB snapshots: lz4 compresses them several times faster than the default pglz (bench row
--- "snapshot save"). A server built without lz4 keeps pglz.
-DO $$
-BEGIN
-    ALTER TABLE storage_objects ALTER COLUMN value SET COMPRESSION lz4;
-EXCEPTION WHEN feature_not_supported THEN
-    RAISE NOTICE 'lz4 not available: storage values keep the default compression';
-END
-$$;
-"""
-
 # The text search configuration of values and queries.
 TS_CONFIG = "english"
 

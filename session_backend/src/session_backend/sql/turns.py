@@ -5,28 +5,6 @@ Each committed agent turn leaves a row naming it: its turn id, the client's Idem
 
 from .common import iso
 
-# 7: session incarnations (a value never reused, so a cached copy of a deleted and re-created session is told apart)
-# and turn records. A turn row is written by the turn's own batch ('committed') or, when the writer could not learn
-# the batch's outcome, by `RESOLVE_TURN` ('aborted'); whichever comes first wins the primary key, so the outcome is
-# decided exactly once.
-CREATE_TURNS = """
-CREATE SEQUENCE IF NOT EXISTS session_incarnation_seq;
-ALTER TABLE sessions ADD COLUMN IF NOT EXISTS incarnation bigint NOT NULL DEFAULT nextval('session_incarnation_seq');
-
-CREATE TABLE IF NOT EXISTS session_turns (
-    session_id      text NOT NULL REFERENCES sessions (session_id) ON DELETE CASCADE,
-    turn_id         text NOT NULL,
-    idempotency_key text,
-    status          text NOT NULL CHECK (status IN ('committed', 'aborted')),
-    result          jsonb,
-    created_at      timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (session_id, turn_id)
-);
-CREATE UNIQUE INDEX IF NOT EXISTS session_turns_idempotency_idx
-    ON session_turns (session_id, idempotency_key) WHERE idempotency_key IS NOT NULL AND status = 'committed';
-CREATE INDEX IF NOT EXISTS session_turns_created_idx ON session_turns (created_at);
-"""
-
 TURN_JSON = f"""json_build_object(
     'turn_id', t.turn_id, 'idempotency_key', t.idempotency_key, 'status', t.status, 'result', t.result,
     'created_at', {iso("t.created_at")})"""

@@ -6,15 +6,10 @@ detail in `status_of`, used by the exception handlers and by the SSE route's `er
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
-from http import HTTPStatus
-from typing import Any
-
 from fastapi import Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from strands.types.exceptions import SessionException
+
+from service_kit.problems import PROBLEM_HANDLERS, Handler, problem, problem_responses
 
 from ..exceptions import (
     AgentProfileNotFoundError,
@@ -28,29 +23,9 @@ from ..exceptions import (
     TurnNotStoredError,
     TurnOutcomeUnknownError,
 )
-from .schemas import Problem
 
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}} for code in (401, 403, 404, 409, 422, 502, 503)
-}
+PROBLEM_RESPONSES = problem_responses(401, 403, 404, 409, 422, 502, 503)
 """OpenAPI `responses=` of every route that may answer a problem."""
-
-
-def problem(status: int, detail: str | None = None, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    """Build an `application/problem+json` response.
-
-    Args:
-        status: HTTP status code.
-        detail: human-readable explanation specific to this occurrence.
-        headers: extra response headers.
-
-    Returns:
-        The response.
-    """
-    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
 def status_of(exc: BaseException) -> tuple[int, str]:
@@ -97,20 +72,9 @@ async def _session_error(_: Request, exc: Exception) -> Response:
     return problem(status, detail, {"Retry-After": "1"} if retry else None)
 
 
-async def _validation_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    return problem(422, "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors()[:5]))
-
-
-async def _http_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    return problem(exc.status_code, str(exc.detail), exc.headers)
-
-
-EXCEPTION_HANDLERS: dict[int | type[Exception], Callable[[Request, Exception], Coroutine[Any, Any, Response]]] = {
+EXCEPTION_HANDLERS: dict[int | type[Exception], Handler] = {
     SessionException: _session_error,
     AgentProfileNotFoundError: _session_error,
-    RequestValidationError: _validation_error,
-    StarletteHTTPException: _http_error,
+    **PROBLEM_HANDLERS,
 }
 """`FastAPI(exception_handlers=...)`: session errors, validation errors and HTTP errors → problem details."""

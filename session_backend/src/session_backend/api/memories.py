@@ -1,0 +1,64 @@
+"""Routes of long-term memories per actor (`/v1/actors/{actor_id}/memories`)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import Query, Response
+
+from ..schemas.memories import MAX_QUERY_CHARS, MemoryBatch, MemoryBatchResult, MemoryCreate, MemoryPage, MemoryPublic
+from .deps import ActorId, Memories, json_response, v1_router
+
+router = v1_router("/actors/{actor_id}/memories", tags=["memories"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=MemoryPublic,
+    responses={200: {"model": MemoryPublic, "description": "the actor already had this exact content"}},
+)
+async def add_memory(actor_id: ActorId, body: MemoryCreate, store: Memories) -> Response:
+    """Store a memory; 200 with the stored one when the actor already has identical content (a retry)."""
+    [(created, text)] = await store.add(actor_id, [body.model_dump()])
+    return json_response(text, 201 if created else 200)
+
+
+@router.post("/batch", response_model=MemoryBatchResult)
+async def add_memories(actor_id: ActorId, body: MemoryBatch, store: Memories) -> Response:
+    """Store up to 1,000 memories in one statement; identical content is stored once."""
+    results = await store.add(actor_id, [m.model_dump() for m in body.memories])
+    created = sum(1 for c, _ in results if c)
+    return json_response(f'{{"items":[{",".join(t for _, t in results)}],"created":{created}}}')
+
+
+@router.get("", response_model=MemoryPage)
+async def search_memories(
+    actor_id: ActorId,
+    store: Memories,
+    query: Annotated[str | None, Query(max_length=MAX_QUERY_CHARS)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    match: Annotated[Literal["all", "any"], Query()] = "all",
+) -> Response:
+    """Full-text search of an actor's memories, best first; without `query`, newest first.
+
+    `query` is web-search syntax (`"a phrase"`, `or`, `-word`). `match=all` (default) requires every term;
+    `match=any` requires one and ranks memories sharing more terms first (for whole questions as queries).
+    """
+    items = await store.search(actor_id, query, limit=limit, match_any=match == "any")
+    return json_response(f'{{"items":[{",".join(items)}]}}')
+
+
+@router.delete("", status_code=204)
+async def delete_memories(actor_id: ActorId, store: Memories) -> Response:
+    """Delete every memory of the actor."""
+    await store.delete_all(actor_id)
+    return Response(status_code=204)
+
+
+@router.delete("/{memory_id}", status_code=204)
+async def delete_memory(actor_id: ActorId, memory_id: uuid.UUID, store: Memories) -> Response:
+    """Delete one memory of the actor (404 when the actor has none with this id)."""
+    await store.delete(actor_id, memory_id)
+    return Response(status_code=204)

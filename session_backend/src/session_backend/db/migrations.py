@@ -1,0 +1,295 @@
+"""The schema at start-up: append-only migrations, then the SQL functions of `sql/functions.py`.
+
+A migration's list index is its version; a shipped entry is never edited, a fix is a new one. Every shipped
+statement lives in `MIGRATIONS` itself, not in the `sql/` modules people edit for other reasons. Functions are
+reinstalled whenever their definition changes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from ..sql.functions import FUNCTIONS, SqlFunction
+
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+logger = logging.getLogger(__name__)
+
+# Any constant shared by every replica; pg_advisory_xact_lock serialises concurrent start-ups on it.
+MIGRATION_LOCK_KEY = 7_316_284_019
+
+CREATE_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+MIGRATIONS: list[str] = [
+    # 1: sessions → agents → messages, multi-agent state. Every primary key leads with session_id so the schema can
+    # be distributed by session_id (e.g. Citus) without change.
+    """
+    CREATE TABLE IF NOT EXISTS sessions (
+        session_id   text PRIMARY KEY,
+        session_type text NOT NULL DEFAULT 'AGENT',
+        actor_id     text,
+        metadata     jsonb NOT NULL DEFAULT '{}'::jsonb,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        updated_at   timestamptz NOT NULL DEFAULT now(),
+        expires_at   timestamptz
+    );
+    CREATE INDEX IF NOT EXISTS sessions_created_idx ON sessions (created_at DESC, session_id DESC);
+    CREATE INDEX IF NOT EXISTS sessions_actor_created_idx
+        ON sessions (actor_id, created_at DESC, session_id DESC) WHERE actor_id IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS sessions_expires_idx ON sessions (expires_at) WHERE expires_at IS NOT NULL;
+
+    CREATE TABLE IF NOT EXISTS agents (
+        session_id                 text NOT NULL REFERENCES sessions (session_id) ON DELETE CASCADE,
+        agent_id                   text NOT NULL,
+        state                      jsonb NOT NULL DEFAULT '{}'::jsonb,
+        conversation_manager_state jsonb NOT NULL DEFAULT '{}'::jsonb,
+        internal_state             jsonb NOT NULL DEFAULT '{}'::jsonb,
+        version                    bigint NOT NULL DEFAULT 1,
+        created_at                 timestamptz NOT NULL DEFAULT now(),
+        updated_at                 timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (session_id, agent_id)
+    );
+
+    CREATE TABLE IF NOT EXISTS messages (
+        session_id     text NOT NULL,
+        agent_id       text NOT NULL,
+        message_id     integer NOT NULL CHECK (message_id >= 0),
+        message        jsonb NOT NULL,
+        redact_message jsonb,
+        created_at     timestamptz NOT NULL DEFAULT now(),
+        updated_at     timestamptz NOT NULL DEFAULT now(),
+        -- The row as the API returns it (SessionMessage.to_dict() JSON), rendered once when written: a restore
+        -- of thousands of messages then concatenates text instead of re-serialising jsonb row by row.
+        body           text NOT NULL,
+        PRIMARY KEY (session_id, agent_id, message_id),
+        FOREIGN KEY (session_id, agent_id) REFERENCES agents (session_id, agent_id) ON DELETE CASCADE
+    );
+
+    -- One writer per session across replicas. No foreign key: the first turn of a new session takes the lease
+    -- before the session row exists. Expired rows are taken over by the next writer and swept. UNLOGGED: a lease
+    -- is soft state, so taking one costs no WAL flush; after a crash the table is empty, every fenced write of a
+    -- writer that held a lease is refused, and it simply takes a new one.
+    CREATE UNLOGGED TABLE IF NOT EXISTS session_leases (
+        session_id text PRIMARY KEY,
+        owner      text NOT NULL,
+        locked_at  timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL
+    );
+
+    CREATE TABLE IF NOT EXISTS multi_agents (
+        session_id     text NOT NULL REFERENCES sessions (session_id) ON DELETE CASCADE,
+        multi_agent_id text NOT NULL,
+        state          jsonb NOT NULL,
+        created_at     timestamptz NOT NULL DEFAULT now(),
+        updated_at     timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (session_id, multi_agent_id)
+    );
+    """,
+    # 2: shipped the first `session_backend_write`. The function now lives in sql/functions.py and
+    # `install_functions` creates or replaces it after the migrations at every start-up, so this step has nothing
+    # left to do (its number stays taken: databases that applied it keep their record).
+    "SELECT 1",
+    # 3: which version of each SQL function is installed, so replicas starting at once skip an identical install.
+    """
+    CREATE TABLE IF NOT EXISTS schema_functions (
+        name         text PRIMARY KEY,
+        sha256       text NOT NULL,
+        installed_at timestamptz NOT NULL DEFAULT now()
+    );
+    """,
+    # 4: agent profiles (see sql/profiles.py).
+    """
+    CREATE TABLE IF NOT EXISTS agent_profiles (
+        agent_id      text PRIMARY KEY,
+        name          text NOT NULL,
+        system_prompt text,
+        model_config  jsonb NOT NULL DEFAULT '{}'::jsonb,
+        tools         text[] NOT NULL DEFAULT '{}',
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        updated_at    timestamptz NOT NULL DEFAULT now()
+    );
+    """,
+    # 5: long-term memories per actor, full-text searchable (see sql/memories.py).
+    """
+    CREATE EXTENSION IF NOT EXISTS btree_gin;
+    CREATE TABLE IF NOT EXISTS actor_memories (
+        actor_id   text NOT NULL,
+        memory_id  uuid NOT NULL DEFAULT gen_random_uuid(),
+        content    text NOT NULL,
+        metadata   jsonb NOT NULL DEFAULT '{}'::jsonb,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        search     tsvector GENERATED ALWAYS AS (to_tsvector('english', content)) STORED,
+        PRIMARY KEY (actor_id, memory_id)
+    );
+    CREATE INDEX IF NOT EXISTS actor_memories_search_idx ON actor_memories USING gin (actor_id, search);
+    CREATE INDEX IF NOT EXISTS actor_memories_created_idx ON actor_memories (actor_id, created_at DESC, memory_id DESC);
+    CREATE UNIQUE INDEX IF NOT EXISTS actor_memories_content_idx ON actor_memories (actor_id, md5(content));
+    """,
+    # 6: Strands `Storage` objects (bytes under keys) with a full-text index of their text.
+    """
+    CREATE TABLE IF NOT EXISTS storage_objects (
+        key         text COLLATE "C" PRIMARY KEY,
+        value       bytea NOT NULL,
+        -- Full-text vector of the value's text (decoded leniently by the service, so any bytes can be written).
+        content_tsv tsvector NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now(),
+        updated_at  timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX IF NOT EXISTS storage_objects_content_tsv_idx ON storage_objects USING gin (content_tsv);
+    -- Values are often multi-MiB snapshots: lz4 compresses them several times faster than the default pglz (bench row
+    -- "snapshot save"). A server built without lz4 keeps pglz.
+    DO $$
+    BEGIN
+        ALTER TABLE storage_objects ALTER COLUMN value SET COMPRESSION lz4;
+    EXCEPTION WHEN feature_not_supported THEN
+        RAISE NOTICE 'lz4 not available: storage values keep the default compression';
+    END
+    $$;
+    """,
+    # 7: session incarnations and turn records (Idempotency-Key, outcome of a turn whose answer was lost).
+    """
+    CREATE SEQUENCE IF NOT EXISTS session_incarnation_seq;
+    ALTER TABLE sessions
+        ADD COLUMN IF NOT EXISTS incarnation bigint NOT NULL DEFAULT nextval('session_incarnation_seq');
+
+    CREATE TABLE IF NOT EXISTS session_turns (
+        session_id      text NOT NULL REFERENCES sessions (session_id) ON DELETE CASCADE,
+        turn_id         text NOT NULL,
+        idempotency_key text,
+        status          text NOT NULL CHECK (status IN ('committed', 'aborted')),
+        result          jsonb,
+        created_at      timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (session_id, turn_id)
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS session_turns_idempotency_idx
+        ON session_turns (session_id, idempotency_key) WHERE idempotency_key IS NOT NULL AND status = 'committed';
+    CREATE INDEX IF NOT EXISTS session_turns_created_idx ON session_turns (created_at);
+    """,
+    # 8: sliding expiry: each session's lifetime, counted from its last write.
+    """
+    ALTER TABLE sessions ADD COLUMN IF NOT EXISTS ttl_seconds bigint;
+    """,
+    # 9: the active agent of a session (turn routing shared by every agent-service replica).
+    """
+    CREATE TABLE IF NOT EXISTS session_active_agents (
+        session_id text PRIMARY KEY REFERENCES sessions (session_id) ON DELETE CASCADE,
+        agent_id   text NOT NULL REFERENCES agent_profiles (agent_id) ON DELETE CASCADE,
+        expires_at timestamptz,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX IF NOT EXISTS session_active_agents_agent_idx ON session_active_agents (agent_id);
+    CREATE INDEX IF NOT EXISTS session_active_agents_expires_idx
+        ON session_active_agents (expires_at) WHERE expires_at IS NOT NULL;
+    """,
+    # 10: each installed SQL function's version, so a rolling deploy never installs an older one over a newer one.
+    "ALTER TABLE schema_functions ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 0",
+]
+
+SELECT_FUNCTION_RECORD = "SELECT sha256, version FROM schema_functions WHERE name = $1"
+
+RECORD_FUNCTION = """
+INSERT INTO schema_functions (name, sha256, version) VALUES ($1, $2, $3)
+ON CONFLICT (name) DO UPDATE SET sha256 = EXCLUDED.sha256, version = EXCLUDED.version, installed_at = now()
+"""
+
+
+async def apply_migrations(conn: Connection) -> list[int]:
+    """Apply every migration not yet recorded in `schema_migrations`, then install the SQL functions.
+
+    Each migration runs in its own transaction; `install_functions` follows.
+
+    Safe when several replicas start at once: each step runs under a transaction-scoped advisory lock and re-checks
+    what is recorded after taking it.
+
+    Args:
+        conn: an open connection with rights to create tables.
+
+    Returns:
+        The versions (1-based) applied by this call; empty when the schema was already current.
+    """
+    applied: list[int] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+        await conn.execute(CREATE_VERSION_TABLE)
+    for version, statement in enumerate(MIGRATIONS, start=1):
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+            done = await conn.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", version)
+            if done:
+                continue
+            await conn.execute(statement)
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            applied.append(version)
+            logger.info("version=<%d> | applied migration", version)
+    await install_functions(conn)
+    return applied
+
+
+def _needs_install(function: SqlFunction, record: asyncpg.Record | None) -> bool:
+    if record is None:
+        return True
+    if record["version"] > function.version:
+        logger.warning(
+            "function=<%s>, installed=<%d>, ours=<%d> | a newer replica installed a newer version; keeping it",
+            function.name,
+            record["version"],
+            function.version,
+        )
+        return False
+    if record["version"] == function.version and record["sha256"] != function.sha256:
+        logger.warning(
+            "function=<%s>, version=<%d> | definition changed without a version bump; installing this one",
+            function.name,
+            function.version,
+        )
+    return bool(record["version"] < function.version or record["sha256"] != function.sha256)
+
+
+async def install_functions(conn: Connection, functions: tuple[SqlFunction, ...] = FUNCTIONS) -> list[str]:
+    """Create or replace every SQL function not recorded at its version and sha256.
+
+    A function recorded at a higher version than ours (installed by a newer replica during a rolling deploy) is kept,
+    never downgraded. Each install runs in its own transaction under the migration lock, after re-checking the
+    record, so replicas starting at once install a changed function once and skip an identical one.
+
+    Args:
+        conn: an open connection on a database migrated to the latest version.
+        functions: the functions to install (default: all of `sql/functions.py`).
+
+    Returns:
+        The names of the functions this call installed.
+    """
+    installed: list[str] = []
+    for function in functions:
+        if not _needs_install(function, await conn.fetchrow(SELECT_FUNCTION_RECORD, function.name)):
+            continue
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+            if not _needs_install(function, await conn.fetchrow(SELECT_FUNCTION_RECORD, function.name)):
+                continue
+            await conn.execute(function.definition)
+            await conn.execute(RECORD_FUNCTION, function.name, function.sha256, function.version)
+            installed.append(function.name)
+            logger.info(
+                "function=<%s>, version=<%d>, sha256=<%s> | installed sql function",
+                function.name,
+                function.version,
+                function.sha256[:12],
+            )
+    return installed
+
+
+async def current_version(conn: Connection) -> int:
+    """Return the highest applied migration version, or 0 when none (or no version table) exists."""
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
+        return 0
+    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations"))

@@ -1,0 +1,318 @@
+"""SessionStore: sessions and what they hold (agents, messages, multi-agent state), over one asyncpg pool.
+
+Reads return JSON text built by PostgreSQL (passed to HTTP clients as is), with what routes need beside it (an
+agent's version); writes raise the domain errors of `db/errors.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import asyncpg
+
+from ..sql import agents as agents_sql
+from ..sql import fork as fork_sql
+from ..sql import messages as messages_sql
+from ..sql import multi_agents as multi_agents_sql
+from ..sql import sessions as sessions_sql
+from .errors import AlreadyExists, NotFound
+from .group_commit import Writer
+
+logger = logging.getLogger(__name__)
+
+
+# A list page stops once it holds this much JSON: a page of sessions with large metadata stays small in memory on both
+# sides (the agent service passes pages through).
+MAX_PAGE_BYTES = 1024 * 1024
+
+
+class StoredAgent(NamedTuple):
+    """An agent as stored: its `version` (the ETag) and its JSON text (which holds the same version)."""
+
+    version: int
+    body: str
+
+
+class SessionStore:
+    """Store of the Strands session model in PostgreSQL.
+
+    Args:
+        writer: runs the message and agent writes (`session_backend_write`) on the app's pool.
+    """
+
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+        self.pool = writer.pool
+
+    # sessions
+
+    async def create_session(
+        self,
+        session_id: str,
+        session_type: str,
+        *,
+        actor_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        created_at: datetime | None = None,
+        updated_at: datetime | None = None,
+        ttl_seconds: int | None = None,
+    ) -> str:
+        """Create a session; an expired session with the same id is replaced (its rows deleted first).
+
+        Returns:
+            The stored session as JSON text.
+
+        Raises:
+            AlreadyExists: a live session has this id.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(sessions_sql.DELETE_EXPIRED_SESSION, session_id)
+            row = await conn.fetchval(
+                sessions_sql.INSERT_SESSION,
+                session_id,
+                session_type,
+                actor_id,
+                metadata or {},
+                created_at,
+                updated_at,
+                ttl_seconds,
+            )
+        if row is None:
+            raise AlreadyExists(f"session {session_id!r} already exists")
+        logger.debug("session_id=<%s> | created session", session_id)
+        return str(row)
+
+    async def get_session(self, session_id: str) -> str:
+        """Return the live session as JSON text.
+
+        Raises:
+            NotFound: no such session, or it has expired.
+        """
+        row = await self.pool.fetchval(sessions_sql.SELECT_SESSION, session_id)
+        if row is None:
+            raise NotFound(f"session {session_id!r} not found")
+        return str(row)
+
+    async def list_sessions(
+        self, *, actor_id: str | None, limit: int, after: tuple[datetime, str] | None
+    ) -> tuple[list[str], tuple[datetime, str] | None]:
+        """List live sessions newest first.
+
+        Args:
+            actor_id: only sessions of this actor, when given.
+            limit: page size (rows).
+            after: keyset position `(created_at, session_id)` of the last row of the previous page.
+
+        Returns:
+            The page as JSON texts (at most `limit` rows and about `MAX_PAGE_BYTES`), and the keyset position to
+            continue from (None on the last page).
+        """
+        after_ts, after_id = after if after else (None, None)
+        rows = await self.pool.fetch(
+            sessions_sql.LIST_SESSIONS, actor_id, after_ts, after_id, limit + 1, MAX_PAGE_BYTES
+        )
+        page = rows[:limit]
+        more = bool(rows) and int(rows[0]["fetched"]) > len(page)
+        next_key = (page[-1][0], page[-1][1]) if more else None
+        return [r[2] for r in page], next_key
+
+    async def delete_session(self, session_id: str) -> None:
+        """Delete a session with its agents, messages and multi-agent state (one statement, cascading).
+
+        Raises:
+            NotFound: no such live session.
+        """
+        deleted = await self.pool.fetchval(sessions_sql.DELETE_SESSION, session_id)
+        if deleted is None:
+            raise NotFound(f"session {session_id!r} not found")
+        logger.debug("session_id=<%s> | deleted session", session_id)
+
+    async def fork_session(
+        self, session_id: str, new_session_id: str, *, ttl_seconds: int | None = None, actor_id: str | None = None
+    ) -> tuple[str, dict[str, int]]:
+        """Copy a session with its agents, messages and multi-agent state under `new_session_id`, in one statement.
+
+        Returns:
+            The new session as JSON text, and how many agents, messages and multi-agents were copied.
+
+        Raises:
+            NotFound: no such live session.
+            AlreadyExists: a live session has the new id.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(sessions_sql.DELETE_EXPIRED_SESSION, new_session_id)
+            row = await conn.fetchrow(fork_sql.FORK_SESSION, session_id, new_session_id, ttl_seconds, actor_id)
+        if row is None:
+            raise NotFound(f"session {session_id!r} not found")
+        if row["session"] is None:
+            raise AlreadyExists(f"session {new_session_id!r} already exists")
+        logger.debug("session_id=<%s>, new_session_id=<%s> | forked session", session_id, new_session_id)
+        return str(row["session"]), {k: int(row[k]) for k in ("agents", "messages", "multi_agents")}
+
+    # agents
+
+    async def create_agent(self, session_id: str, agent: dict[str, Any]) -> StoredAgent:
+        """Create an agent from a Strands `SessionAgent.to_dict()`-shaped mapping (validated by the caller).
+
+        Returns:
+            The stored agent (`version` 1).
+
+        Raises:
+            NotFound: the session does not exist.
+            AlreadyExists: the agent exists.
+        """
+        row = await self._insert_in_live_session(
+            agents_sql.INSERT_AGENT,
+            session_id,
+            f"agent {agent['agent_id']!r}",
+            agent["agent_id"],
+            agent["state"],
+            agent["conversation_manager_state"],
+            agent["internal_state"],
+            agent["created_at"],
+            agent["updated_at"],
+        )
+        return StoredAgent(row["version"], row["body"])
+
+    async def get_agent(self, session_id: str, agent_id: str) -> StoredAgent:
+        """Return the agent.
+
+        Raises:
+            NotFound: no such session or agent.
+        """
+        row = await self.pool.fetchrow(agents_sql.SELECT_AGENT, session_id, agent_id)
+        if row is None:
+            raise NotFound(f"agent {agent_id!r} not found in session {session_id!r}")
+        return StoredAgent(row["version"], row["body"])
+
+    async def update_agent(
+        self, session_id: str, agent_id: str, agent: dict[str, Any], *, if_version: int | None = None
+    ) -> StoredAgent:
+        """Replace the agent's state; `version` goes up by one.
+
+        Args:
+            session_id: the agent's session.
+            agent_id: the agent.
+            agent: `SessionAgent.to_dict()`-shaped state (validated by the caller).
+            if_version: when given, write only if the stored version equals it (optimistic concurrency).
+
+        Returns:
+            The stored agent.
+
+        Raises:
+            NotFound: no such session or agent.
+            PreconditionFailed: `if_version` is stale.
+        """
+        op = {"op": "update_agent", "agent": agent | {"agent_id": agent_id}, "if_version": if_version}
+        (row,) = await self.writer.write(session_id, [op])
+        return StoredAgent(row["version"], row["body"])
+
+    async def _insert_in_live_session(self, sql: str, session_id: str, what: str, *args: Any) -> asyncpg.Record:
+        """Run an insert guarded by `LIVE_SESSION_EXISTS` with `ON CONFLICT DO NOTHING`; tell the two misses apart.
+
+        Raises:
+            NotFound: the session does not exist (or has expired).
+            AlreadyExists: `what` exists in the session.
+        """
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(sql, session_id, *args)
+            if row is None:
+                if await conn.fetchval(sessions_sql.SESSION_IS_LIVE, session_id) is None:
+                    raise NotFound(f"session {session_id!r} not found")
+                raise AlreadyExists(f"{what} already exists in session {session_id!r}")
+        return row
+
+    # messages
+
+    async def create_message(self, session_id: str, agent_id: str, message: dict[str, Any]) -> tuple[bool, str]:
+        """Append a message; a retry with identical `message` and `redact_message` is accepted.
+
+        Returns:
+            (True, stored JSON) when the row was inserted; (False, stored JSON) when an identical one existed.
+
+        Raises:
+            NotFound: no such session or agent.
+            Conflict: a different message is stored at that `message_id`.
+            asyncpg.DataError: PostgreSQL refused a value (e.g. a NUL character in JSON text); the app answers 422.
+        """
+        op = {"op": "create_message", "agent_id": agent_id, "message": message}
+        (row,) = await self.writer.write(session_id, [op])
+        return row["status"] == "created", str(row["body"])
+
+    async def get_message(self, session_id: str, agent_id: str, message_id: int) -> str:
+        """Return the message as JSON text.
+
+        Raises:
+            NotFound: no such session, agent or message.
+        """
+        row = await self.pool.fetchval(messages_sql.SELECT_MESSAGE, session_id, agent_id, message_id)
+        if row is None:
+            raise NotFound(f"message {message_id} of agent {agent_id!r} not found in session {session_id!r}")
+        return str(row)
+
+    async def update_message(self, session_id: str, agent_id: str, message_id: int, message: dict[str, Any]) -> str:
+        """Replace a message's `message` and `redact_message` (Strands does this when redacting).
+
+        Raises:
+            NotFound: no such session, agent or message.
+        """
+        op = {"op": "update_message", "agent_id": agent_id, "message": message | {"message_id": message_id}}
+        (row,) = await self.writer.write(session_id, [op])
+        return str(row["body"])
+
+    async def list_messages(self, session_id: str, agent_id: str, *, offset: int, limit: int | None) -> str:
+        """Return messages ordered by `message_id` as one JSON array text.
+
+        Args:
+            session_id: the agent's session.
+            agent_id: the agent.
+            offset: number of messages to skip (a position, not a message_id).
+            limit: at most this many (None: all).
+
+        Raises:
+            NotFound: no such session or agent.
+        """
+        rows = await self.pool.fetch(messages_sql.LIST_MESSAGE_BODIES, session_id, agent_id, offset, limit)
+        if not rows:
+            raise NotFound(f"agent {agent_id!r} not found in session {session_id!r}")
+        if rows[0][0] is None:
+            return "[]"
+        return "[" + ",".join([r[0] for r in rows]) + "]"
+
+    # multi-agent state
+
+    async def create_multi_agent(self, session_id: str, multi_agent_id: str, state: dict[str, Any]) -> str:
+        """Store a multi-agent's serialized state.
+
+        Raises:
+            NotFound: no such session.
+            AlreadyExists: this multi-agent id exists in the session.
+        """
+        row = await self._insert_in_live_session(
+            multi_agents_sql.INSERT_MULTI_AGENT, session_id, f"multi-agent {multi_agent_id!r}", multi_agent_id, state
+        )
+        return str(row[0])
+
+    async def get_multi_agent(self, session_id: str, multi_agent_id: str) -> str:
+        """Return `{id, state}` as JSON text.
+
+        Raises:
+            NotFound: no such session or multi-agent.
+        """
+        row = await self.pool.fetchval(multi_agents_sql.SELECT_MULTI_AGENT, session_id, multi_agent_id)
+        if row is None:
+            raise NotFound(f"multi-agent {multi_agent_id!r} not found in session {session_id!r}")
+        return str(row)
+
+    async def update_multi_agent(self, session_id: str, multi_agent_id: str, state: dict[str, Any]) -> str:
+        """Replace a multi-agent's state.
+
+        Raises:
+            NotFound: no such session or multi-agent.
+        """
+        row = await self.pool.fetchval(multi_agents_sql.UPDATE_MULTI_AGENT, session_id, multi_agent_id, state)
+        if row is None:
+            raise NotFound(f"multi-agent {multi_agent_id!r} not found in session {session_id!r}")
+        return str(row)

@@ -1,0 +1,67 @@
+"""Bodies of long-term memories per actor (`/v1/actors/{actor_id}/memories`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from .common import JsonObject, json_size, utf8_text
+
+MAX_CONTENT_CHARS = 16_384
+MAX_METADATA_BYTES = 16_384
+MAX_BATCH = 1_000
+MAX_QUERY_CHARS = 2_000
+
+
+def _small(metadata: JsonObject) -> JsonObject:
+    if json_size(metadata) > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata must serialize to at most {MAX_METADATA_BYTES} bytes of JSON")
+    return metadata
+
+
+class MemoryCreate(BaseModel):
+    """A memory to store: text (not blank) and optional JSON metadata."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    content: Annotated[
+        str, StringConstraints(min_length=1, max_length=MAX_CONTENT_CHARS, pattern=r"\S"), AfterValidator(utf8_text)
+    ]
+    metadata: Annotated[JsonObject, AfterValidator(_small)] = Field(default_factory=dict)
+
+
+class MemoryBatch(BaseModel):
+    """Several memories stored in one statement (`add_messages`, extraction batches)."""
+
+    memories: Annotated[list[MemoryCreate], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class MemoryPublic(BaseModel):
+    """A stored memory."""
+
+    memory_id: uuid.UUID
+    content: str
+    metadata: JsonObject
+    created_at: datetime
+
+
+class MemoryHit(MemoryPublic):
+    """A memory in a listing; `score` is its `ts_rank_cd` in (0, 1) for a search, null without a query."""
+
+    score: float | None
+
+
+class MemoryPage(BaseModel):
+    """Memories best first (search) or newest first (no query)."""
+
+    items: list[MemoryHit]
+
+
+class MemoryBatchResult(BaseModel):
+    """The stored memories in request order (duplicates resolve to the one stored), and how many are new."""
+
+    items: list[MemoryPublic]
+    created: int

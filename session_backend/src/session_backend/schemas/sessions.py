@@ -1,0 +1,124 @@
+"""Bodies of sessions and what they hold: agents, messages, multi-agent state (Strands' `to_dict()` forms)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from .common import MAX_TTL_SECONDS, Body, Identifier, JsonObject, MessageId, Timestamp
+
+
+class SessionCreate(Body):
+    """`Session.to_dict()` plus the backend's `actor_id`, `metadata` and `ttl_seconds` (seconds until expiry)."""
+
+    session_id: Identifier
+    session_type: Annotated[str, StringConstraints(pattern=r"^[A-Z_]{1,64}$")] = "AGENT"
+    created_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
+    actor_id: Identifier | None = None
+    metadata: JsonObject = Field(default_factory=dict)
+    ttl_seconds: Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS)] | None = None
+
+
+class SessionPublic(Body):
+    """A stored session."""
+
+    session_id: str
+    session_type: str
+    created_at: datetime
+    updated_at: datetime
+    actor_id: str | None
+    metadata: JsonObject
+    expires_at: datetime | None
+    incarnation: int
+
+
+class SessionFork(Body):
+    """Fork a session into `new_session_id`; `ttl_seconds` and `actor_id` default to the source's."""
+
+    new_session_id: Identifier
+    ttl_seconds: Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS)] | None = None
+    actor_id: Identifier | None = None
+
+
+class SessionForkPublic(Body):
+    """The new session (`metadata.forked_from` names the source) and how many rows were copied into it."""
+
+    session: SessionPublic
+    agents: int
+    messages: int
+    multi_agents: int
+
+
+class SessionPage(Body):
+    """One page of sessions, newest first; pass `next_cursor` back as `cursor` for the next page (null: last)."""
+
+    items: list[SessionPublic]
+    next_cursor: str | None
+
+
+class AgentBody(Body):
+    """`SessionAgent.to_dict()`."""
+
+    agent_id: Identifier
+    state: JsonObject = Field(default_factory=dict)
+    conversation_manager_state: JsonObject = Field(default_factory=dict)
+    internal_state: JsonObject = Field(default_factory=dict, alias="_internal_state")
+    created_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
+
+
+class AgentUpdate(AgentBody):
+    """`SessionAgent.to_dict()` as Strands writes it on an update.
+
+    Its state fields are required: a PUT without them would leave an agent Strands cannot restore.
+    """
+
+    state: JsonObject
+    conversation_manager_state: JsonObject
+
+
+class AgentPublic(AgentBody):
+    """A stored agent; `version` counts its writes (send it back in `If-Match` for a conditional PUT)."""
+
+    version: int
+
+
+class MessageBody(Body):
+    """`SessionMessage.to_dict()` (bytes already base64-encoded by Strands)."""
+
+    message_id: MessageId
+    message: JsonObject
+    redact_message: JsonObject | None = None
+    created_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
+
+
+class MessagePublic(MessageBody):
+    """A stored message."""
+
+    created_at: datetime
+    updated_at: datetime
+
+
+class MultiAgentCreate(Body):
+    """A multi-agent's id and its `serialize_state()`."""
+
+    id: Identifier
+    state: JsonObject
+
+
+class MultiAgentUpdate(Body):
+    """New state of a multi-agent; `id`, when present, must match the path."""
+
+    id: Identifier | None = None
+    state: JsonObject
+
+
+class MultiAgentPublic(Body):
+    """A stored multi-agent state."""
+
+    id: str
+    state: JsonObject
