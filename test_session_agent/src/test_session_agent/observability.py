@@ -99,13 +99,6 @@ class AgentMetrics:
             ["outcome"],
             registry=self.registry,
         )
-        self.model_prefetches = Counter(
-            "agent_model_prefetches",
-            "Model calls started ahead of Strands' call on the predicted arguments, by outcome (used: Strands' call "
-            "was the predicted one; discarded: it was not, or none came, and the prefetch was stopped).",
-            ["outcome"],
-            registry=self.registry,
-        )
         self.backend_errors = Counter(
             "agent_backend_errors", "Session backend failures met by turns, by kind.", ["kind"], registry=self.registry
         )
