@@ -124,11 +124,7 @@ class AgentMetrics:
         self._http_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def instrument(self, app: FastAPI) -> None:
-        """Count requests and time them per route template (`/v1/agents/{agent_id}`, not the raw path).
-
-        The fast lane of streamed turns (`api/fastlane.py`) records the requests it answers itself, through
-        `record_request`; the instrumentator records every other request.
-        """
+        """Count requests and time them per route template (`/v1/agents/{agent_id}`, not the raw path)."""
         instrumentator = Instrumentator(registry=self.registry, excluded_handlers=["/metrics"])
         instrumentator.add(
             lambda info: self.record_request(

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .identifiers import Identifier
+
 ProviderName = Literal["local", "scripted", "bedrock", "openai", "ollama", "anthropic", "litellm"]
 SessionManagerName = Literal["repository", "snapshot"]
 
@@ -167,8 +169,6 @@ class AgentSettings(BaseSettings):
     def _key_pairs(cls, value: object) -> object:
         if not isinstance(value, str):
             return value
-        from .api.schemas import Identifier  # here, not at the top: the API package imports these settings
-
         actor_ids = TypeAdapter(Identifier)
         pairs: dict[str, str] = {}
         for n, item in enumerate((i.strip() for i in value.split(",")), start=1):

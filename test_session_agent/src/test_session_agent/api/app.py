@@ -15,10 +15,10 @@ from fastapi.staticfiles import StaticFiles
 from strands.models.model import Model
 
 from ..agent import SessionAgents
-from ..invocations import ProfileSessions
 from ..models import build_model
 from ..observability import AgentMetrics, configure_logging
 from ..profiles import AgentProfileClient
+from ..service.invocations import ProfileSessions
 from ..settings import AgentSettings, get_settings
 from ..tracing import use_recording_aware_tracer
 from .deps import get_caller

@@ -7,18 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:@+=\-]{1,256}$"
+from ..identifiers import IDENTIFIER_PATTERN, Identifier
 
-
-def _not_dot(value: str) -> str:
-    if value in (".", ".."):
-        raise ValueError("identifier must not be '.' or '..'")
-    return value
-
-
-Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN), AfterValidator(_not_dot)]
-"""1 to 256 characters from `A-Z a-z 0-9 . _ : @ + = -`, not `.` or `..`: the backend's identifier rule, checked
-here so a bad id is the caller's 422, not a backend refusal."""
+__all__ = ["IDENTIFIER_PATTERN", "Identifier"]
 
 
 def _not_blank(value: str) -> str:

@@ -12,13 +12,13 @@ from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.models.model import Model
 
-from ..agent_memory import ActorMemory
 from ..models.factory import ProfileModels
 from ..models.gated import LeaseGatedModel
 from ..profiles import AgentProfile
-from ..session_managers import ServiceSessionManager, build_session_manager
+from ..service.agent_memory import ActorMemory
+from ..service.session_managers import ServiceSessionManager, build_session_manager
+from ..service.tools import resolve_tools
 from ..settings import AgentSettings
-from ..tools import resolve_tools
 from .request import AGENT_ID
 
 

@@ -17,11 +17,11 @@ from typing import Any
 from strands.types.exceptions import SessionException
 
 from ..exceptions import BackendUnavailableError, SessionNotFoundError, TurnNotStoredError, TurnOutcomeUnknownError
-from ..handoff import HANDOFF_STATE_KEY
 from ..models.gated import MODEL_START_KEY, ModelStart
 from ..observability import AgentMetrics
 from ..postgresql_session_repository import PostgreSQLSessionRepository
 from ..profiles import AgentProfile, AgentProfileClient
+from ..service.handoff import HANDOFF_STATE_KEY
 from ..session_manager import TurnContext
 from ..settings import AgentSettings
 from .backend import ServiceBackend

@@ -6,7 +6,7 @@ import time
 from typing import Any, cast
 
 from test_session_agent.profiles import AgentProfile
-from test_session_agent.session_managers import ServiceSessionManager
+from test_session_agent.service.session_managers import ServiceSessionManager
 from test_session_agent.turns.cache import AgentCache, CachedAgent, fingerprint
 
 

@@ -6,7 +6,7 @@ from typing import Any, cast
 
 import pytest
 
-from test_session_agent.session_managers import ServiceSessionManager
+from test_session_agent.service.session_managers import ServiceSessionManager
 from test_session_agent.turns.cache import CachedAgent, fingerprint
 from test_session_agent.turns.request import TurnRequest
 from test_session_agent.turns.speculation import Verdict, lease_verdict

@@ -11,9 +11,9 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 from sse_starlette.sse import EventSourceResponse
 
 from ...exceptions import SessionNotFoundOrExpiredError, SessionOfAnotherAgentError
-from ...invocations import ProfileTurn
-from ...profile_examples import EXAMPLES
 from ...profiles import AgentProfile
+from ...service.invocations import ProfileTurn
+from ...service.profile_examples import EXAMPLES
 from ...settings import AgentSettings
 from ...turns.request import TurnRequest, TurnResult
 from ..deps import (

@@ -8,9 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
-from ... import session_managers
 from ...agent import AGENT_ID
 from ...exceptions import SessionConflictError, SessionNotFoundError
+from ...service import session_managers
 from ..deps import Agents, Caller, OwnedSessionId, Settings, actor_of
 from ..errors import PROBLEM_RESPONSES
 from ..schemas import IDENTIFIER_PATTERN, ForkRequest, ForkResponse, HistoryResponse, SnapshotInfo, SnapshotList

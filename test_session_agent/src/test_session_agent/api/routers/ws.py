@@ -24,8 +24,8 @@ from strands.types.exceptions import SessionException
 from ...agent import AGENT_ID, SessionAgents
 from ...exceptions import SessionNotFoundError
 from ...models.factory import build_bidi_model
+from ...service.session_managers import ServiceSessionManager, build_session_manager
 from ...session_manager import TurnContext
-from ...session_managers import ServiceSessionManager, build_session_manager
 from ..deps import Caller, actor_of, require_owned_session
 from ..errors import status_of
 from ..schemas import Identifier, TurnStatus

@@ -16,11 +16,11 @@ from strands.session.snapshot_session_manager import SnapshotSessionManager, _sn
 from strands.types.agent import LocalAgent
 from strands.types.session import Session, SessionType
 
-from .exceptions import SessionConflictError
-from .postgresql_session_repository import PostgreSQLSessionRepository
-from .session_manager import PostgreSQLSessionManager, TurnContext
-from .settings import AgentSettings
-from .storage import PostgreSQLStorage
+from ..exceptions import SessionConflictError
+from ..postgresql_session_repository import PostgreSQLSessionRepository
+from ..session_manager import PostgreSQLSessionManager, TurnContext
+from ..settings import AgentSettings
+from ..storage import PostgreSQLStorage
 
 # Strands' own top-level namespace of snapshot sessions: a `SnapshotSessionManager` given the raw storage (as a
 # library user does) writes under it too, so the service and such users see the same sessions.
