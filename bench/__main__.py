@@ -62,11 +62,6 @@ def main() -> int:
         ("per_turn", "per_turn", lambda: turns.run(turns=50 if quick else 200)),
         ("throughput", "throughput", lambda: throughput.run(seconds=2 if quick else 5)),
         ("levers", "levers", lambda: levers.run(seconds=2 if quick else 5, rounds=1 if quick else 3)),
-        (
-            "levers",
-            "lease_release",
-            lambda: levers.lease_release(sessions=60 if quick else 200, rounds=2 if quick else 3),
-        ),
         ("memory", "memory", lambda: agent_service.memory(sessions=1_000 if quick else 10_000)),
         ("streaming", "streaming", lambda: agent_service.streaming(requests=10 if quick else 30)),
         (
@@ -183,19 +178,6 @@ def report(results: dict[str, Any]) -> None:
                     ratio=r["ratio"],  # ours / pgbench: higher is better
                 )
             )
-    if "lease_release" in results:
-        lr = results["lease_release"]
-        apart = next(r for r in lr["rows"] if r["config"] == "released apart")
-        for r in lr["rows"]:
-            rows.append(
-                row(
-                    f"agent turns/s, lease {r['config']} (p50 {r['p50_ms']:.0f} ms; {lr['concurrency']} in flight, "
-                    f"median of {lr['rounds']}), vs released apart",
-                    r["turns_per_s"],
-                    apart["turns_per_s"],
-                    ratio=r["turns_per_s"] / apart["turns_per_s"],  # higher is better
-                )
-            )
     if "memory" in results:
         r = results["memory"]
         rows.append(
@@ -226,24 +208,6 @@ def report(results: dict[str, Any]) -> None:
                     f"p90 {r['lease_first_p90_ms']:.1f}) (ms)",
                     r["overhead_median_ms"],
                     r["lease_first_median_ms"],
-                )
-            )
-        if "no_prefetch_median_ms" in r:
-            rows.append(
-                row(
-                    "  the lever alone: model prefetch on, vs off (the model starts at Strands' own call; "
-                    f"p90 {r['no_prefetch_p90_ms']:.1f}) (ms)",
-                    r["overhead_median_ms"],
-                    r["no_prefetch_median_ms"],
-                )
-            )
-        if "no_fast_lane_median_ms" in r:
-            rows.append(
-                row(
-                    "  the lever alone: fast lane on, vs off (FastAPI's routing, dependencies and middleware; "
-                    f"p90 {r['no_fast_lane_p90_ms']:.1f}) (ms)",
-                    r["overhead_median_ms"],
-                    r["no_fast_lane_median_ms"],
                 )
             )
     if "memory_search" in results:

@@ -65,10 +65,9 @@ def streaming(requests: int = 30, first_token_delay_ms: float = 50.0, token_dela
     """Median and p90 of (request → first SSE text event) minus the model's first-token delay, in ms.
 
     Later tokens come every `token_delay_ms`, as from a real model (an instant stream would keep the worker thread
-    busy holding the GIL and measure Python's thread switch interval instead). Four agent services on one backend,
-    requests alternating between them: the shipped defaults; speculative turns off (the lease confirmed before the
-    model starts); model prefetch off (the model starts at Strands' own call); the fast lane off (the request goes
-    through FastAPI's routing, dependencies and middleware), so each lever is measured alone. The
+    busy holding the GIL and measure Python's thread switch interval instead). Two agent services on one backend,
+    requests alternating between them: the shipped defaults, and speculative turns off (the lease confirmed before
+    the model starts), so the lever is measured alone. The
     baseline, measured alternately in the same run: a plain Strands `Agent` in this process (no HTTP, no session
     manager) on the same model, from `stream_async` to its first text event: what Strands itself costs before the
     model's first token.
@@ -76,8 +75,6 @@ def streaming(requests: int = 30, first_token_delay_ms: float = 50.0, token_dela
     configs = {
         "speculative": {},
         "lease first": {"SESSION_SPECULATIVE_TURNS": "false"},
-        "no prefetch": {"MODEL_PREFETCH": "false"},
-        "no fast lane": {"AGENT_FAST_LANE": "false"},
     }
     with scratch_database() as database_url, backend(database_url) as backend_url, contextlib.ExitStack() as stack:
         clients = {}
@@ -114,10 +111,6 @@ def streaming(requests: int = 30, first_token_delay_ms: float = 50.0, token_dela
         "overhead_p90_ms": percentile(ours, 0.9),
         "lease_first_median_ms": median(overheads["lease first"]),
         "lease_first_p90_ms": percentile(overheads["lease first"], 0.9),
-        "no_prefetch_median_ms": median(overheads["no prefetch"]),
-        "no_prefetch_p90_ms": percentile(overheads["no prefetch"], 0.9),
-        "no_fast_lane_median_ms": median(overheads["no fast lane"]),
-        "no_fast_lane_p90_ms": percentile(overheads["no fast lane"], 0.9),
         "strands_in_process_median_ms": median(baseline),
         "strands_in_process_p90_ms": percentile(baseline, 0.9),
     }

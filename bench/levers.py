@@ -4,15 +4,14 @@ Rounds alternate the configurations (in a rotating order) and the pgbench baseli
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from session_backend.settings import Settings
 
-from . import sessions_load, throughput
-from .common import backend, median, percentile, process, scratch_database, scripted_agent
+from . import throughput
+from .common import backend, median, scratch_database
 
 GROUP_COMMIT = str(Settings.model_fields["group_commit"].default or 64)
 
@@ -62,37 +61,4 @@ def run(clients: int = 64, seconds: int = 5, rounds: int = 3, workers: int = 2) 
         "pgbench_tps": pgbench_tps,
         "pgbench_runs_tps": [x["tps"] for x in runs["pgbench"]],
         "rows": rows,
-    }
-
-
-def lease_release(sessions: int = 200, turns: int = 3, concurrency: int = 64, rounds: int = 3) -> dict[str, Any]:
-    """The agent-side lever: turns/s through an agent service (scripted model) with the lease ended inside the
-    turn's commit (2 backend requests per turn) and with a release request of its own (3), alternating rounds on one
-    backend (shipped defaults). Every conversation is checked complete."""
-    configs = {"released with the commit": "true", "released apart": "false"}
-    runs: dict[str, list[sessions_load.LoadResult]] = {name: [] for name in configs}
-    with scratch_database() as database_url, backend(database_url, workers=2) as backend_url:
-        for r in range(rounds):
-            for name in list(configs)[r % 2 :] + list(configs)[: r % 2]:
-                env, url = scripted_agent(backend_url, SESSION_RELEASE_LEASE_WITH_COMMIT=configs[name])
-                with process("test-session-agent", env, url):
-                    asyncio.run(sessions_load.drive(url, 20, turns, 20))  # warm-up
-                    result = asyncio.run(sessions_load.drive(url, sessions, turns, concurrency))
-                if result.problems:
-                    raise RuntimeError(f"{len(result.problems)} broken conversations, e.g. {result.problems[:3]}")
-                runs[name].append(result)
-    return {
-        "sessions": sessions,
-        "turns": turns,
-        "concurrency": concurrency,
-        "rounds": rounds,
-        "rows": [
-            {
-                "config": name,
-                "turns_per_s": median([x.turns / x.seconds for x in results]),
-                "p50_ms": median([percentile(x.latencies_ms, 0.5) for x in results]),
-                "runs_turns_per_s": [round(x.turns / x.seconds, 1) for x in results],
-            }
-            for name, results in runs.items()
-        ],
     }

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from test_session_agent import PostgreSQLSessionRepository
-from test_session_agent.agent import SessionAgents
+from test_session_agent.agent import SessionAgents, TurnRequest
 from test_session_agent.models.scripted import ScriptedModel
 from test_session_agent.settings import AgentSettings
 
@@ -49,7 +49,7 @@ def runners(agent_settings: AgentSettings) -> Iterator[tuple[SessionAgents, Sess
 
 def _turn(agents: SessionAgents, session_id: str, prompt: str, **kwargs: Any) -> tuple[Any, list[str]]:
     streamed: list[str] = []
-    result = asyncio.run(agents.run_turn(session_id, prompt, on_text=streamed.append, **kwargs))
+    result = asyncio.run(agents.run_turn(TurnRequest(session_id, prompt, on_text=streamed.append, **kwargs)))
     return result, streamed
 
 
@@ -63,8 +63,6 @@ def test_cached_agent_turns_are_confirmed(runners: tuple[SessionAgents, SessionA
         assert result.cached and "".join(streamed) == result.response
     assert _speculations(a) == {"confirmed": 2.0}
     assert _texts(backend_url, sid)[::2] == ["one", "two", "three"]
-    # Both cached turns' model calls were started ahead of Strands' (the prediction held), none discarded.
-    assert _speculations(a, "agent_model_prefetches") == {"used": 2.0}
 
 
 def test_stale_agent_is_rebuilt_and_nothing_streamed_twice(
@@ -76,7 +74,6 @@ def test_stale_agent_is_rebuilt_and_nothing_streamed_twice(
     _turn(b, sid, "two from another process")  # a's cached copy is now stale
     result, streamed = _turn(a, sid, "three")
     assert _speculations(a) == {"mispredicted": 1.0}
-    assert _speculations(a, "agent_model_prefetches") == {"used": 1.0}  # then stopped: the lease refused it
     assert not result.cached
     assert result.conversation_length == 6
     assert "".join(streamed) == result.response  # the undone start streamed nothing
@@ -89,11 +86,11 @@ def test_busy_lease_waits_then_runs_on_current_state(
     a, b = runners
     sid = f"sp-{uuid.uuid4().hex[:8]}"
     _turn(a, sid, "one")
-    b.repository.acquire_lease(sid, b.owner, 30)  # another writer holds the session
+    b.backend.acquire_lease(sid, b.owner, 30)  # another writer holds the session
 
     def release_later() -> None:
         time.sleep(0.3)
-        b.repository.release_lease(sid, b.owner)
+        b.backend.release_lease(sid, b.owner)
 
     releaser = threading.Thread(target=release_later)
     releaser.start()
@@ -140,7 +137,7 @@ def test_each_model_start_is_reported(runners: tuple[SessionAgents, SessionAgent
         starts.append(threading.current_thread().name)
 
     def turn(agents: SessionAgents, prompt: str) -> None:
-        asyncio.run(agents.run_turn(sid, prompt, on_text=lambda text: None, on_model_start=started))
+        asyncio.run(agents.run_turn(TurnRequest(sid, prompt, on_text=lambda text: None, on_model_start=started)))
 
     turn(a, "one")  # a new agent: lease first
     turn(a, "two")  # cached: speculative, confirmed

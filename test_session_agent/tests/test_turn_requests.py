@@ -1,6 +1,5 @@
 """The backend requests of one agent-service turn, counted by the backend's own /metrics on real processes: take the
-lease, commit the batch, and (since write-path version 2) nothing more: the lease ends inside the commit.
-`SESSION_RELEASE_LEASE_WITH_COMMIT=false` brings back the separate release request."""
+lease, commit the batch, and nothing more: the lease ends inside the commit."""
 
 from __future__ import annotations
 
@@ -36,13 +35,10 @@ def _requests(backend_url: str) -> dict[str, float]:
     return counts
 
 
-@pytest.mark.parametrize("with_commit", [True, False], ids=["released-with-commit", "released-apart"])
 def test_a_turn_takes_the_lease_and_commits_in_two_requests(
-    backend_url: str, service_runner: Any, port_factory: Any, tmp_path: Path, with_commit: bool
+    backend_url: str, service_runner: Any, port_factory: Any, tmp_path: Path
 ) -> None:
-    env, url = scripted_agent_env(
-        backend_url, port_factory(), SESSION_RELEASE_LEASE_WITH_COMMIT=str(with_commit).lower()
-    )
+    env, url = scripted_agent_env(backend_url, port_factory())
     sid = f"req-{uuid.uuid4().hex[:8]}"
     with service_runner("test-session-agent", env, url, log=tmp_path / "agent.log"):
         assert httpx.post(f"{url}/process", json={"prompt": "first", "session_id": sid}, timeout=30).status_code == 200
@@ -62,7 +58,7 @@ def test_a_turn_takes_the_lease_and_commits_in_two_requests(
         after = _requests(backend_url)
     per_turn = {name: (after[name] - before[name]) / 3 for name in after}
     # The other writer's take and release above count once per turn each.
-    assert per_turn == {"take lease": 2.0, "batch": 1.0, "release lease": 1.0 if with_commit else 2.0}, per_turn
+    assert per_turn == {"take lease": 2.0, "batch": 1.0, "release lease": 1.0}, per_turn
     history = httpx.get(f"{backend_url}/v1/sessions/{sid}/agents/default/messages", timeout=10).json()
     assert [m["message"]["content"][0]["text"] for m in history if m["message"]["role"] == "user"] == [
         "first",

@@ -13,7 +13,7 @@ from .exceptions import (
 from .memory import FirstPersonExtractor, PostgreSQLMemoryStore
 from .postgresql_session_repository import PostgreSQLSessionRepository
 from .profiles import AgentProfile, AgentProfileClient
-from .session_manager import PostgreSQLSessionManager
+from .session_manager import PostgreSQLSessionManager, TurnContext
 from .storage import PostgreSQLStorage
 
 __all__ = [
@@ -29,4 +29,5 @@ __all__ = [
     "SessionBusyError",
     "SessionConflictError",
     "SessionNotFoundError",
+    "TurnContext",
 ]

@@ -1,7 +1,6 @@
 """Metrics (`GET /metrics`, Prometheus text format) and structured logs of the agent service.
 
-HTTP counts and latencies per route come from `prometheus-fastapi-instrumentator` (and from the fast lane of
-streamed turns, which records its own); `SessionAgents` counts turns by
+HTTP counts and latencies per route come from `prometheus-fastapi-instrumentator`; the turn code counts turns by
 outcome, agent cache hits and backend errors by kind. Log records carry the turn's session, actor and device ids
 (context variables, copied onto the worker thread of a turn); `LOG_FORMAT=json` writes JSON lines.
 """
@@ -19,7 +18,7 @@ from service_kit.metrics import HttpMetrics
 class AgentMetrics(HttpMetrics):
     """The agent service's metrics, in a registry of their own (one per app: apps built in one process never clash).
 
-    `cache_size` reads the agent cache at scrape time (`SessionAgents` sets its function).
+    `cache_size` reads the agent cache at scrape time (the agent facade sets its function).
     """
 
     def __init__(self) -> None:
@@ -44,13 +43,6 @@ class AgentMetrics(HttpMetrics):
             "agent_speculative_turns",
             "Turns on a cached agent started before their lease was confirmed, by outcome (confirmed: the lease "
             "showed the agent current; mispredicted: busy, stale, routed or a replay, so the turn ran again).",
-            ["outcome"],
-            registry=self.registry,
-        )
-        self.model_prefetches = Counter(
-            "agent_model_prefetches",
-            "Model calls started ahead of Strands' call on the predicted arguments, by outcome (used: Strands' call "
-            "was the predicted one; discarded: it was not, or none came, and the prefetch was stopped).",
             ["outcome"],
             registry=self.registry,
         )

@@ -18,7 +18,6 @@ from strands.types.session import Session, SessionAgent, SessionMessage
 from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, BackendClientOwner, request
 from ._http import segment as _seg
 from ._messages import session_messages
-from .exceptions import SessionBusyError, SessionConflictError
 
 if TYPE_CHECKING:
     from strands.multiagent import MultiAgentBase
@@ -166,11 +165,6 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
         Raises:
             BackendRequestError: the backend refused the query (e.g. a cursor it never issued: status 422).
         """
-        page: dict[str, Any] = orjson.loads(self.list_sessions_json(actor_id, limit, cursor))
-        return page
-
-    def list_sessions_json(self, actor_id: str | None = None, limit: int = 50, cursor: str | None = None) -> bytes:
-        """`list_sessions` as the backend's JSON bytes, for callers that pass a page on unchanged."""
         params: dict[str, Any] = {"limit": limit}
         if actor_id:
             params["actor_id"] = actor_id
@@ -178,26 +172,8 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
             params["cursor"] = cursor
         response = self._call("GET", "/v1/sessions", params=params)
         assert response is not None
-        return response.content
-
-    def fork_session(
-        self, session_id: str, new_session_id: str, *, actor_id: str | None = None, **kwargs: Any
-    ) -> dict[str, Any]:
-        """Copy the session with its agents, messages and multi-agent state under `new_session_id`, in the backend.
-
-        Returns:
-            `{"session": {...}, "agents", "messages", "multi_agents"}` (counts copied).
-
-        Raises:
-            SessionNotFoundError: no such session.
-            SessionConflictError: `new_session_id` is taken.
-            SessionException: the backend refused or is unreachable.
-        """
-        body = {"new_session_id": new_session_id, "actor_id": actor_id}
-        response = self._call("POST", f"/v1/sessions/{_seg(session_id)}/fork", body=body, idempotent=False)
-        assert response is not None
-        result: dict[str, Any] = orjson.loads(response.content)
-        return result
+        page: dict[str, Any] = orjson.loads(response.content)
+        return page
 
     # agents
 
@@ -357,44 +333,6 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
             self._agent_versions[(session_id, agent_id)] = int(version)
         return result
 
-    # leases
-
-    def acquire_lease(
-        self, session_id: str, owner: str, ttl_seconds: float, idempotency_key: str | None = None, **kwargs: Any
-    ) -> dict[str, Any]:
-        """Take, renew (same owner: leases are re-entrant) or take over (when expired) the session's lease.
-
-        Args:
-            session_id: the session (it need not exist yet).
-            owner: the writer's token.
-            ttl_seconds: lifetime of the lease from now, in seconds.
-            idempotency_key: a client's Idempotency-Key; the answer of a turn committed under it comes back.
-            **kwargs: ignored.
-
-        Returns:
-            `{"session_id", "owner", "locked_at", "expires_at", "agent_versions": {agent_id: version},
-            "incarnation": int | None, "turn": {"response", ...} | None}`.
-
-        Raises:
-            SessionBusyError: another owner holds a live lease.
-            SessionException: the backend refused or is unreachable.
-        """
-        try:
-            response = self._call(
-                "POST",
-                f"/v1/sessions/{_seg(session_id)}/lease",
-                body={"owner": owner, "ttl_seconds": ttl_seconds, "idempotency_key": idempotency_key},
-            )
-        except SessionConflictError as e:
-            raise SessionBusyError(str(e)) from e
-        assert response is not None
-        lease: dict[str, Any] = orjson.loads(response.content)
-        return lease
-
-    def release_lease(self, session_id: str, owner: str, **kwargs: Any) -> None:
-        """Release the lease if `owner` still holds it (a lease already gone is not an error)."""
-        self._call("DELETE", f"/v1/sessions/{_seg(session_id)}/lease", params={"owner": owner}, missing_ok=True)
-
     def resolve_turn(self, session_id: str, turn_id: str, **kwargs: Any) -> dict[str, Any] | None:
         """Decide the outcome of a turn whose batch was sent but whose answer was lost (retried while unreachable).
 
@@ -407,46 +345,6 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
         """
         response = self._call("POST", f"/v1/sessions/{_seg(session_id)}/turns/{_seg(turn_id)}/resolve", missing_ok=True)
         return orjson.loads(response.content) if response is not None else None
-
-    # active agent (the agent service's turn routing)
-
-    def get_active_agent(self, session_id: str, **kwargs: Any) -> dict[str, Any] | None:
-        """The agent profile the session's turns go to: `{session_id, agent_id, expires_at, updated_at}`.
-
-        Returns:
-            None when none is set (or it lapsed), or the session does not exist.
-        """
-        response = self._call("GET", f"/v1/sessions/{_seg(session_id)}/active-agent", missing_ok=True)
-        return orjson.loads(response.content) if response is not None else None
-
-    def set_active_agent(
-        self, session_id: str, agent_id: str, ttl_seconds: float | None = None, **kwargs: Any
-    ) -> dict[str, Any]:
-        """Route the session's turns to the agent profile `agent_id` for `ttl_seconds` (None: until deleted).
-
-        Raises:
-            SessionNotFoundError: no such session.
-            BackendRequestError: no such agent profile (status 422).
-        """
-        body = {"agent_id": agent_id, "ttl_seconds": ttl_seconds}
-        response = self._call("PUT", f"/v1/sessions/{_seg(session_id)}/active-agent", body=body)
-        assert response is not None
-        logger.debug("session_id=<%s>, agent_id=<%s> | set active agent", session_id, agent_id)
-        result: dict[str, Any] = orjson.loads(response.content)
-        return result
-
-    def delete_active_agent(self, session_id: str, **kwargs: Any) -> None:
-        """Return the session to its own profile.
-
-        Raises:
-            SessionNotFoundError: no active agent is set (or no such session).
-        """
-        self._call("DELETE", f"/v1/sessions/{_seg(session_id)}/active-agent")
-
-    def latest_session_id(self, actor_id: str, **kwargs: Any) -> str | None:
-        """The id of the actor's newest live session (None: it has none)."""
-        page = self.list_sessions(actor_id=actor_id, limit=1)
-        return str(page["items"][0]["session_id"]) if page["items"] else None
 
     # multi-agent state
 

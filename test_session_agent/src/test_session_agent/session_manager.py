@@ -10,6 +10,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from strands.bidi.agent import BidiAgent
@@ -34,6 +35,27 @@ from .exceptions import BackendUnavailableError
 from .postgresql_session_repository import PostgreSQLSessionRepository
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    """What the caller of a turn (e.g. the agent service, holding the session's lease) passes to `begin_turn`.
+
+    Attributes:
+        lease_owner: the turn's writes land only while this owner holds the session's lease (fencing); None: not
+            fenced.
+        turn_id: recorded with the turn's commit (with its answer), so a commit whose answer was lost can be
+            resolved; None: a fresh id per commit, and an invocation that failed mid-way may still store its
+            answered part.
+        idempotency_key: the client's key recorded with the turn: a retry under it gets the stored answer.
+        ends_lease: when set, the turn's commit also ends `lease_owner`'s lease (one request fewer); it is called
+            just before the commit is sent, so the caller stops renewing the lease first.
+    """
+
+    lease_owner: str | None = None
+    turn_id: str | None = None
+    idempotency_key: str | None = None
+    ends_lease: Callable[[], None] | None = None
 
 
 class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionRepository):
@@ -78,18 +100,11 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
     ) -> None:
         PostgreSQLSessionRepository.__init__(self, base_url=base_url, api_key=api_key, **kwargs)
         self.batch_writes = batch_writes
-        # Set by a caller holding the session's lease (the agent service): batches are then fenced by it.
-        self.lease_owner: str | None = None
-        # Set by a caller before an invocation (`{"turn_id", "idempotency_key"}`): the batch records the turn, with
-        # its answer, so a retry under the same key gets that answer and a lost commit can be resolved.
-        self.turn: dict[str, Any] | None = None
+        # The running turn's context, passed by its caller (`begin_turn`); None: writes are neither fenced nor recorded.
+        self._context: TurnContext | None = None
+        self._lease_ended = False
         # The turn id of the last batch that was sent but whose answer was lost (see `resolve_turn`).
         self.unresolved_turn_id: str | None = None
-        # Set by a lease holder that wants its lease to end with the turn's commit (`release_lease` in the batch);
-        # `before_commit` runs first (it stops the lease's renewals), `lease_released` says whether the commit did.
-        self.release_lease_on_commit = False
-        self.before_commit: Callable[[], None] | None = None
-        self.lease_released = False
         self._pending: list[dict[str, Any]] | None = None
         self._unsent: list[dict[str, Any]] = []
         # BidiAgent writes: one at a time, in the order the agent made them; agent state as last stored.
@@ -98,6 +113,30 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         self._bidi_kept_state: dict[str, dict[str, Any]] = {}
         self._restoring: Any = None
         RepositorySessionManager.__init__(self, session_id=session_id, session_repository=self)
+
+    def begin_turn(self, context: TurnContext) -> None:
+        """Run the next invocations (or a BidiAgent's writes) under `context`, until `end_turn`.
+
+        Args:
+            context: the lease that fences the writes, the turn recorded with the commit, and whether the commit
+                ends the lease.
+        """
+        self._context = context
+        self._lease_ended = False
+
+    def end_turn(self) -> bool:
+        """Forget the turn's context.
+
+        Returns:
+            Whether the turn's commit ended the lease (`TurnContext.ends_lease`), so the caller need not release it.
+        """
+        ended, self._context, self._lease_ended = self._lease_ended, None, False
+        return ended
+
+    @property
+    def lease_owner(self) -> str | None:
+        """The lease owner fencing the running turn's writes (None: not fenced)."""
+        return self._context.lease_owner if self._context is not None else None
 
     def register_hooks(self, registry: HookRegistry, **kwargs: Any) -> None:
         """Register the session hooks: Strands' own for `Agent`s, write batches, and BidiAgent write-through (async)."""
@@ -232,8 +271,10 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         last = messages[-1] if messages else None
         # A caller recording turns (the agent service) answers a failed invocation with an error, so none of it
         # may be stored, let alone recorded as the answer to its Idempotency-Key.
+        context = self._context
+        recorded = context is not None and context.turn_id is not None
         answered = event.result is not None or (
-            self.turn is None
+            not recorded
             and last is not None
             and (last["role"] == "assistant" or any("toolResult" in block for block in last["content"]))
         )
@@ -252,10 +293,16 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             "conversation_length": len(messages),
             "usage": dict(result.metrics.accumulated_usage) if result is not None else {},
         }
-        turn = (self.turn or {"turn_id": uuid.uuid4().hex, "idempotency_key": None}) | {"result": answer}
-        release = self.release_lease_on_commit and self.lease_owner is not None
-        if release and self.before_commit is not None:
-            self.before_commit()
+        turn_id = context.turn_id if context is not None and context.turn_id is not None else uuid.uuid4().hex
+        turn = {
+            "turn_id": turn_id,
+            "idempotency_key": context.idempotency_key if context is not None else None,
+            "result": answer,
+        }
+        release = context is not None and context.lease_owner is not None and context.ends_lease is not None
+        if release:
+            assert context is not None and context.ends_lease is not None
+            context.ends_lease()
         try:
             self.apply_batch(
                 self.session_id,
@@ -266,10 +313,10 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
                 turn=turn,
                 release_lease=release,
             )
-            self.lease_released = release
+            self._lease_ended = release
         except BackendUnavailableError:
             self._unsent = pending
-            self.unresolved_turn_id = turn["turn_id"]
+            self.unresolved_turn_id = turn_id
             raise
 
     def create_message(self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any) -> None:

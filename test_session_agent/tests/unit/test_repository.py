@@ -12,7 +12,6 @@ from test_session_agent import (
     BackendRequestError,
     BackendUnavailableError,
     PostgreSQLSessionRepository,
-    SessionBusyError,
     SessionConflictError,
     SessionNotFoundError,
 )
@@ -127,15 +126,6 @@ def test_batch_remembers_agent_versions(make_repository: MakeRepository, backend
     assert result == {"created_messages": 1, "existing_messages": 0, "agent_versions": {"default": 2}}
     assert repo.agent_version("s", "default") == 2
     assert b'"lease_owner":"me"' in backend.requests[-1].content
-
-
-def test_busy_lease_and_release(make_repository: MakeRepository, backend: FakeBackend) -> None:
-    repo = make_repository()
-    assert repo.acquire_lease("s", "a", 30)["owner"] == "a"
-    with pytest.raises(SessionBusyError):
-        repo.acquire_lease("s", "b", 30)
-    repo.release_lease("s", "a")
-    assert backend.requests[-1].url.params["owner"] == "a"
 
 
 def test_invalid_request_carries_the_status(make_repository: MakeRepository, backend: FakeBackend) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from strands import Agent
 
-from test_session_agent import PostgreSQLSessionManager
+from test_session_agent import PostgreSQLSessionManager, TurnContext
 from test_session_agent.models.scripted import ScriptedModel
 from test_session_agent.session_manager import _coalesce
 from test_session_agent.testing import FakeBackend
@@ -67,3 +67,37 @@ def test_without_batching_each_write_is_a_request(backend: FakeBackend) -> None:
     agent("hello")
     assert "POST /v1/sessions/s/batch" not in backend.paths()
     assert backend.paths().count("POST /v1/sessions/s/agents/default/messages") == 2
+
+
+def test_a_turn_context_fences_records_and_ends_the_lease_in_the_commit(backend: FakeBackend) -> None:
+    agent = build(backend)
+    manager = agent._session_manager
+    assert isinstance(manager, PostgreSQLSessionManager)
+    backend.requests.clear()
+    stopped: list[int] = []
+    context = TurnContext(
+        lease_owner="me", turn_id="t1", idempotency_key="k1", ends_lease=lambda: stopped.append(len(backend.requests))
+    )
+    manager.begin_turn(context)
+    agent("hello")
+    assert manager.end_turn() is True
+    assert stopped == [0]  # called before the commit was sent
+    body = orjson.loads(backend.requests[-1].content)
+    assert body["lease_owner"] == "me" and body["release_lease"] is True
+    assert body["turn"]["turn_id"] == "t1" and body["turn"]["idempotency_key"] == "k1"
+    # After end_turn nothing of the context is left: the next invocation is neither fenced nor ends a lease.
+    assert manager.lease_owner is None and manager.end_turn() is False
+    agent("again")
+    body = orjson.loads(backend.requests[-1].content)
+    assert "lease_owner" not in body and "release_lease" not in body and body["turn"]["idempotency_key"] is None
+
+
+def test_a_context_without_ends_lease_keeps_the_lease(backend: FakeBackend) -> None:
+    agent = build(backend)
+    manager = agent._session_manager
+    assert isinstance(manager, PostgreSQLSessionManager)
+    manager.begin_turn(TurnContext(lease_owner="me", turn_id="t2"))
+    agent("hello")
+    assert manager.end_turn() is False
+    body = orjson.loads(backend.requests[-1].content)
+    assert body["lease_owner"] == "me" and "release_lease" not in body

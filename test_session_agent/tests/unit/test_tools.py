@@ -10,8 +10,8 @@ from strands import Agent
 
 from test_session_agent.models.factory import ProfileModels, build_profile_model
 from test_session_agent.models.scripted import ScriptedModel
+from test_session_agent.service.tools import TOOLS, calculator, current_time, resolve_tools, unknown_tools
 from test_session_agent.settings import AgentSettings
-from test_session_agent.tools import TOOLS, calculator, current_time, resolve_tools, unknown_tools
 
 
 @pytest.mark.parametrize(

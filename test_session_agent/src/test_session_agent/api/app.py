@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -13,39 +12,23 @@ from fastapi import Depends, FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp
 from strands.models.model import Model
 
+from service_kit.problems import BodySizeLimit
+
 from ..agent import SessionAgents
-from ..invocations import ProfileSessions
 from ..models import build_model
 from ..observability import AgentMetrics, configure_logging
 from ..profiles import AgentProfileClient
+from ..service.invocations import ProfileSessions
 from ..settings import AgentSettings, get_settings
 from ..tracing import use_recording_aware_tracer
 from .deps import get_caller
 from .errors import EXCEPTION_HANDLERS
-from .fastlane import TurnFastLane
-from .middleware import BodySizeLimit
 from .routers import active_agent, actors, agents, health, process, sessions, ws
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 """The chat page's static files (index.html, app.js, style.css), shipped in the package."""
-
-
-class AgentApp(FastAPI):
-    """The agent service's FastAPI app; with `fast_lane` set, that fast lane wraps its whole middleware stack.
-
-    Attributes:
-        fast_lane: `stack -> ASGI app` (a `TurnFastLane` factory) or None: the stack is served as FastAPI builds it.
-    """
-
-    fast_lane: Callable[[ASGIApp], ASGIApp] | None = None
-
-    def build_middleware_stack(self) -> ASGIApp:
-        """FastAPI's stack (error and user middleware, then the routes), inside `fast_lane`."""
-        stack = super().build_middleware_stack()
-        return self.fast_lane(stack) if self.fast_lane is not None else stack
 
 
 async def _expire_idle_forever(agents: SessionAgents, idle_seconds: float) -> None:
@@ -103,7 +86,7 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
                     await task
             await asyncio.to_thread(agents.close)
 
-    app = AgentApp(
+    app = FastAPI(
         title="Strands agent service",
         version="1.0.0",
         summary="Strands agents whose conversations live in PostgreSQL (via the session backend).",
@@ -113,8 +96,6 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
         # metrics are Prometheus' (`/metrics`), its traces Strands' own.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    if settings.fast_lane:
-        app.fast_lane = functools.partial(TurnFastLane, owner=app, settings=settings, record=metrics.record_request)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.state.settings = settings
     # Every router but health answers only a caller with a key (when AGENT_API_KEYS is set): add new routers here.

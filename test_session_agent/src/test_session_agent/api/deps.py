@@ -19,8 +19,8 @@ from starlette.requests import HTTPConnection
 
 from ..agent import SessionAgents
 from ..exceptions import SessionNotFoundError
-from ..invocations import ProfileSessions
 from ..memory import PostgreSQLMemoryStore
+from ..service.invocations import ProfileSessions
 from ..settings import AgentSettings
 from .schemas import Identifier
 

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from strands.memory import MemoryEntry
 
+from ..service.tools import TOOLS, unknown_tools
 from ..settings import ProviderName
-from ..tools import TOOLS, unknown_tools
 from .schemas import ProcessRequest, TurnStatus
 
 # The backend's limits on a stored profile, checked here so a refusal is the caller's 422.

@@ -15,8 +15,8 @@ from fastapi import HTTPException
 from pydantic import BaseModel
 from sse_starlette.sse import EventSourceResponse
 
-from ..agent import ModelStartCallback, TextCallback, TurnResult
 from ..settings import AgentSettings
+from ..turns.request import ModelStartCallback, TextCallback, TurnResult
 from .errors import status_of
 from .schemas import TurnStatus
 

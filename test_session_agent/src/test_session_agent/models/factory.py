@@ -40,10 +40,7 @@ def build_model(settings: AgentSettings) -> Model:
     if provider == "scripted":
         from .scripted import ScriptedModel
 
-        return ScriptedModel(
-            first_token_delay=settings.scripted_first_token_delay_ms / 1000,
-            token_delay=settings.scripted_token_delay_ms / 1000,
-        )
+        return ScriptedModel.from_env()
     if provider == "bedrock":
         from strands.models.bedrock import BedrockModel
 
@@ -145,9 +142,10 @@ def build_bidi_model(settings: AgentSettings) -> BidiModel:
     """
     provider = settings.model_provider
     if provider == "scripted":
+        from .scripted import ScriptedSettings
         from .scripted_bidi import ScriptedBidiModel
 
-        return ScriptedBidiModel(token_delay=settings.scripted_token_delay_ms / 1000)
+        return ScriptedBidiModel(token_delay=ScriptedSettings().token_delay_ms / 1000)
     if provider == "bedrock":
         from strands.bidi.models.bedrock import BedrockNovaSonicModel
 

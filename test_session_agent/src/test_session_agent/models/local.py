@@ -115,10 +115,6 @@ class LocalLlamaModel(Model):
         **model_config: see `LocalModelConfig`.
     """
 
-    prefetchable = True
-    """Its answer depends only on the call's messages and system prompt, and a call costs nothing but local compute:
-    a turn may start it ahead of Strands' call (`LeaseGatedModel.prefetch`)."""
-
     def __init__(self, **model_config: Any) -> None:
         self.config: LocalModelConfig = {"n_ctx": 8192, "max_tokens": 512, "temperature": 0.2, "seed": 0}
         self.update_config(**model_config)

@@ -14,7 +14,8 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from strands.models.model import Model
 from strands.types.content import Messages
 from strands.types.streaming import StreamEvent
@@ -37,6 +38,25 @@ def echo_script(messages: Messages) -> str:
     return f"turn {len(user_texts)}; history {len(messages)} messages; first: {first} | you said: {last}"
 
 
+class ScriptedSettings(BaseSettings):
+    """The scripted model's own latencies (tests and benchmarks only: not part of the service's settings)."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
+
+    first_token_delay_ms: float = Field(
+        default=0.0,
+        ge=0,
+        validation_alias="SCRIPTED_FIRST_TOKEN_DELAY_MS",
+        description="Scripted model: milliseconds before the first text delta.",
+    )
+    token_delay_ms: float = Field(
+        default=0.0,
+        ge=0,
+        validation_alias="SCRIPTED_TOKEN_DELAY_MS",
+        description="Scripted model: milliseconds between later text deltas.",
+    )
+
+
 class ScriptedModel(Model):
     """A Strands model whose reply is `script(messages)`, streamed word by word.
 
@@ -46,13 +66,15 @@ class ScriptedModel(Model):
         token_delay: seconds between later deltas.
     """
 
-    prefetchable = True
-    """Its answer depends only on the call's messages and tools: a turn may start it ahead of Strands' call
-    (`LeaseGatedModel.prefetch`)."""
-
     def __init__(self, script: Script = echo_script, first_token_delay: float = 0.0, token_delay: float = 0.0) -> None:
         self.script = script
         self.config: dict[str, Any] = {"first_token_delay": first_token_delay, "token_delay": token_delay}
+
+    @classmethod
+    def from_env(cls) -> ScriptedModel:
+        """The model with the delays of `SCRIPTED_FIRST_TOKEN_DELAY_MS` and `SCRIPTED_TOKEN_DELAY_MS`."""
+        settings = ScriptedSettings()
+        return cls(first_token_delay=settings.first_token_delay_ms / 1000, token_delay=settings.token_delay_ms / 1000)
 
     def update_config(self, **model_config: Any) -> None:
         """Merge `model_config` into the configuration."""

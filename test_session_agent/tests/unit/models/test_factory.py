@@ -11,10 +11,12 @@ from test_session_agent.models.scripted import ScriptedModel
 from test_session_agent.settings import AgentSettings
 
 
-def test_scripted_provider_with_delays_in_seconds() -> None:
-    settings = AgentSettings.model_validate(
-        {"model_provider": "scripted", "scripted_first_token_delay_ms": 250, "scripted_token_delay_ms": 5}
-    )
+def test_scripted_provider_with_delays_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The scripted model's delays are its own configuration, not the service's settings.
+    monkeypatch.setenv("SCRIPTED_FIRST_TOKEN_DELAY_MS", "250")
+    monkeypatch.setenv("SCRIPTED_TOKEN_DELAY_MS", "5")
+    settings = AgentSettings.model_validate({"model_provider": "scripted"})
+    assert "scripted_token_delay_ms" not in AgentSettings.model_fields
     model = build_model(settings)
     assert isinstance(model, ScriptedModel)
     assert model.get_config() == {"first_token_delay": 0.25, "token_delay": 0.005}

@@ -23,7 +23,7 @@ SessionId = OwnedSessionId
 @router.get("/{session_id}/active-agent", response_model=ActiveAgentPublic)
 async def get_active_agent(session_id: SessionId, agents: Agents) -> ActiveAgentPublic:
     """The profile the session's turns go to (404: none set, lapsed, or no such session)."""
-    active = await asyncio.to_thread(agents.repository.get_active_agent, session_id)
+    active = await asyncio.to_thread(agents.backend.get_active_agent, session_id)
     if active is None:
         raise HTTPException(404, f"session {session_id!r} has no active agent")
     return ActiveAgentPublic.model_validate(active)
@@ -32,12 +32,12 @@ async def get_active_agent(session_id: SessionId, agents: Agents) -> ActiveAgent
 @router.put("/{session_id}/active-agent", response_model=ActiveAgentPublic)
 async def set_active_agent(session_id: SessionId, body: ActiveAgentSet, agents: Agents) -> ActiveAgentPublic:
     """Send the session's turns to the profile `agent_id` (422: no such profile), for `ttl_seconds` if given."""
-    active = await asyncio.to_thread(agents.repository.set_active_agent, session_id, body.agent_id, body.ttl_seconds)
+    active = await asyncio.to_thread(agents.backend.set_active_agent, session_id, body.agent_id, body.ttl_seconds)
     return ActiveAgentPublic.model_validate(active)
 
 
 @router.delete("/{session_id}/active-agent", status_code=204)
 async def delete_active_agent(session_id: SessionId, agents: Agents) -> Response:
     """Return the session to its own profile (404 when none is set)."""
-    await asyncio.to_thread(agents.repository.delete_active_agent, session_id)
+    await asyncio.to_thread(agents.backend.delete_active_agent, session_id)
     return Response(status_code=204)

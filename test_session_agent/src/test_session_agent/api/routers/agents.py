@@ -10,12 +10,12 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from sse_starlette.sse import EventSourceResponse
 
-from ...agent import TurnResult
 from ...exceptions import SessionNotFoundOrExpiredError, SessionOfAnotherAgentError
-from ...invocations import ProfileTurn
-from ...profile_examples import EXAMPLES
 from ...profiles import AgentProfile
+from ...service.invocations import ProfileTurn
+from ...service.profile_examples import EXAMPLES
 from ...settings import AgentSettings
+from ...turns.request import TurnRequest, TurnResult
 from ..deps import (
     Agents,
     Caller,
@@ -146,7 +146,7 @@ async def _prepare(
     if device_id is not None:
         device = device_actor(caller, device_id, body.actor_id)
         if body.session_id is None:
-            latest = await asyncio.to_thread(agents.repository.latest_session_id, device)
+            latest = await asyncio.to_thread(agents.backend.latest_session_id, device)
             if latest is not None:
                 with contextlib.suppress(SessionOfAnotherAgentError, SessionNotFoundOrExpiredError):
                     return await asyncio.to_thread(sessions.prepare_turn, agent_id, latest, device)
@@ -176,12 +176,14 @@ async def invoke(
     """
     turn = await _prepare(agent_id, body, agents, sessions, settings, caller, device_id)
     result = await agents.run_turn(
-        turn.session_id,
-        body.prompt,
-        actor_id=turn.actor_id,
-        idempotency_key=idempotency_key,
-        profile=turn.profile,
-        require_actor=device_id is not None or caller is not None,
+        TurnRequest(
+            turn.session_id,
+            body.prompt,
+            actor_id=turn.actor_id,
+            idempotency_key=idempotency_key,
+            profile=turn.profile,
+            require_actor=device_id is not None or caller is not None,
+        )
     )
     if not result.session_managed:
         response.headers[DEGRADED_HEADER] = "stateless"
@@ -204,14 +206,16 @@ async def invoke_streaming(
     return await turn_stream(
         turn.session_id,
         lambda on_text, on_model_start: agents.run_turn(
-            turn.session_id,
-            body.prompt,
-            actor_id=turn.actor_id,
-            on_text=on_text,
-            on_model_start=on_model_start,
-            idempotency_key=idempotency_key,
-            profile=turn.profile,
-            require_actor=device_id is not None or caller is not None,
+            TurnRequest(
+                turn.session_id,
+                body.prompt,
+                actor_id=turn.actor_id,
+                idempotency_key=idempotency_key,
+                profile=turn.profile,
+                require_actor=device_id is not None or caller is not None,
+                on_text=on_text,
+                on_model_start=on_model_start,
+            )
         ),
         lambda result: _invoke_response(turn, result, settings),
         headers={DEGRADED_HEADER: "stateless"} if agents.degraded() else None,

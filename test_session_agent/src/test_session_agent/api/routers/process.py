@@ -8,9 +8,10 @@ import uuid
 from fastapi import APIRouter, Response
 from sse_starlette.sse import EventSourceResponse
 
-from ...agent import ModelStartCallback, SessionAgents, TextCallback, TurnResult
+from ...agent import SessionAgents
 from ...observability import log_context
 from ...settings import AgentSettings
+from ...turns.request import ModelStartCallback, TextCallback, TurnRequest, TurnResult
 from ..deps import (
     Agents,
     Caller,
@@ -90,11 +91,13 @@ async def process(
     session_id, actor_id = await _turn_target(body, settings, agents, caller, device_id, idempotency_key)
     with log_context(session_id=session_id, actor_id=actor_id, device_id=actor_id if device_id else None):
         result = await agents.run_turn(
-            session_id,
-            body.prompt,
-            actor_id=actor_id,
-            idempotency_key=idempotency_key,
-            require_actor=device_id is not None or caller is not None,
+            TurnRequest(
+                session_id,
+                body.prompt,
+                actor_id=actor_id,
+                idempotency_key=idempotency_key,
+                require_actor=device_id is not None or caller is not None,
+            )
         )
     if not result.session_managed:
         response.headers[DEGRADED_HEADER] = "stateless"
@@ -127,7 +130,7 @@ async def stream_turn(
     idempotency_key: str | None = None,
     device_id: uuid.UUID | None = None,
 ) -> EventSourceResponse:
-    """The streamed answer of `POST /process-streaming` (the route's, and the fast lane's, see `api/fastlane.py`).
+    """The streamed answer of `POST /process-streaming`.
 
     Raises:
         HTTPException: the turn is refused before any work (see `_turn_target`).
@@ -140,13 +143,15 @@ async def stream_turn(
         with log_context(session_id=session_id, actor_id=actor_id, device_id=actor_id if device_id else None):
             return asyncio.ensure_future(
                 agents.run_turn(
-                    session_id,
-                    body.prompt,
-                    actor_id=actor_id,
-                    on_text=on_text,
-                    on_model_start=on_model_start,
-                    idempotency_key=idempotency_key,
-                    require_actor=device_id is not None or caller is not None,
+                    TurnRequest(
+                        session_id,
+                        body.prompt,
+                        actor_id=actor_id,
+                        idempotency_key=idempotency_key,
+                        require_actor=device_id is not None or caller is not None,
+                        on_text=on_text,
+                        on_model_start=on_model_start,
+                    )
                 )
             )
 

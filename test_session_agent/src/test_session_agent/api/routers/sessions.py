@@ -8,9 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
-from ... import session_managers
 from ...agent import AGENT_ID
 from ...exceptions import SessionConflictError, SessionNotFoundError
+from ...service import session_managers
 from ..deps import Agents, Caller, OwnedSessionId, Settings, actor_of
 from ..errors import PROBLEM_RESPONSES
 from ..schemas import IDENTIFIER_PATTERN, ForkRequest, ForkResponse, HistoryResponse, SnapshotInfo, SnapshotList
@@ -33,7 +33,7 @@ async def list_sessions(
     round 2), hence the raw response.
     """
     actor_id = actor_of(caller, actor_id)
-    page = await asyncio.to_thread(agents.repository.list_sessions_json, actor_id, limit, cursor)
+    page = await asyncio.to_thread(agents.backend.list_sessions_json, actor_id, limit, cursor)
     return Response(page, media_type="application/json")
 
 
@@ -84,7 +84,7 @@ async def fork_session(
     try:
         messages = await session_managers.fork_session(
             settings,
-            agents.repository,
+            agents.backend,
             session_id,
             new_session_id,
             AGENT_ID,

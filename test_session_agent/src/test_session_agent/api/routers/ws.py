@@ -21,10 +21,11 @@ from strands.bidi.agent import BidiAgent
 from strands.bidi.types.events import BidiResponseStopEvent, BidiTextDeltaEvent, BidiTranscriptDeltaEvent
 from strands.types.exceptions import SessionException
 
-from ...agent import AGENT_ID, LeaseRenewal, SessionAgents
+from ...agent import AGENT_ID, SessionAgents
 from ...exceptions import SessionNotFoundError
 from ...models.factory import build_bidi_model
-from ...session_managers import build_session_manager
+from ...service.session_managers import ServiceSessionManager, build_session_manager
+from ...session_manager import TurnContext
 from ..deps import Caller, actor_of, require_owned_session
 from ..errors import status_of
 from ..schemas import Identifier, TurnStatus
@@ -61,18 +62,23 @@ async def bidi_session(websocket: WebSocket, session_id: str, caller: Caller) ->
     owner = f"{agents.owner}:ws:{uuid.uuid4().hex[:12]}"
     deadline = time.monotonic() + agents.settings.session_wait_seconds
     try:
-        lease = await asyncio.to_thread(agents.take_lease, session_id, deadline, None, owner)
+        lease = await asyncio.to_thread(agents.leases.take, session_id, deadline, None, owner)
         if caller is not None and lease.get("incarnation") is not None and lease.get("actor_id") != actor_id:
             # Checked under the lease: the session may have been created by another actor since the check above.
-            await asyncio.to_thread(agents.repository.release_lease, session_id, owner)
+            await asyncio.to_thread(agents.leases.release, session_id, owner)
             raise SessionNotFoundError(f"session {session_id!r} not found")
     except SessionException as e:
         await _fail(websocket, session_id, *status_of(e))
         return
-    renewal = LeaseRenewal(agents.repository, session_id, owner, agents.settings.lease_ttl_seconds)
+    # Renewed, and released, by the same code as a turn's lease (`turns/lease.py`).
+    agents.leases.renew(session_id, owner)
     agent: BidiAgent | None = None
+    manager: ServiceSessionManager | None = None
     try:
-        agent = await asyncio.to_thread(_build_agent, agents, session_id, owner, actor_id)
+        manager = await asyncio.to_thread(build_session_manager, agents.settings, agents.client, session_id, actor_id)
+        # The connection is one long turn for the session manager: every write is fenced by this lease.
+        manager.begin_turn(TurnContext(lease_owner=owner))
+        agent = await asyncio.to_thread(_build_agent, agents, manager)
         await agent.start()
         await websocket.send_json(
             {"type": "start", "session_id": session_id, "conversation_length": len(agent.messages)}
@@ -85,16 +91,14 @@ async def bidi_session(websocket: WebSocket, session_id: str, caller: Caller) ->
         if agent is not None:
             with contextlib.suppress(Exception):
                 await agent.stop()  # the session managers store the agent here, under the lease
-        await asyncio.to_thread(renewal.stop)
-        with contextlib.suppress(SessionException):
-            await asyncio.to_thread(agents.repository.release_lease, session_id, owner)
+        if manager is not None:
+            manager.end_turn()
+        await asyncio.to_thread(agents.leases.release, session_id, owner)
         agents.drop(session_id)  # a cached /process agent of this session is now behind
 
 
-def _build_agent(agents: SessionAgents, session_id: str, owner: str, actor_id: str | None) -> BidiAgent:
+def _build_agent(agents: SessionAgents, manager: ServiceSessionManager) -> BidiAgent:
     """Restore (or create) the session's BidiAgent (blocking: run on a worker thread)."""
-    manager = build_session_manager(agents.settings, agents.client, session_id, actor_id)
-    manager.lease_owner = owner
     return BidiAgent(
         model=build_bidi_model(agents.settings),
         agent_id=AGENT_ID,

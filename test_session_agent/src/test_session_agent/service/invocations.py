@@ -12,9 +12,9 @@ from typing import Any
 
 from strands.types.session import Session, SessionType
 
-from .exceptions import AgentProfileNotFoundError, SessionNotFoundOrExpiredError, SessionOfAnotherAgentError
-from .postgresql_session_repository import PostgreSQLSessionRepository
-from .profiles import AgentProfile, AgentProfileClient
+from ..exceptions import AgentProfileNotFoundError, SessionNotFoundOrExpiredError, SessionOfAnotherAgentError
+from ..postgresql_session_repository import PostgreSQLSessionRepository
+from ..profiles import AgentProfile, AgentProfileClient
 
 logger = logging.getLogger(__name__)
 

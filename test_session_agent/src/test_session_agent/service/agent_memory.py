@@ -15,7 +15,7 @@ from strands.memory import (
     MemoryManager,
 )
 
-from .memory import FirstPersonExtractor, PostgreSQLMemoryStore
+from ..memory import FirstPersonExtractor, PostgreSQLMemoryStore
 
 MAX_INJECTED_MEMORIES = 5
 INJECTION_HEADING = "Facts the user told you in earlier conversations:"

@@ -6,10 +6,9 @@ Also the snapshot side of a session (checkpoints, fork, history, delete), in Pos
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import httpx
 import orjson
@@ -17,11 +16,11 @@ from strands.session.snapshot_session_manager import SnapshotSessionManager, _sn
 from strands.types.agent import LocalAgent
 from strands.types.session import Session, SessionType
 
-from .exceptions import SessionConflictError
-from .postgresql_session_repository import PostgreSQLSessionRepository
-from .session_manager import PostgreSQLSessionManager
-from .settings import AgentSettings
-from .storage import PostgreSQLStorage
+from ..exceptions import SessionConflictError
+from ..postgresql_session_repository import PostgreSQLSessionRepository
+from ..session_manager import PostgreSQLSessionManager, TurnContext
+from ..settings import AgentSettings
+from ..storage import PostgreSQLStorage
 
 # Strands' own top-level namespace of snapshot sessions: a `SnapshotSessionManager` given the raw storage (as a
 # library user does) writes under it too, so the service and such users see the same sessions.
@@ -35,14 +34,15 @@ class ServiceSnapshotSessionManager(SnapshotSessionManager):
     `snapshot_latest` (the snapshots `GET /sessions/{session_id}/snapshots` lists and fork starts from).
     """
 
-    # Set by the turn logic as on `PostgreSQLSessionManager`; snapshot writes are neither fenced nor turn-recorded.
-    lease_owner: str | None = None
-    turn: dict[str, Any] | None = None
+    # Snapshot writes are neither fenced nor turn-recorded, and never end the lease (the turn releases it itself).
     unresolved_turn_id: str | None = None
-    # Snapshot writes do not end the lease: the turn logic releases it with a request of its own.
-    release_lease_on_commit: bool = False
-    before_commit: Callable[[], None] | None = None
-    lease_released: bool = False
+
+    def begin_turn(self, context: TurnContext) -> None:
+        """Accept a turn's context (see `PostgreSQLSessionManager.begin_turn`): snapshots have no use for it."""
+
+    def end_turn(self) -> bool:
+        """End the turn: its lease was not ended by a snapshot write (False)."""
+        return False
 
     def agent_version(self, session_id: str, agent_id: str) -> int | None:
         """No version to compare with the lease's: report one that never matches, so a cached agent is restored."""
@@ -118,13 +118,21 @@ async def list_snapshots(settings: AgentSettings, session_id: str, agent_id: str
     return await manager.list_snapshot_ids(cast(LocalAgent, _AgentRef(agent_id)))
 
 
+class SessionForker(Protocol):
+    """What a fork needs of the backend (the service's `ServiceBackend`)."""
+
+    def fork_session(self, session_id: str, new_session_id: str, *, actor_id: str | None = None) -> dict[str, Any]:
+        """Copy the session's rows under `new_session_id`; the counts copied."""
+        ...
+
+
 class SnapshotNotFoundError(LookupError):
     """The session has no snapshot with that id."""
 
 
 async def fork_session(
     settings: AgentSettings,
-    repository: PostgreSQLSessionRepository,
+    backend: SessionForker,
     session_id: str,
     new_session_id: str,
     agent_id: str,
@@ -152,7 +160,7 @@ async def fork_session(
         snapshot = await storage.read(_snapshot_key(session_id, agent_id, snapshot_id=snapshot_id))
         if snapshot is None:
             raise SnapshotNotFoundError(f"session {session_id!r} has no snapshot {snapshot_id!r}")
-    copied = await asyncio.to_thread(repository.fork_session, session_id, new_session_id, actor_id=actor_id)
+    copied = await asyncio.to_thread(backend.fork_session, session_id, new_session_id, actor_id=actor_id)
     if settings.session_manager == "repository" and snapshot is None:
         return int(copied["messages"])
     if snapshot is None:
