@@ -199,6 +199,17 @@ MIGRATIONS: list[str] = [
     CREATE INDEX IF NOT EXISTS agent_profiles_owner_idx ON agent_profiles (owner_actor_id, agent_id)
         WHERE owner_actor_id IS NOT NULL;
     """,
+    # 12: a receipt per erasure of an actor (DELETE /v1/actors/{actor_id}): counts and time, no content; the actor
+    # only as a sha256 digest, so an auditor who knows the id can find its receipt and the table names nobody.
+    """
+    CREATE TABLE IF NOT EXISTS erasures (
+        erase_id     uuid PRIMARY KEY,
+        actor_digest text NOT NULL,
+        counts       jsonb NOT NULL,
+        erased_at    timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX IF NOT EXISTS erasures_actor_idx ON erasures (actor_digest, erased_at);
+    """,
 ]
 
 SELECT_FUNCTION_RECORD = "SELECT sha256, version FROM schema_functions WHERE name = $1"
