@@ -204,6 +204,21 @@ OwnActorId = Annotated[str, Depends(get_own_actor_id)]
 """An `{actor_id}` path parameter the caller may use: its own actor when access control is on, any when off."""
 
 
+async def get_erasable_actor_id(actor_id: Annotated[Identifier, Path()], caller: Caller) -> str:
+    """The `{actor_id}` path parameter of an erasure: the caller's own actor, or any with an admin key (or when open).
+
+    Raises:
+        HTTPException: 404 when a non-admin key names another actor (as for its memories).
+    """
+    if caller is not None and not caller.admin and actor_id != caller.actor_id:
+        raise HTTPException(404, "actor not found")
+    return actor_id
+
+
+ErasableActorId = Annotated[str, Depends(get_erasable_actor_id)]
+"""An `{actor_id}` the caller may erase: its own, any with an admin key (`AGENT_ADMIN_KEYS`), any with access off."""
+
+
 async def get_profile_sessions(request: Request) -> ProfileSessions:
     """Agent profiles and their sessions (created in the app's lifespan)."""
     sessions: ProfileSessions = request.app.state.profile_sessions

@@ -134,3 +134,17 @@ class MemoryPage(BaseModel):
     """An actor's memories: best match first with a query, else newest first."""
 
     items: list[MemoryPublic]
+
+
+class ErasureReceipt(BaseModel):
+    """What erasing an actor deleted, when, and the erase id the backend keeps for audit (no content).
+
+    `counts` has rows per kind: `sessions`, `agents`, `messages`, `multi_agents`, `turns`, `leases`, `active_agents`,
+    `storage_objects`, `memories`, `profiles`.
+    """
+
+    erase_id: uuid.UUID
+    actor_id: str
+    erased_at: str
+    counts: dict[str, int]
+    session_ids: list[str]
