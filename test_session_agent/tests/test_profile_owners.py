@@ -65,6 +65,23 @@ def test_bob_can_neither_see_nor_change_nor_use_alices_profile(agent_url: str) -
     r = httpx.put(f"{url}/api/v1/sessions/{bob_sid}/active-agent", json={"agent_id": agent_id}, headers=auth(BOB))
     assert r.status_code == 422, r.text
 
+    # nor can Bob's own manager profile hand his session over to it (the model may be talked into anything)
+    manager = _create(url, BOB, tools=["handoff"])["agent_id"]
+    r = httpx.post(
+        f"{url}/api/v1/agents/{manager}/invoke",
+        json={"prompt": f'use handoff {{"agent_id": "{agent_id}"}}'},
+        headers=auth(BOB),
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    r = httpx.post(
+        f"{url}/api/v1/agents/{manager}/invoke",
+        json={"prompt": "who answers?", "session_id": r.json()["session_id"]},
+        headers=auth(BOB),
+        timeout=30,
+    )
+    assert r.status_code == 200 and r.json()["status"]["agent_id"] == manager, r.text
+
     # Alice's profile is unchanged and her session still answers through it
     mine = httpx.get(f"{url}/api/v1/agents/{agent_id}", headers=auth(ALICE)).json()
     assert mine["system_prompt"] == SECRET and mine["tools"] == [] and mine["updated_at"] == alice["updated_at"]
