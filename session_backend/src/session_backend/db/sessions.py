@@ -333,6 +333,9 @@ async def delete_sessions_with_storage(conn: asyncpg.Connection | Any, session_i
         Rows deleted per kind: `sessions`, `agents`, `messages`, `multi_agents`, `turns`, `leases`, `active_agents`,
         `storage_objects`.
     """
+    # The planner cannot estimate the storage prefix ranges per session and guesses millions of rows, which turns on
+    # JIT compilation: 4.2 s of a 5 s erasure of 10,000 sessions (the statement itself takes under a second).
+    await conn.execute("SET LOCAL jit = off")
     locked = [r[0] for r in await conn.fetch(sessions_sql.LOCK_SESSIONS, session_ids)]
     # Leases and storage objects have no foreign key to a session row: they go for every id asked, even one whose
     # session row is already gone (a retried erasure finishes what a crash left).
