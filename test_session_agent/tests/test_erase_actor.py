@@ -237,6 +237,16 @@ def test_erase_an_actor_while_a_turn_of_hers_is_in_flight(
     # Bob's session is untouched
     assert len(httpx.get(f"{s.repository}/sessions/{bob_sid}/history", headers=auth(BOB)).json()["messages"]) == 2
 
+    # the snapshot process still holds its cached agent of her snapshot session: a new turn on that id starts an empty
+    # session (the incarnation it was built from is gone), nothing of the old conversation comes back
+    r = httpx.post(f"{s.snapshot}/process", json={"prompt": "new life", "session_id": snap_sid}, headers=a, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"]["conversation_length"] == 2 and MARK not in r.text
+    history = httpx.get(f"{s.snapshot}/sessions/{snap_sid}/history", headers=a).json()["messages"]
+    assert len(history) == 2 and MARK not in str(history)
+    assert rows_with_mark(database_url) == {}
+    httpx.delete(f"{s.snapshot}/sessions/{snap_sid}", headers=a)
+
     # idempotent, and an admin key may erase anyone: nothing left, all zeros
     again = httpx.delete(f"{s.repository}/api/v1/actors/alice", headers=auth(ADMIN)).json()
     assert set(again["counts"].values()) == {0}
