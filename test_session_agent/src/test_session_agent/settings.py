@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service_kit.identifiers import Identifier
@@ -158,17 +158,27 @@ class AgentSettings(BaseSettings):
         repr=False,
         description="Comma-separated `key:actor_id` pairs; unset: no access control (local development).",
     )
+    admin_keys: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        validation_alias="AGENT_ADMIN_KEYS",
+        repr=False,
+        description=(
+            "Comma-separated `key:actor_id` pairs of operators: their actor's key, plus every profile and erasing "
+            "any actor; needs `AGENT_API_KEYS`."
+        ),
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         validation_alias="AGENT_CORS_ORIGINS",
         description="Comma-separated origins allowed to call from a browser page served elsewhere; unset: CORS off.",
     )
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod
-    def _key_pairs(cls, value: object) -> object:
+    def _key_pairs(cls, value: object, info: ValidationInfo) -> object:
         if not isinstance(value, str):
             return value
+        variable = "AGENT_API_KEYS" if info.field_name == "api_keys" else "AGENT_ADMIN_KEYS"
         actor_ids = TypeAdapter(Identifier)
         pairs: dict[str, str] = {}
         for n, item in enumerate((i.strip() for i in value.split(",")), start=1):
@@ -181,13 +191,19 @@ class AgentSettings(BaseSettings):
             except ValidationError:
                 valid = False
             if not valid:
-                raise ValueError(
-                    f"AGENT_API_KEYS pair {n} is not `key:actor_id` (actor_id: 1-256 of A-Z a-z 0-9 ._:@+=-)"
-                )
+                raise ValueError(f"{variable} pair {n} is not `key:actor_id` (actor_id: 1-256 of A-Z a-z 0-9 ._:@+=-)")
             if key in pairs:
-                raise ValueError(f"AGENT_API_KEYS pair {n} repeats a key")
+                raise ValueError(f"{variable} pair {n} repeats a key")
             pairs[key] = actor_id
         return pairs
+
+    @model_validator(mode="after")
+    def _admin_keys_need_access_control(self) -> AgentSettings:
+        if self.admin_keys and not self.api_keys:
+            raise ValueError("AGENT_ADMIN_KEYS needs AGENT_API_KEYS (without them the service is open to everyone)")
+        if set(self.admin_keys) & set(self.api_keys):
+            raise ValueError("a key is in both AGENT_API_KEYS and AGENT_ADMIN_KEYS")
+        return self
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -191,6 +191,25 @@ MIGRATIONS: list[str] = [
     """,
     # 10: each installed SQL function's version, so a rolling deploy never installs an older one over a newer one.
     "ALTER TABLE schema_functions ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 0",
+    # 11: profiles have owners (the actor that created one; NULL: created without access control) and a `shared` flag.
+    """
+    ALTER TABLE agent_profiles
+        ADD COLUMN IF NOT EXISTS owner_actor_id text,
+        ADD COLUMN IF NOT EXISTS shared boolean NOT NULL DEFAULT false;
+    CREATE INDEX IF NOT EXISTS agent_profiles_owner_idx ON agent_profiles (owner_actor_id, agent_id)
+        WHERE owner_actor_id IS NOT NULL;
+    """,
+    # 12: a receipt per erasure of an actor (DELETE /v1/actors/{actor_id}): counts and time, no content; the actor
+    # only as a sha256 digest, so an auditor who knows the id can find its receipt and the table names nobody.
+    """
+    CREATE TABLE IF NOT EXISTS erasures (
+        erase_id     uuid PRIMARY KEY,
+        actor_digest text NOT NULL,
+        counts       jsonb NOT NULL,
+        erased_at    timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX IF NOT EXISTS erasures_actor_idx ON erasures (actor_digest, erased_at);
+    """,
 ]
 
 SELECT_FUNCTION_RECORD = "SELECT sha256, version FROM schema_functions WHERE name = $1"

@@ -65,3 +65,37 @@ COUNT_LIVE = f"""
 SELECT (SELECT count(*) FROM sessions s WHERE {LIVE}) AS sessions,
        (SELECT count(*) FROM session_leases l WHERE {LIVE_LEASE}) AS leases
 """
+
+# Deleting sessions with everything they hold, for erasure (and the sweeper's expired sessions, when unified): each
+# kind counted by its own DELETE … RETURNING, all in the caller's transaction, children before the sessions (whose
+# cascades then find nothing left). $1 is the session ids. The snapshot/Storage objects of a session are the keys
+# under `session/<session_id>/` (Strands' `SnapshotSessionManager` layout, `SNAPSHOT_PREFIX` below): a range scan of
+# the "C"-collated primary key per session ('0' is the byte after '/').
+SNAPSHOT_PREFIX = "session/"
+LOCK_SESSIONS = """
+SELECT session_id FROM sessions WHERE session_id = ANY($1::text[]) ORDER BY session_id FOR UPDATE
+"""
+DELETE_SESSIONS_WITH_STORAGE = f"""
+WITH ids AS (SELECT unnest($1::text[]) AS session_id),
+messages_gone AS (DELETE FROM messages m USING ids WHERE m.session_id = ids.session_id RETURNING 1),
+agents_gone AS (DELETE FROM agents a USING ids WHERE a.session_id = ids.session_id RETURNING 1),
+multi_agents_gone AS (DELETE FROM multi_agents ma USING ids WHERE ma.session_id = ids.session_id RETURNING 1),
+turns_gone AS (DELETE FROM session_turns t USING ids WHERE t.session_id = ids.session_id RETURNING 1),
+leases_gone AS (DELETE FROM session_leases l USING ids WHERE l.session_id = ids.session_id RETURNING 1),
+active_gone AS (DELETE FROM session_active_agents aa USING ids WHERE aa.session_id = ids.session_id RETURNING 1),
+storage_gone AS (
+    DELETE FROM storage_objects o USING ids
+    WHERE o.key >= '{SNAPSHOT_PREFIX}' || ids.session_id || '/' AND o.key < '{SNAPSHOT_PREFIX}' || ids.session_id || '0'
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM messages_gone) AS messages,
+       (SELECT count(*) FROM agents_gone) AS agents,
+       (SELECT count(*) FROM multi_agents_gone) AS multi_agents,
+       (SELECT count(*) FROM turns_gone) AS turns,
+       (SELECT count(*) FROM leases_gone) AS leases,
+       (SELECT count(*) FROM active_gone) AS active_agents,
+       (SELECT count(*) FROM storage_gone) AS storage_objects
+"""
+DELETE_SESSIONS = """
+DELETE FROM sessions WHERE session_id = ANY($1::text[])
+"""

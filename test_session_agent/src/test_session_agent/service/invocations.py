@@ -47,27 +47,31 @@ class ProfileSessions:
         self.profiles = profiles
         self.ttl_seconds = ttl_seconds or None
 
-    def profile(self, agent_id: str) -> AgentProfile:
-        """The stored profile.
+    def profile(self, agent_id: str, viewer: str | None = None) -> AgentProfile:
+        """The stored profile, if `viewer` may use it.
+
+        Args:
+            agent_id: the profile's id.
+            viewer: the actor asking (`AgentProfile.usable_by`); None: anyone's profile.
 
         Raises:
-            AgentProfileNotFoundError: there is none with this id.
+            AgentProfileNotFoundError: there is none with this id, or it is another actor's and not shared.
         """
         profile = self.profiles.get(agent_id)
-        if profile is None:
+        if profile is None or not profile.usable_by(viewer):
             raise AgentProfileNotFoundError(agent_id)
         return profile
 
-    def create_session(self, agent_id: str, actor_id: str | None) -> dict[str, Any]:
-        """Create a new session of the profile `agent_id` (which must exist).
+    def create_session(self, agent_id: str, actor_id: str | None, viewer: str | None = None) -> dict[str, Any]:
+        """Create a new session of the profile `agent_id` (which must exist and be usable by `viewer`).
 
         Returns:
             The backend's record of the session (`session_id`, `actor_id`, `metadata`, `expires_at`, ...).
 
         Raises:
-            AgentProfileNotFoundError: no profile has this id.
+            AgentProfileNotFoundError: no profile has this id (that `viewer` may use).
         """
-        self.profile(agent_id)
+        self.profile(agent_id, viewer)
         return self._new_session(agent_id, actor_id)
 
     def _new_session(self, agent_id: str, actor_id: str | None) -> dict[str, Any]:
@@ -99,15 +103,17 @@ class ProfileSessions:
             raise SessionOfAnotherAgentError(session_id, agent_id, owner)
         return record
 
-    def prepare_turn(self, agent_id: str, session_id: str | None, actor_id: str | None) -> ProfileTurn:
+    def prepare_turn(
+        self, agent_id: str, session_id: str | None, actor_id: str | None, viewer: str | None = None
+    ) -> ProfileTurn:
         """Check a turn through the profile `agent_id`: its profile, and its session (a new one when None).
 
         Raises:
-            AgentProfileNotFoundError: no profile has this id.
+            AgentProfileNotFoundError: no profile has this id (that `viewer` may use).
             SessionNotFoundOrExpiredError: `session_id` names no live session.
             SessionOfAnotherAgentError: the session belongs to another profile.
         """
-        profile = self.profile(agent_id)
+        profile = self.profile(agent_id, viewer)
         if session_id is None:
             record = self._new_session(agent_id, actor_id)
         else:

@@ -122,6 +122,23 @@ class ServiceBackend(BackendClientOwner):
         """
         self._call("DELETE", f"/v1/sessions/{_seg(session_id)}/active-agent")
 
+    # actors
+
+    def erase_actor(self, actor_id: str) -> dict[str, Any]:
+        """Erase everything of an actor (`DELETE /v1/actors/{actor_id}`, one transaction; idempotent, so retried).
+
+        Returns:
+            The receipt: `{erase_id, actor_id, erased_at, counts: {kind: rows}, session_ids}`.
+
+        Raises:
+            BackendUnavailableError: the backend is unreachable or failing.
+        """
+        response = self._call("DELETE", f"/v1/actors/{_seg(actor_id)}")
+        assert response is not None
+        receipt: dict[str, Any] = orjson.loads(response.content)
+        logger.debug("erase_id=<%s> | erased an actor", receipt.get("erase_id"))
+        return receipt
+
     # sessions
 
     def list_sessions_json(self, actor_id: str | None = None, limit: int = 50, cursor: str | None = None) -> bytes:

@@ -26,6 +26,7 @@ from ..deps import (
     Settings,
     actor_of,
     device_actor,
+    profile_viewer,
     require_owned_session,
 )
 from ..errors import PROBLEM_RESPONSES
@@ -49,45 +50,73 @@ def _public(profile: AgentProfile) -> AgentProfilePublic:
     return AgentProfilePublic.model_validate(profile.to_dict())
 
 
+def _owner(caller: CallerIdentity | None) -> str | None:
+    # A profile belongs to the actor whose key created it; without access control it is nobody's.
+    return caller.actor_id if caller is not None else None
+
+
+async def _changeable(sessions: ProfileSessionsDep, agent_id: str, caller: CallerIdentity | None) -> None:
+    """Refuse a change of a profile the caller does not own (404 when it may not even see it, else 403).
+
+    Its owner, an admin key, or anyone without access control may change it; an ownerless profile only the latter two.
+    """
+    profile = await asyncio.to_thread(sessions.profile, agent_id, profile_viewer(caller))
+    if caller is not None and not caller.admin and profile.owner_actor_id != caller.actor_id:
+        raise HTTPException(403, f"agent {agent_id!r} belongs to another actor: only its owner may change it")
+
+
 @router.post("/agents", status_code=201, response_model=AgentProfilePublic)
-async def create_agent(body: AgentProfileBody, sessions: ProfileSessionsDep) -> AgentProfilePublic:
-    """Store a new agent profile (unknown tools or providers are 422)."""
-    profile = await asyncio.to_thread(sessions.profiles.create, **body.client_arguments())
+async def create_agent(body: AgentProfileBody, sessions: ProfileSessionsDep, caller: Caller) -> AgentProfilePublic:
+    """Store a new agent profile, owned by the caller's actor (unknown tools or providers are 422)."""
+    profile = await asyncio.to_thread(
+        sessions.profiles.create, **body.client_arguments(), owner_actor_id=_owner(caller)
+    )
     return _public(profile)
 
 
 @router.get("/agents", response_model=AgentProfilePage)
 async def list_agents(
     sessions: ProfileSessionsDep,
+    caller: Caller,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> AgentProfilePage:
-    """One page of agent profiles ordered by agent_id."""
-    page = await asyncio.to_thread(sessions.profiles.list_profiles, limit=limit, cursor=cursor)
+    """One page of the agent profiles the caller may use (own, shared, ownerless), ordered by agent_id."""
+    page = await asyncio.to_thread(
+        sessions.profiles.list_profiles, limit=limit, cursor=cursor, visible_to=profile_viewer(caller)
+    )
     return AgentProfilePage(items=[_public(p) for p in page.items], next_cursor=page.next_cursor)
 
 
 @router.post("/agents/examples/{example}", status_code=201, response_model=AgentProfilePublic)
 async def create_example_agent(
-    example: Annotated[str, Path(pattern=IDENTIFIER_PATTERN)], sessions: ProfileSessionsDep
+    example: Annotated[str, Path(pattern=IDENTIFIER_PATTERN)], sessions: ProfileSessionsDep, caller: Caller
 ) -> AgentProfilePublic:
-    """Store a new agent profile copied from a bundled example (`customer_support`, `math_tutor`)."""
+    """Store a new agent profile copied from a bundled example (`customer_support`, `math_tutor`), the caller's."""
     if example not in EXAMPLES:
         raise HTTPException(404, f"example {example!r} not found; examples: {', '.join(sorted(EXAMPLES))}")
     body = AgentProfileBody.model_validate(EXAMPLES[example])
-    profile = await asyncio.to_thread(sessions.profiles.create, **body.client_arguments())
+    profile = await asyncio.to_thread(
+        sessions.profiles.create, **body.client_arguments(), owner_actor_id=_owner(caller)
+    )
     return _public(profile)
 
 
 @router.get("/agents/{agent_id}", response_model=AgentProfilePublic)
-async def get_agent(agent_id: AgentId, sessions: ProfileSessionsDep) -> AgentProfilePublic:
-    """The stored agent profile."""
-    return _public(await asyncio.to_thread(sessions.profile, agent_id))
+async def get_agent(agent_id: AgentId, sessions: ProfileSessionsDep, caller: Caller) -> AgentProfilePublic:
+    """The stored agent profile (another actor's unshared profile is 404, as if absent)."""
+    return _public(await asyncio.to_thread(sessions.profile, agent_id, profile_viewer(caller)))
 
 
 @router.put("/agents/{agent_id}", response_model=AgentProfilePublic)
-async def update_agent(agent_id: AgentId, body: AgentProfileBody, sessions: ProfileSessionsDep) -> AgentProfilePublic:
-    """Replace an agent profile (fields left out are reset); the profile's sessions use it from their next turn."""
+async def update_agent(
+    agent_id: AgentId, body: AgentProfileBody, sessions: ProfileSessionsDep, caller: Caller
+) -> AgentProfilePublic:
+    """Replace an agent profile (fields left out are reset); the profile's sessions use it from their next turn.
+
+    Only its owner (or an admin key) may: another actor gets 403 for a shared profile, 404 for an unshared one.
+    """
+    await _changeable(sessions, agent_id, caller)
     profile = await asyncio.to_thread(sessions.profiles.update, agent_id, **body.client_arguments())
     if profile is None:
         raise HTTPException(404, f"agent {agent_id!r} not found")
@@ -95,8 +124,9 @@ async def update_agent(agent_id: AgentId, body: AgentProfileBody, sessions: Prof
 
 
 @router.delete("/agents/{agent_id}", status_code=204)
-async def delete_agent(agent_id: AgentId, sessions: ProfileSessionsDep) -> Response:
-    """Delete an agent profile (its sessions stay, and cannot be invoked through another profile)."""
+async def delete_agent(agent_id: AgentId, sessions: ProfileSessionsDep, caller: Caller) -> Response:
+    """Delete an agent profile (its sessions stay, and cannot be invoked through another profile); owner as PUT."""
+    await _changeable(sessions, agent_id, caller)
     if not await asyncio.to_thread(sessions.profiles.delete, agent_id):
         raise HTTPException(404, f"agent {agent_id!r} not found")
     return Response(status_code=204)
@@ -110,7 +140,9 @@ async def create_session(
     actor_id: Annotated[Identifier | None, Query()] = None,
 ) -> SessionCreated:
     """Start a session of an agent profile; it expires `SESSION_DEFAULT_TTL_SECONDS` later (0: never)."""
-    record = await asyncio.to_thread(sessions.create_session, agent_id, actor_of(caller, actor_id))
+    record = await asyncio.to_thread(
+        sessions.create_session, agent_id, actor_of(caller, actor_id), profile_viewer(caller)
+    )
     return SessionCreated(
         session_id=record["session_id"],
         agent_id=agent_id,
@@ -143,18 +175,19 @@ async def _prepare(
     goes on (a new one when it has none); the turn's lease refuses another device's session.
     """
     check_prompt(body.prompt, settings)
+    viewer = profile_viewer(caller)
     if device_id is not None:
         device = device_actor(caller, device_id, body.actor_id)
         if body.session_id is None:
             latest = await asyncio.to_thread(agents.backend.latest_session_id, device)
             if latest is not None:
                 with contextlib.suppress(SessionOfAnotherAgentError, SessionNotFoundOrExpiredError):
-                    return await asyncio.to_thread(sessions.prepare_turn, agent_id, latest, device)
-        return await asyncio.to_thread(sessions.prepare_turn, agent_id, body.session_id, device)
+                    return await asyncio.to_thread(sessions.prepare_turn, agent_id, latest, device, viewer)
+        return await asyncio.to_thread(sessions.prepare_turn, agent_id, body.session_id, device, viewer)
     actor_id = actor_of(caller, body.actor_id)
     if body.session_id is not None:
         await require_owned_session(agents, body.session_id, caller)
-    return await asyncio.to_thread(sessions.prepare_turn, agent_id, body.session_id, actor_id)
+    return await asyncio.to_thread(sessions.prepare_turn, agent_id, body.session_id, actor_id, viewer)
 
 
 @router.post("/agents/{agent_id}/invoke", response_model=InvokeResponse)
