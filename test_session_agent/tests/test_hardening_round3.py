@@ -180,7 +180,6 @@ def test_expired_snapshot_session_does_not_leak_to_next_owner(
 
 
 @pytest.mark.slow
-@xfail(2, "a reply reaching max_tokens is a plain-text 500 and nothing is stored")
 def test_reply_reaching_max_tokens_is_answered_and_stored_with_its_stop_reason(
     sweeping_backend: str, service_runner: Any, port_factory: Any, tmp_path: Path
 ) -> None:
@@ -433,7 +432,6 @@ def test_deeply_nested_memory_metadata_is_422_problem_on_the_agent(agent: Callab
         assert httpx.get(f"{url}/api/v1/actors/{actor}/memories", timeout=30).json()["items"] == []
 
 
-@xfail(9, "a model failure is a plain-text 500 on /process and invoke")
 def test_model_failure_is_502_problem_without_provider_internals(agent: Callable[..., Any], port_factory: Any) -> None:
     """A profile on Bedrock whose endpoint refuses connections (a port nobody listens on): invoke and `/process` on a
     session routed to that profile (active agent) answer 502 problem+json ("the model failed") whose body names no

@@ -48,6 +48,8 @@ class TurnStatus(BaseModel):
     usage: dict[str, Any] = Field(default_factory=dict)
     replayed: bool = False
     injected_memory: str | None = None
+    # Why the model stopped: "end_turn", or "max_tokens" for a reply cut at the model's limit (answered and stored).
+    stop_reason: str | None = None
 
 
 class ProcessResponse(BaseModel):
