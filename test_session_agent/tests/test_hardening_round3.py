@@ -475,7 +475,6 @@ def test_model_failure_is_502_problem_without_provider_internals(agent: Callable
         assert_model_failure(httpx.post(f"{url}/process", json={"prompt": "again", "session_id": sid}, timeout=120))
 
 
-@xfail(10, "X-Device-ID on invoke answers 409 naming another device's session's profile; P, P, Q, P loses P")
 def test_device_id_on_invoke_is_no_oracle_and_keeps_continuity_per_profile(agent: Callable[..., Any]) -> None:
     """Another device's session reads as 404 on invoke, with the same problem as a session that does not exist (no
     profile named), whichever profile the caller asks for. A device alternating profiles P, P, Q, P continues its P

@@ -10,9 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from sse_starlette.sse import EventSourceResponse
 
-from ...exceptions import SessionNotFoundOrExpiredError, SessionOfAnotherAgentError
+from ...exceptions import SessionNotFoundOrExpiredError
 from ...profiles import AgentProfile
-from ...service.invocations import ProfileTurn
+from ...service.invocations import ProfileTurn, latest_session_of
 from ...service.profile_examples import EXAMPLES
 from ...settings import AgentSettings
 from ...turns.request import TurnRequest, TurnResult
@@ -140,17 +140,18 @@ async def _prepare(
     """The turn's profile, session and actor; refuses bad turns (422, 403, 404, 409) before any work.
 
     With `X-Device-ID` the device is the actor and, without a `session_id`, its newest live session of this profile
-    goes on (a new one when it has none); the turn's lease refuses another device's session.
+    goes on (a new one when it has none), whatever profiles it used in between; another device's session is 404
+    exactly as an absent one, whichever profile is asked (the lease checks it again).
     """
     check_prompt(body.prompt, settings)
     if device_id is not None:
         device = device_actor(caller, device_id, body.actor_id)
         if body.session_id is None:
-            latest = await asyncio.to_thread(agents.backend.latest_session_id, device)
+            latest = await asyncio.to_thread(lambda: latest_session_of(agents.backend.live_sessions(device), agent_id))
             if latest is not None:
-                with contextlib.suppress(SessionOfAnotherAgentError, SessionNotFoundOrExpiredError):
-                    return await asyncio.to_thread(sessions.prepare_turn, agent_id, latest, device)
-        return await asyncio.to_thread(sessions.prepare_turn, agent_id, body.session_id, device)
+                with contextlib.suppress(SessionNotFoundOrExpiredError):  # expired since it was listed
+                    return await asyncio.to_thread(sessions.prepare_turn, agent_id, latest, device, require_actor=True)
+        return await asyncio.to_thread(sessions.prepare_turn, agent_id, body.session_id, device, require_actor=True)
     actor_id = actor_of(caller, body.actor_id)
     if body.session_id is not None:
         await require_owned_session(agents, body.session_id, caller)
