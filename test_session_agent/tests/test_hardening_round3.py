@@ -274,7 +274,6 @@ async def _ws_reply(ws: ClientConnection) -> dict[str, Any]:
             return dict(event)
 
 
-@xfail(5, "an idle /ws connection holds the session's lease: every HTTP turn gets 409")
 def test_idle_websocket_does_not_hold_the_session_lease(agent: Callable[..., Any]) -> None:
     """Chosen behaviour: `/ws` takes the session's lease per message, not per connection. With a socket open and idle
     on the session, an HTTP turn answers 200 (not 409 after `SESSION_WAIT_SECONDS`); the socket's next message then
@@ -530,7 +529,6 @@ def test_docs_need_the_key_and_health_reports_no_usage(agent: Callable[..., Any]
         assert "cached_agents" not in r.json() and not figures, r.json()
 
 
-@xfail(12, "/ws stores user, user, assistant, assistant for two messages sent back to back")
 def test_websocket_messages_sent_back_to_back_keep_history_alternating(agent: Callable[..., Any]) -> None:
     """Two `/ws` messages sent without waiting for the first reply are both answered (queued, or merged into one user
     message) and the stored history alternates user / assistant, so the next HTTP turn works on any provider."""
@@ -566,7 +564,6 @@ def test_websocket_messages_sent_back_to_back_keep_history_alternating(agent: Ca
         assert all(a != b for a, b in itertools.pairwise(history)), history
 
 
-@xfail(13, "/ws parses frames up to 16 MiB; a NUL closes the socket with a detail naming backend internals")
 def test_websocket_caps_frames_and_refuses_nul_with_a_plain_422_event(agent: Callable[..., Any]) -> None:
     """A `/ws` frame over the agent's body limit (`AGENT_MAX_REQUEST_BYTES`, 1 MiB) is refused unparsed, as an HTTP body
     would be: the socket is closed with 1009 (message too big), or an error event with status 413 is sent and the

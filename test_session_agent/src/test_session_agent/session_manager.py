@@ -247,6 +247,18 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
     async def _bidi_sync_agent(self, event: BidiAgentStopEvent | BidiBeforeConnectionRestartEvent) -> None:
         await self._bidi_write(event.agent)
 
+    async def end_bidi_reply(self, agent: BidiAgent) -> None:
+        """Store a `BidiAgent`'s state after one reply, as a turn's commit does: the update bumps the agent's version.
+
+        Its messages are already stored (written through); the version bump tells every other copy of the session
+        (another process's cached agent) that it is behind.
+
+        Raises:
+            SessionException: the backend refused (e.g. the lease fencing the writes is no longer held) or is down.
+        """
+        self._bidi_synced_state.pop(agent.agent_id, None)
+        await self._bidi_write(agent)
+
     async def _bidi_write(self, agent: BidiAgent, *operations: dict[str, Any]) -> None:
         """Send `operations`, plus the agent's state when it changed, as one batch on a worker thread, in order."""
         if self._bidi_write_lock is None:

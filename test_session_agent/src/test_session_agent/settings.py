@@ -95,7 +95,7 @@ class AgentSettings(BaseSettings):
         default=1024 * 1024,
         ge=1024,
         validation_alias="AGENT_MAX_REQUEST_BYTES",
-        description="Largest request body accepted (413 beyond), in bytes.",
+        description="Largest request body accepted (413 beyond) and `/ws` message read (close 1009 beyond), in bytes.",
     )
     session_fallback: Literal["fail", "stateless"] = Field(
         default="fail",

@@ -26,12 +26,16 @@ def _not_blank(value: str) -> str:
     return value
 
 
+Prompt = Annotated[str, StringConstraints(min_length=1), AfterValidator(_not_blank)]
+"""A user's message (a turn's prompt, a `/ws` text): not blank, no NUL, valid Unicode."""
+
+
 class ProcessRequest(BaseModel):
     """One user turn. A missing `session_id` starts a new session; `actor_id` is recorded on new sessions."""
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: Annotated[str, StringConstraints(min_length=1), AfterValidator(_not_blank)]
+    prompt: Prompt
     session_id: Identifier | None = None
     actor_id: Identifier | None = None
 
