@@ -345,7 +345,6 @@ def test_embedded_postgres_recovers_from_a_crash_by_itself(
         assert user_texts(url, sid) == ["one", "two"]
 
 
-@xfail(7, "a profile may set max_tokens up to 1,000,000 (no per-deployment cap)")
 def test_profile_max_tokens_is_capped_per_deployment(agent: Callable[..., Any]) -> None:
     """Chosen behaviour: `MODEL_MAX_TOKENS_CAP` (agent service) caps a profile's `max_tokens`; a profile asking for more
     is refused with 422 problem+json on create and update, at the cap it is accepted, and a deployment that sets no cap

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service_kit.identifiers import Identifier
@@ -63,6 +63,13 @@ class AgentSettings(BaseSettings):
     )
     max_tokens: int = Field(
         default=512, ge=1, validation_alias="MODEL_MAX_TOKENS", description="Most tokens a model call may generate."
+    )
+    max_tokens_cap: int = Field(
+        default=32768,
+        ge=1,
+        validation_alias="MODEL_MAX_TOKENS_CAP",
+        description="Most tokens an agent profile's `max_tokens` may ask for (422 beyond); a stored profile, or "
+        "`MODEL_MAX_TOKENS`, above it is held to it.",
     )
     system_prompt: str = Field(
         default=(
@@ -193,6 +200,12 @@ class AgentSettings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return [o.strip().rstrip("/") for o in value.split(",") if o.strip()] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _max_tokens_within_cap(self) -> AgentSettings:
+        # One cap for every model of the deployment, the service's own included.
+        self.max_tokens = min(self.max_tokens, self.max_tokens_cap)
+        return self
 
     @field_validator("backend_url")
     @classmethod

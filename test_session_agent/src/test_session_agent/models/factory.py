@@ -85,6 +85,8 @@ def build_profile_model(settings: AgentSettings, model_config: Mapping[str, Any]
     for key in ("model_id", "max_tokens"):
         if model_config.get(key) is not None:
             update[key] = model_config[key]
+    if "max_tokens" in update:  # a profile stored before the deployment's cap was lowered is held to it
+        update["max_tokens"] = min(int(update["max_tokens"]), settings.max_tokens_cap)
     model = build_model(settings.model_copy(update=update))
     temperature = model_config.get("temperature")
     if temperature is not None:

@@ -49,10 +49,18 @@ def _public(profile: AgentProfile) -> AgentProfilePublic:
     return AgentProfilePublic.model_validate(profile.to_dict())
 
 
+def _within_cap(body: AgentProfileBody, settings: AgentSettings) -> AgentProfileBody:
+    """`body`, once its `max_tokens` is found within the deployment's cap (`MODEL_MAX_TOKENS_CAP`); else 422."""
+    max_tokens = body.model_settings.max_tokens
+    if max_tokens is not None and max_tokens > settings.max_tokens_cap:
+        raise HTTPException(422, f"model_config.max_tokens may be at most {settings.max_tokens_cap} on this service")
+    return body
+
+
 @router.post("/agents", status_code=201, response_model=AgentProfilePublic)
-async def create_agent(body: AgentProfileBody, sessions: ProfileSessionsDep) -> AgentProfilePublic:
-    """Store a new agent profile (unknown tools or providers are 422)."""
-    profile = await asyncio.to_thread(sessions.profiles.create, **body.client_arguments())
+async def create_agent(body: AgentProfileBody, sessions: ProfileSessionsDep, settings: Settings) -> AgentProfilePublic:
+    """Store a new agent profile (unknown tools or providers, or `max_tokens` above the cap, are 422)."""
+    profile = await asyncio.to_thread(sessions.profiles.create, **_within_cap(body, settings).client_arguments())
     return _public(profile)
 
 
@@ -69,12 +77,12 @@ async def list_agents(
 
 @router.post("/agents/examples/{example}", status_code=201, response_model=AgentProfilePublic)
 async def create_example_agent(
-    example: Annotated[str, Path(pattern=IDENTIFIER_PATTERN)], sessions: ProfileSessionsDep
+    example: Annotated[str, Path(pattern=IDENTIFIER_PATTERN)], sessions: ProfileSessionsDep, settings: Settings
 ) -> AgentProfilePublic:
     """Store a new agent profile copied from a bundled example (`customer_support`, `math_tutor`)."""
     if example not in EXAMPLES:
         raise HTTPException(404, f"example {example!r} not found; examples: {', '.join(sorted(EXAMPLES))}")
-    body = AgentProfileBody.model_validate(EXAMPLES[example])
+    body = _within_cap(AgentProfileBody.model_validate(EXAMPLES[example]), settings)
     profile = await asyncio.to_thread(sessions.profiles.create, **body.client_arguments())
     return _public(profile)
 
@@ -86,9 +94,12 @@ async def get_agent(agent_id: AgentId, sessions: ProfileSessionsDep) -> AgentPro
 
 
 @router.put("/agents/{agent_id}", response_model=AgentProfilePublic)
-async def update_agent(agent_id: AgentId, body: AgentProfileBody, sessions: ProfileSessionsDep) -> AgentProfilePublic:
+async def update_agent(
+    agent_id: AgentId, body: AgentProfileBody, sessions: ProfileSessionsDep, settings: Settings
+) -> AgentProfilePublic:
     """Replace an agent profile (fields left out are reset); the profile's sessions use it from their next turn."""
-    profile = await asyncio.to_thread(sessions.profiles.update, agent_id, **body.client_arguments())
+    arguments = _within_cap(body, settings).client_arguments()
+    profile = await asyncio.to_thread(sessions.profiles.update, agent_id, **arguments)
     if profile is None:
         raise HTTPException(404, f"agent {agent_id!r} not found")
     return _public(profile)
