@@ -369,7 +369,6 @@ def test_profile_max_tokens_is_capped_per_deployment(agent: Callable[..., Any]) 
 
 
 @pytest.mark.slow
-@xfail(7, "one actor's long turn holds the local model's single slot; every other actor's turn waits behind it")
 def test_local_model_queue_is_bounded_with_503_and_retry_after(
     sweeping_backend: str, service_runner: Any, port_factory: Any, tmp_path: Path
 ) -> None:

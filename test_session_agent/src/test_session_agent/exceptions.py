@@ -77,6 +77,10 @@ class ModelFailedError(Exception):
         super().__init__("the model failed")
 
 
+class ModelBusyError(Exception):
+    """The model cannot take the turn now (the local model's queue is full); retry shortly. Nothing ran or is stored."""
+
+
 class AgentProfileNotFoundError(LookupError):
     """No agent profile has this id."""
 

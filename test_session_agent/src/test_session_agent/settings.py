@@ -64,6 +64,13 @@ class AgentSettings(BaseSettings):
     max_tokens: int = Field(
         default=512, ge=1, validation_alias="MODEL_MAX_TOKENS", description="Most tokens a model call may generate."
     )
+    local_model_queue_size: int | None = Field(
+        default=16,
+        ge=0,
+        validation_alias="LOCAL_MODEL_QUEUE_SIZE",
+        description="Turns that may wait for the local model's single slot (beyond: 503 with `Retry-After`, nothing "
+        "stored).",
+    )
     max_tokens_cap: int = Field(
         default=32768,
         ge=1,

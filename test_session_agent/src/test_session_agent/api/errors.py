@@ -15,6 +15,7 @@ from ..exceptions import (
     AgentProfileNotFoundError,
     BackendRequestError,
     BackendUnavailableError,
+    ModelBusyError,
     ModelFailedError,
     SessionBusyError,
     SessionConflictError,
@@ -63,6 +64,8 @@ def status_of(exc: BaseException) -> tuple[int, str]:
         return 422, str(exc)
     if isinstance(exc, SessionException):
         return 502, f"the session backend refused the request: {exc}"
+    if isinstance(exc, ModelBusyError):
+        return 503, "the model is busy with other turns; nothing of this turn ran or was stored, retry shortly"
     if isinstance(exc, ModelFailedError | ModelThrottledException | ContextWindowOverflowException):
         # The provider's own error (endpoint, SDK, request ids) stays in the log.
         return 502, "the model failed; nothing of this turn was stored, retry later"
@@ -80,6 +83,7 @@ EXCEPTION_HANDLERS: dict[int | type[Exception], Handler] = {
     SessionException: _session_error,
     AgentProfileNotFoundError: _session_error,
     ModelFailedError: _session_error,
+    ModelBusyError: _session_error,
     ModelThrottledException: _session_error,
     ContextWindowOverflowException: _session_error,
     **PROBLEM_HANDLERS,

@@ -30,13 +30,13 @@ def build_model(settings: AgentSettings) -> Model:
     provider = settings.model_provider
     model_id = settings.model_id
     if provider == "local":
-        from .local import LocalLlamaModel, resolve_model_path
+        from .local import LocalLlamaModel, local_model_queue, resolve_model_path
 
         path = resolve_model_path(settings.local_model_path)
         config: dict[str, Any] = {"max_tokens": settings.max_tokens}
         if path is not None:
             config["model_path"] = str(path)
-        return LocalLlamaModel(**config)
+        return LocalLlamaModel(queue=local_model_queue(settings.local_model_queue_size), **config)
     if provider == "scripted":
         from .scripted import ScriptedModel
 
