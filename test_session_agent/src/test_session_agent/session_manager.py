@@ -13,10 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from strands.agent.agent_result import AgentResult
 from strands.bidi.agent import BidiAgent
 from strands.bidi.hooks import BidiAgentStopEvent, BidiBeforeConnectionRestartEvent
 from strands.hooks import (
     AfterInvocationEvent,
+    AfterModelCallEvent,
     AfterMultiAgentInvocationEvent,
     AfterNodeCallEvent,
     AgentInitializedEvent,
@@ -35,6 +37,22 @@ from .exceptions import BackendUnavailableError
 from .postgresql_session_repository import PostgreSQLSessionRepository
 
 logger = logging.getLogger(__name__)
+
+
+def max_tokens_result(agent: Any) -> AgentResult:
+    """The result of an invocation that Strands ended with `MaxTokensReachedException`: its partial reply.
+
+    Strands' guidance for that exception: the partial message is already in `agent.messages` (tool uses in it
+    replaced by error results) and the conversation continues with the next call. So the reply is answered and
+    stored as what the model produced, with `stop_reason` "max_tokens".
+
+    Args:
+        agent: the agent whose invocation reached the model's `max_tokens`.
+
+    Returns:
+        An `AgentResult` on the agent's last message (the partial reply).
+    """
+    return AgentResult(stop_reason="max_tokens", message=agent.messages[-1], metrics=agent.event_loop_metrics, state={})
 
 
 @dataclass(frozen=True)
@@ -106,6 +124,8 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         # The turn id of the last batch that was sent but whose answer was lost (see `resolve_turn`).
         self.unresolved_turn_id: str | None = None
         self._pending: list[dict[str, Any]] | None = None
+        # The running invocation's model stopped at `max_tokens`: Strands raises, yet the partial reply is answered.
+        self._max_tokens = False
         self._unsent: list[dict[str, Any]] = []
         # BidiAgent writes: one at a time, in the order the agent made them; agent state as last stored.
         self._bidi_write_lock: asyncio.Lock | None = None
@@ -148,6 +168,7 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         registry.add_callback(MessageAddedEvent, self._agent_message_added)
         registry.add_callback(AfterInvocationEvent, lambda event: self.sync_agent(event.agent))
         registry.add_callback(BeforeInvocationEvent, self._begin_batch)
+        registry.add_callback(AfterModelCallEvent, self._model_stopped)
         registry.add_callback(MessageAddedEvent, self._bidi_message_added)
         registry.add_callback(MessageUpdatedEvent, self._bidi_message_updated)
         registry.add_callback([BidiAgentStopEvent, BidiBeforeConnectionRestartEvent], self._bidi_sync_agent)
@@ -226,6 +247,18 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
     async def _bidi_sync_agent(self, event: BidiAgentStopEvent | BidiBeforeConnectionRestartEvent) -> None:
         await self._bidi_write(event.agent)
 
+    async def end_bidi_reply(self, agent: BidiAgent) -> None:
+        """Store a `BidiAgent`'s state after one reply, as a turn's commit does: the update bumps the agent's version.
+
+        Its messages are already stored (written through); the version bump tells every other copy of the session
+        (another process's cached agent) that it is behind.
+
+        Raises:
+            SessionException: the backend refused (e.g. the lease fencing the writes is no longer held) or is down.
+        """
+        self._bidi_synced_state.pop(agent.agent_id, None)
+        await self._bidi_write(agent)
+
     async def _bidi_write(self, agent: BidiAgent, *operations: dict[str, Any]) -> None:
         """Send `operations`, plus the agent's state when it changed, as one batch on a worker thread, in order."""
         if self._bidi_write_lock is None:
@@ -248,7 +281,12 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             await asyncio.to_thread(self.apply_batch, self.session_id, ops, self.lease_owner, incarnation=incarnation)
             self._bidi_synced_state[agent.agent_id] = state
 
+    def _model_stopped(self, event: AfterModelCallEvent) -> None:
+        if event.stop_response is not None and not event.retry:
+            self._max_tokens = event.stop_response.stop_reason == "max_tokens"
+
     def _begin_batch(self, event: BeforeInvocationEvent) -> None:
+        self._max_tokens = False
         if not self.batch_writes:
             return
         if self._unsent and self.unresolved_turn_id is not None:
@@ -269,11 +307,14 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             return
         messages = event.agent.messages
         last = messages[-1] if messages else None
+        result = event.result
+        if result is None and self._max_tokens and last is not None and last["role"] == "assistant":
+            result = max_tokens_result(event.agent)  # Strands raises, and its guidance is to go on: a reply
         # A caller recording turns (the agent service) answers a failed invocation with an error, so none of it
         # may be stored, let alone recorded as the answer to its Idempotency-Key.
         context = self._context
         recorded = context is not None and context.turn_id is not None
-        answered = event.result is not None or (
+        answered = result is not None or (
             not recorded
             and last is not None
             and (last["role"] == "assistant" or any("toolResult" in block for block in last["content"]))
@@ -287,11 +328,11 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             pending.append({"op": "update_agent", "agent": SessionAgent.from_agent(event.agent).to_dict()})
         operations = _coalesce(pending, self._agent_versions, self.session_id)
         # Every batch names its turn, so that a commit whose answer is lost can be resolved (`_begin_batch`).
-        result = event.result
         answer = {
             "response": str(result).strip() if result is not None else "",
             "conversation_length": len(messages),
             "usage": dict(result.metrics.accumulated_usage) if result is not None else {},
+            "stop_reason": result.stop_reason if result is not None else None,
         }
         turn_id = context.turn_id if context is not None and context.turn_id is not None else uuid.uuid4().hex
         turn = {

@@ -64,6 +64,20 @@ class AgentSettings(BaseSettings):
     max_tokens: int = Field(
         default=512, ge=1, validation_alias="MODEL_MAX_TOKENS", description="Most tokens a model call may generate."
     )
+    local_model_queue_size: int | None = Field(
+        default=16,
+        ge=0,
+        validation_alias="LOCAL_MODEL_QUEUE_SIZE",
+        description="Turns that may wait for the local model's single slot (beyond: 503 with `Retry-After`, nothing "
+        "stored).",
+    )
+    max_tokens_cap: int = Field(
+        default=32768,
+        ge=1,
+        validation_alias="MODEL_MAX_TOKENS_CAP",
+        description="Most tokens an agent profile's `max_tokens` may ask for (422 beyond); a stored profile, or "
+        "`MODEL_MAX_TOKENS`, above it is held to it.",
+    )
     system_prompt: str = Field(
         default=(
             "You are a helpful AI assistant chatting with a human user. You do not know the user's name unless they "
@@ -95,7 +109,7 @@ class AgentSettings(BaseSettings):
         default=1024 * 1024,
         ge=1024,
         validation_alias="AGENT_MAX_REQUEST_BYTES",
-        description="Largest request body accepted (413 beyond), in bytes.",
+        description="Largest request body accepted (413 beyond) and `/ws` message read (close 1009 beyond), in bytes.",
     )
     session_fallback: Literal["fail", "stateless"] = Field(
         default="fail",
@@ -209,6 +223,12 @@ class AgentSettings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return [o.strip().rstrip("/") for o in value.split(",") if o.strip()] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _max_tokens_within_cap(self) -> AgentSettings:
+        # One cap for every model of the deployment, the service's own included.
+        self.max_tokens = min(self.max_tokens, self.max_tokens_cap)
+        return self
 
     @field_validator("backend_url")
     @classmethod

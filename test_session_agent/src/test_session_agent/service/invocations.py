@@ -5,8 +5,10 @@ Blocking calls on the service's backend client: the routes run them on worker th
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,21 @@ logger = logging.getLogger(__name__)
 
 PROFILE_METADATA_KEY = "agent_profile_id"
 """The session metadata key naming the agent profile a session belongs to."""
+
+
+DEVICE_SESSION_SCAN = 1000
+"""How many of a device's newest sessions are looked through for its session of a profile (beyond: a new one)."""
+
+
+def latest_session_of(sessions: Iterable[dict[str, Any]], agent_id: str) -> str | None:
+    """The id of the first session of the profile `agent_id` among `sessions` (records, newest first), or None.
+
+    Only the first `DEVICE_SESSION_SCAN` records are looked at, so a device's turn costs a bounded scan.
+    """
+    for record in itertools.islice(sessions, DEVICE_SESSION_SCAN):
+        if (record.get("metadata") or {}).get(PROFILE_METADATA_KEY) == agent_id:
+            return str(record["session_id"])
+    return None
 
 
 @dataclass(frozen=True)
@@ -88,15 +105,21 @@ class ProfileSessions:
             raise SessionNotFoundOrExpiredError(session_id)
         return record
 
-    def open_session(self, agent_id: str, session_id: str) -> dict[str, Any]:
+    def open_session(self, agent_id: str, session_id: str, owner: str | None = None) -> dict[str, Any]:
         """The record of an existing, live session of the profile `agent_id`.
 
+        Args:
+            agent_id: the profile the turn goes through.
+            session_id: the session it names.
+            owner: when set, the session must be this actor's: another's reads exactly as an absent one (checked
+                before the profile, so nothing of it is told).
+
         Raises:
-            SessionNotFoundOrExpiredError: no such session, or it has expired.
+            SessionNotFoundOrExpiredError: no such session, it has expired, or it is not `owner`'s.
             SessionOfAnotherAgentError: the session belongs to another profile (or to none: a `/process` session).
         """
         record = self.repository.read_session_record(session_id)
-        if record is None:
+        if record is None or (owner is not None and record.get("actor_id") != owner):
             raise SessionNotFoundOrExpiredError(session_id)
         owner = (record.get("metadata") or {}).get(PROFILE_METADATA_KEY)
         if owner != agent_id:
@@ -104,18 +127,31 @@ class ProfileSessions:
         return record
 
     def prepare_turn(
-        self, agent_id: str, session_id: str | None, actor_id: str | None, viewer: str | None = None
+        self,
+        agent_id: str,
+        session_id: str | None,
+        actor_id: str | None,
+        viewer: str | None = None,
+        *,
+        require_actor: bool = False,
     ) -> ProfileTurn:
         """Check a turn through the profile `agent_id`: its profile, and its session (a new one when None).
 
+        Args:
+            agent_id: the profile.
+            session_id: the session named; None: a new session of the profile, `actor_id`'s.
+            actor_id: the turn's actor.
+            viewer: the actor the profile must be visible to (its owner, or anyone when shared); None: any.
+            require_actor: the session must be `actor_id`'s (a device's own): another's reads as not found.
+
         Raises:
             AgentProfileNotFoundError: no profile has this id (that `viewer` may use).
-            SessionNotFoundOrExpiredError: `session_id` names no live session.
+            SessionNotFoundOrExpiredError: `session_id` names no live session (of `actor_id`, with `require_actor`).
             SessionOfAnotherAgentError: the session belongs to another profile.
         """
         profile = self.profile(agent_id, viewer)
         if session_id is None:
             record = self._new_session(agent_id, actor_id)
         else:
-            record = self.open_session(agent_id, session_id)
+            record = self.open_session(agent_id, session_id, actor_id if require_actor else None)
         return ProfileTurn(profile, record["session_id"], actor_id or record.get("actor_id"))

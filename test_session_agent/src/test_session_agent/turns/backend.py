@@ -7,6 +7,7 @@ only the agent service asks of the backend, on the same keep-alive `httpx.Client
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -155,6 +156,16 @@ class ServiceBackend(BackendClientOwner):
         response = self._call("GET", "/v1/sessions", params=params)
         assert response is not None
         return response.content
+
+    def live_sessions(self, actor_id: str, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """The actor's live sessions, newest first (the backend's records), fetched page by page as iterated."""
+        cursor: str | None = None
+        while True:
+            page = orjson.loads(self.list_sessions_json(actor_id=actor_id, limit=page_size, cursor=cursor))
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
 
     def latest_session_id(self, actor_id: str) -> str | None:
         """The id of the actor's newest live session (None: it has none)."""

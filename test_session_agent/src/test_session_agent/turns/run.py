@@ -252,6 +252,7 @@ class TurnRunner:
             usage=dict(result.metrics.accumulated_usage) if result is not None else {},
             injected_memory=entry.memory.injected if entry.memory is not None else None,
             agent_id=profile.agent_id if profile is not None else AGENT_ID,
+            stop_reason=result.stop_reason if result is not None else None,
         )
 
     def _routed_profile(self, session_id: str, lease: dict[str, Any], actor_id: str | None) -> AgentProfile | None:
