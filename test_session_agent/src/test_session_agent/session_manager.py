@@ -188,6 +188,24 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             session_agent.conversation_manager_state = agent.conversation_manager.get_state()
         return session_agent
 
+    def append_message(self, message: Any, agent: Any, **kwargs: Any) -> None:
+        """Append a message; one Strands merged into the latest (same `tracking_id`) replaces that one in place.
+
+        Strands 1.62 merges a same-role continuation into the live message and reports it as added (strands-agents
+        #4420): stored as a new row, a restore would show the turn twice. It is written as an update of the held
+        row instead, so message ids stay contiguous (the backend also replaces a row by tracking id).
+        """
+        latest = self._latest_agent_message.get(agent.agent_id)
+        tracking_id = message.get("tracking_id")
+        if latest is not None and tracking_id is not None and latest.message.get("tracking_id") == tracking_id:
+            logger.debug(
+                "session_id=<%s>, tracking_id=<%s> | merged message replaces its row", self.session_id, tracking_id
+            )
+            latest.message = message
+            self.update_message(self.session_id, agent.agent_id, latest)
+            return
+        super().append_message(message, agent, **kwargs)
+
     def _agent_message_added(self, event: MessageAddedEvent[Any]) -> None:
         if isinstance(event.agent, BidiAgent):
             return

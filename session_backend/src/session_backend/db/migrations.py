@@ -191,6 +191,18 @@ MIGRATIONS: list[str] = [
     """,
     # 10: each installed SQL function's version, so a rolling deploy never installs an older one over a newer one.
     "ALTER TABLE schema_functions ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 0",
+    # 11: each message's Strands `tracking_id` (one row per tracking id: a message merged in place by Strands is
+    # replaced in place, strands-agents #4420), and sessions listed by their last committed turn.
+    """
+    ALTER TABLE messages ADD COLUMN IF NOT EXISTS tracking_id text;
+    UPDATE messages SET tracking_id = message->>'tracking_id'
+    WHERE tracking_id IS NULL AND message->>'tracking_id' IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS messages_tracking_idx
+        ON messages (session_id, agent_id, tracking_id) WHERE tracking_id IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS sessions_updated_idx ON sessions (updated_at DESC, session_id DESC);
+    CREATE INDEX IF NOT EXISTS sessions_actor_updated_idx
+        ON sessions (actor_id, updated_at DESC, session_id DESC) WHERE actor_id IS NOT NULL;
+    """,
 ]
 
 SELECT_FUNCTION_RECORD = "SELECT sha256, version FROM schema_functions WHERE name = $1"
