@@ -13,6 +13,7 @@ import pytest
 from strands import Agent
 from strands.agent import _continuation
 from strands.hooks import BeforeModelCallEvent
+from strands.types.content import Message
 
 from test_session_agent import PostgreSQLSessionManager
 from test_session_agent.models.scripted import ScriptedModel
@@ -38,9 +39,8 @@ def test_issue_4420_continuation_merged_into_live_message_is_one_message_after_r
     def continue_with_more_input(event: BeforeModelCallEvent) -> None:
         # What Strands' background tasks do: a user-role input that Strands merges into the prompt (same role).
         if len(event.agent.messages) == 1:
-            _continuation.add_input(
-                event, _continuation._ContinuationInput(args=[{"role": "user", "content": [{"text": "and more"}]}])
-            )
+            more: list[Message] = [{"role": "user", "content": [{"text": "and more"}]}]
+            _continuation.add_input(event, _continuation._ContinuationInput(args=more))
 
     agent.hooks.add_callback(BeforeModelCallEvent, continue_with_more_input)
     agent("first")
