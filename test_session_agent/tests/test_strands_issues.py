@@ -10,10 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from strands import Agent
+from fastapi.testclient import TestClient
+from strands import Agent, ToolContext, tool
 from strands.agent import _continuation
 from strands.hooks import BeforeModelCallEvent
 from strands.types.content import Message
+from strands.types.interrupt import InterruptResponseContent
 
 from test_session_agent import PostgreSQLSessionManager
 from test_session_agent.models.scripted import ScriptedModel
@@ -75,3 +77,70 @@ def test_issue_4420_stock_repository_session_manager_gets_one_row_per_tracking_i
     stored = repo.list_messages(session_id, "a")
     assert [(m.message_id, m.message) for m in stored] == [(0, merged)]
     repo.close()
+
+
+@tool(context=True)
+def needs_approval(tool_context: ToolContext) -> str:
+    """Ask a human before going on."""
+    answer = tool_context.interrupt("approval", reason="may I?")
+    return f"approved: {answer}"
+
+
+def _session_ids(page: dict[str, Any]) -> list[str]:
+    return [item["session_id"] for item in page["items"]]
+
+
+def test_awaiting_human_and_recent_conversations_filters(backend_url: str, service: TestClient) -> None:
+    """Sessions waiting for a human (pending interrupt), by metadata, and most recently continued first."""
+    tag = uuid.uuid4().hex[:8]
+    ids = [f"list-{tag}-{n}" for n in range(3)]
+    for n, sid in enumerate(ids):
+        metadata = {"tag": tag, "tier": "gold" if n == 1 else "free", "n": n}
+        httpx.post(f"{backend_url}/v1/sessions", json={"session_id": sid, "metadata": metadata}).raise_for_status()
+    waiting = _agent(backend_url, ids[0], tools=[needs_approval])
+    result = waiting("use needs_approval {}")
+    assert result.stop_reason == "interrupt" and result.interrupts
+    _agent(backend_url, ids[2])("hello")
+    _agent(backend_url, ids[1])("hello")  # the most recent turn
+
+    def page(base: str, **params: Any) -> dict[str, Any]:
+        response = httpx.get(f"{base}/v1/sessions", params={"metadata.tag": tag, **params})
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+    assert _session_ids(page(backend_url, awaiting_input="true")) == [ids[0]]
+    assert _session_ids(page(backend_url, awaiting_input="false")) == [ids[2], ids[1]]
+    assert _session_ids(page(backend_url, **{"metadata.tier": "gold"})) == [ids[1]]
+    assert _session_ids(page(backend_url, **{"metadata.n": "2"})) == [ids[2]]
+    assert _session_ids(page(backend_url, **{"metadata.tier": "none"})) == []
+    recent = page(backend_url, order_by="updated_at")
+    assert _session_ids(recent) == [ids[1], ids[2], ids[0]]
+    stamps = [item["updated_at"] for item in recent["items"]]
+    assert stamps == sorted(stamps, reverse=True)
+    # Cursor pagination by updated_at walks every session once, in order; a cursor of one order is refused by another.
+    walked, cursor = [], None
+    while True:
+        one = page(backend_url, order_by="updated_at", limit=1, **({"cursor": cursor} if cursor else {}))
+        walked += _session_ids(one)
+        if (cursor := one["next_cursor"]) is None:
+            break
+        last_cursor = cursor
+    assert walked == _session_ids(recent)
+    refused = httpx.get(f"{backend_url}/v1/sessions", params={"cursor": last_cursor})
+    assert refused.status_code == 422
+    assert httpx.get(f"{backend_url}/v1/sessions", params={"awaiting_input": "maybe"}).status_code == 422
+
+    # The agent service's list passes the filters through.
+    listed = service.get("/sessions", params={"metadata.tag": tag, "awaiting_input": "true"})
+    assert listed.status_code == 200 and _session_ids(listed.json()) == [ids[0]]
+    listed = service.get("/sessions", params={"metadata.tag": tag, "order_by": "updated_at"})
+    assert _session_ids(listed.json()) == [ids[1], ids[2], ids[0]]
+    assert service.get("/sessions", params={"order_by": "nonsense"}).status_code == 422
+
+    # Answering the human's question takes the session out of the waiting list.
+    responses: list[InterruptResponseContent] = [
+        {"interruptResponse": {"interruptId": result.interrupts[0].id, "response": "yes"}}
+    ]
+    waiting(responses)
+    assert _session_ids(page(backend_url, awaiting_input="true")) == []
+    assert _session_ids(page(backend_url, order_by="updated_at"))[0] == ids[0]

@@ -8,10 +8,12 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import orjson
-from fastapi import Header, HTTPException, Query, Response
+from fastapi import Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from ..db.sessions import StoredAgent
 from ..schemas.common import IDENTIFIER_PATTERN, json_size
@@ -25,6 +27,7 @@ from ..schemas.sessions import (
     MultiAgentPublic,
     MultiAgentUpdate,
     SessionCreate,
+    SessionFilter,
     SessionFork,
     SessionForkPublic,
     SessionPage,
@@ -41,16 +44,30 @@ def _agent(agent: StoredAgent, status_code: int = 200) -> Response:
     return json_response(agent.body, status_code, {"ETag": f'"{agent.version}"'})
 
 
-def _encode_cursor(key: tuple[datetime, str]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([key[0].isoformat(), key[1]])).decode().rstrip("=")
+def _encode_cursor(key: tuple[datetime, str], order_by: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([key[0].isoformat(), key[1], order_by])).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+def _decode_cursor(cursor: str, order_by: str) -> tuple[datetime, str]:
     try:
-        created_at, session_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(created_at), str(session_id)
+        # Cursors issued before `order_by` existed hold two fields and mean `created_at`.
+        at, session_id, *rest = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        key = datetime.fromisoformat(at), str(session_id)
     except (binascii.Error, ValueError, TypeError) as e:
         raise HTTPException(422, "cursor is not one this service returned") from e
+    if (rest[0] if rest else "created_at") != order_by:
+        raise HTTPException(422, "cursor was issued for another order_by")
+    return key
+
+
+def _session_filter(request: Request, order_by: str, awaiting_input: bool | None) -> SessionFilter:
+    metadata = {k.removeprefix("metadata."): v for k, v in request.query_params.items() if k.startswith("metadata.")}
+    try:
+        return SessionFilter.model_validate(
+            {"order_by": order_by, "awaiting_input": awaiting_input, "metadata": metadata}
+        )
+    except ValidationError as e:
+        raise RequestValidationError(e.errors()) from e
 
 
 def _parse_if_match(if_match: str | None) -> int | None:
@@ -89,15 +106,23 @@ async def create_session(body: SessionCreate, store: Sessions) -> Response:
 
 @router.get("", response_model=SessionPage)
 async def list_sessions(
+    request: Request,
     store: Sessions,
     actor_id: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN, max_length=256)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    order_by: Annotated[Literal["created_at", "updated_at"], Query()] = "created_at",
+    awaiting_input: Annotated[bool | None, Query()] = None,
 ) -> Response:
-    """List live sessions newest first, optionally of one actor, with keyset pagination."""
-    after = _decode_cursor(cursor) if cursor else None
-    items, next_key = await store.list_sessions(actor_id=actor_id, limit=limit, after=after)
-    next_cursor = orjson.dumps(_encode_cursor(next_key) if next_key else None).decode()
+    """List live sessions newest first (`order_by`), optionally of one actor, with keyset pagination.
+
+    `awaiting_input=true` keeps sessions whose agent holds a pending interrupt; `metadata.<key>=<value>` (repeatable
+    with other keys) keeps sessions whose metadata holds that value (see `SessionFilter`).
+    """
+    filters = _session_filter(request, order_by, awaiting_input)
+    after = _decode_cursor(cursor, order_by) if cursor else None
+    items, next_key = await store.list_sessions(actor_id=actor_id, limit=limit, after=after, filters=filters)
+    next_cursor = orjson.dumps(_encode_cursor(next_key, order_by) if next_key else None).decode()
     return json_response(f'{{"items":[{",".join(items)}],"next_cursor":{next_cursor}}}')
 
 

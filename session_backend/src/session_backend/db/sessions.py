@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from ..schemas.sessions import SessionFilter
 from ..sql import agents as agents_sql
 from ..sql import fork as fork_sql
 from ..sql import messages as messages_sql
@@ -96,22 +97,37 @@ class SessionStore:
         return str(row)
 
     async def list_sessions(
-        self, *, actor_id: str | None, limit: int, after: tuple[datetime, str] | None
+        self,
+        *,
+        actor_id: str | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+        filters: SessionFilter | None = None,
     ) -> tuple[list[str], tuple[datetime, str] | None]:
-        """List live sessions newest first.
+        """List live sessions newest first (by `filters.order_by`).
 
         Args:
             actor_id: only sessions of this actor, when given.
             limit: page size (rows).
-            after: keyset position `(created_at, session_id)` of the last row of the previous page.
+            after: keyset position `(order_by value, session_id)` of the last row of the previous page.
+            filters: order and filters (pending interrupt, metadata); None: newest created first, unfiltered.
 
         Returns:
             The page as JSON texts (at most `limit` rows and about `MAX_PAGE_BYTES`), and the keyset position to
             continue from (None on the last page).
         """
+        filters = filters or SessionFilter()
         after_ts, after_id = after if after else (None, None)
         rows = await self.pool.fetch(
-            sessions_sql.LIST_SESSIONS, actor_id, after_ts, after_id, limit + 1, MAX_PAGE_BYTES
+            sessions_sql.LIST_SESSIONS[filters.order_by],
+            actor_id,
+            after_ts,
+            after_id,
+            limit + 1,
+            MAX_PAGE_BYTES,
+            filters.awaiting_input,
+            list(filters.metadata),
+            list(filters.metadata.values()),
         )
         page = rows[:limit]
         more = bool(rows) and int(rows[0]["fetched"]) > len(page)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -50,6 +50,29 @@ class SessionForkPublic(Body):
     agents: int
     messages: int
     multi_agents: int
+
+
+MAX_METADATA_FILTERS = 16
+
+
+class SessionFilter(Body):
+    """How `GET /v1/sessions` orders and filters (query `order_by`, `awaiting_input`, `metadata.<key>=<value>`).
+
+    Attributes:
+        order_by: `created_at` (newest created first) or `updated_at` (most recently written first: every committed
+            turn moves it), as LangGraph's thread search sorts.
+        awaiting_input: true: only sessions with an agent holding a pending interrupt (waiting for a human); false:
+            only those without; None: both.
+        metadata: key → value: only sessions whose metadata holds each key with that value (compared as JSON text,
+            strings unquoted: `metadata.tier=gold`, `metadata.priority=3`, `metadata.vip=true`).
+    """
+
+    order_by: Literal["created_at", "updated_at"] = "created_at"
+    awaiting_input: bool | None = None
+    metadata: Annotated[
+        dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], Annotated[str, Field(max_length=1024)]],
+        Field(max_length=MAX_METADATA_FILTERS),
+    ] = Field(default_factory=dict)
 
 
 class SessionPage(Body):
