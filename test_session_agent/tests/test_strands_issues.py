@@ -13,11 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 from strands import Agent, ToolContext, tool
 from strands.agent import _continuation
+from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.hooks import BeforeModelCallEvent
+from strands.session.snapshot_session_manager import SnapshotSessionManager
 from strands.types.content import Message
 from strands.types.interrupt import InterruptResponseContent
 
-from test_session_agent import PostgreSQLSessionManager
+from test_session_agent import PostgreSQLSessionManager, PostgreSQLStorage
 from test_session_agent.models.scripted import ScriptedModel
 
 pytestmark = pytest.mark.integration
@@ -144,3 +146,74 @@ def test_awaiting_human_and_recent_conversations_filters(backend_url: str, servi
     waiting(responses)
     assert _session_ids(page(backend_url, awaiting_input="true")) == []
     assert _session_ids(page(backend_url, order_by="updated_at"))[0] == ids[0]
+
+
+def _snapshot_agent(backend_url: str, session_id: str, prefix: str = "") -> Agent:
+    return Agent(
+        model=ScriptedModel(),
+        agent_id="default",
+        session_manager=SnapshotSessionManager(session_id, storage=PostgreSQLStorage(backend_url, prefix=prefix)),
+        conversation_manager=SlidingWindowConversationManager(window_size=4),
+        callback_handler=None,
+    )
+
+
+def test_issue_3663_message_log_converts_to_snapshot_session_and_back(backend_url: str) -> None:
+    """#3663: a message-log session becomes a `SnapshotSessionManager` session (and back) that Strands restores."""
+    session_id = f"i3663-{uuid.uuid4().hex[:10]}"
+    logged = _agent(backend_url, session_id, conversation_manager=SlidingWindowConversationManager(window_size=4))
+    for n in range(3):
+        logged.state.set("turns", n + 1)
+        logged(f"prompt {n}")
+    assert logged.conversation_manager.removed_message_count > 0  # the window, not the whole log, is restored
+
+    convert = f"{backend_url}/v1/sessions/{session_id}/convert"
+    response = httpx.post(convert, json={"to": "snapshot", "storage_prefix": "tenant-a/"})
+    assert response.status_code == 200, response.text
+    assert response.json()["agents"] == [
+        {
+            "agent_id": "default",
+            "messages": 4,
+            "key": f"tenant-a/session/{session_id}/scopes/agent/default/snapshots/snapshot_latest.json",
+        }
+    ]
+    assert httpx.post(convert, json={"to": "snapshot", "storage_prefix": "tenant-a/"}).status_code == 409
+
+    snapshotted = _snapshot_agent(backend_url, session_id, prefix="tenant-a")
+    assert snapshotted.messages == logged.messages
+    assert snapshotted.state.get() == {"turns": 3}
+    assert snapshotted.conversation_manager.get_state() == logged.conversation_manager.get_state()
+    snapshotted.state.set("turns", 4)
+    assert "prompt 3" in str(snapshotted("prompt 3"))  # the snapshot session goes on
+
+    # And back: the snapshot session (one turn further) becomes the message log again, restored by Strands.
+    assert httpx.post(convert, json={"to": "messages", "storage_prefix": "tenant-a/"}).status_code == 409
+    response = httpx.post(convert, json={"to": "messages", "storage_prefix": "tenant-a/", "replace": True})
+    assert response.status_code == 200, response.text
+    restored = _agent(backend_url, session_id, conversation_manager=SlidingWindowConversationManager(window_size=4))
+    assert restored.messages == snapshotted.messages
+    assert restored.state.get() == {"turns": 4}
+    history = httpx.get(f"{backend_url}/v1/sessions/{session_id}/agents/default/messages").json()
+    assert [m["message_id"] for m in history] == list(range(len(snapshotted.messages)))
+
+
+def test_issue_3663_snapshot_session_converts_to_a_new_message_log(backend_url: str) -> None:
+    """A session only `SnapshotSessionManager` ever wrote becomes a message-log session (created by the convert)."""
+    session_id = f"i3663b-{uuid.uuid4().hex[:10]}"
+    snapshotted = _snapshot_agent(backend_url, session_id)
+    snapshotted.state.set("k", 25)
+    snapshotted("hello")
+    snapshotted("again")
+    response = httpx.post(f"{backend_url}/v1/sessions/{session_id}/convert", json={"to": "messages"})
+    assert response.status_code == 200, response.text
+    restored = _agent(backend_url, session_id)
+    assert restored.messages == snapshotted.messages
+    assert restored.state.get() == {"k": 25}
+    assert "turn 3" in str(restored("third"))
+
+    missing = httpx.post(f"{backend_url}/v1/sessions/nope-{session_id}/convert", json={"to": "messages"})
+    assert missing.status_code == 404
+    assert (
+        httpx.post(f"{backend_url}/v1/sessions/nope-{session_id}/convert", json={"to": "snapshot"}).status_code == 404
+    )
+    assert httpx.post(f"{backend_url}/v1/sessions/{session_id}/convert", json={"to": "x"}).status_code == 422

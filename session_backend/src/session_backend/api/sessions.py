@@ -26,6 +26,8 @@ from ..schemas.sessions import (
     MultiAgentCreate,
     MultiAgentPublic,
     MultiAgentUpdate,
+    SessionConvert,
+    SessionConverted,
     SessionCreate,
     SessionFilter,
     SessionFork,
@@ -33,7 +35,7 @@ from ..schemas.sessions import (
     SessionPage,
     SessionPublic,
 )
-from .deps import AgentId, MessageIdPath, MultiAgentId, SessionId, Sessions, json_response, v1_router
+from .deps import AgentId, Converter, MessageIdPath, MultiAgentId, SessionId, Sessions, json_response, v1_router
 from .errors import PROBLEM_RESPONSES
 
 router = v1_router("/sessions", tags=["sessions"])
@@ -239,3 +241,14 @@ async def fork_session(session_id: SessionId, body: SessionFork, store: Sessions
         session_id, body.new_session_id, ttl_seconds=body.ttl_seconds, actor_id=body.actor_id
     )
     return json_response(f'{{"session":{session},{orjson.dumps(counts).decode()[1:]}', 201)
+
+
+@router.post("/{session_id}/convert", response_model=SessionConverted, responses=PROBLEM_RESPONSES)
+async def convert_session(session_id: SessionId, body: SessionConvert, converter: Converter) -> SessionConverted:
+    """Convert the session's message log to Strands' `SnapshotSessionManager` snapshots, or back (one transaction).
+
+    404: no such session (or no snapshot of it); 409: the target holds an agent already and `replace` is false;
+    422: a stored snapshot Strands did not write, or a bad `storage_prefix`.
+    """
+    agents = await converter.convert(session_id, body.to, prefix=body.storage_prefix, replace=body.replace)
+    return SessionConverted.model_validate({"session_id": session_id, "to": body.to, "agents": agents})

@@ -145,3 +145,34 @@ class MultiAgentPublic(Body):
 
     id: str
     state: JsonObject
+
+
+class SessionConvert(Body):
+    """`POST /v1/sessions/{session_id}/convert`: the message log to Strands' snapshots, or back (#3663).
+
+    Attributes:
+        to: `snapshot`: each agent's log becomes its `SnapshotSessionManager` `snapshot_latest`; `messages`: each
+            agent's `snapshot_latest` becomes its message log (the session is created when missing).
+        storage_prefix: the `PostgreSQLStorage(prefix=...)` of the snapshot side ("" or ending with `/`).
+        replace: overwrite what the target holds already (else 409, nothing written).
+    """
+
+    to: Literal["snapshot", "messages"]
+    storage_prefix: Annotated[str, StringConstraints(max_length=512)] = ""
+    replace: bool = False
+
+
+class ConvertedAgent(Body):
+    """An agent converted: its messages converted and the snapshot's storage key (source or target)."""
+
+    agent_id: str
+    messages: int
+    key: str
+
+
+class SessionConverted(Body):
+    """The result of a conversion; the source is kept."""
+
+    session_id: str
+    to: Literal["snapshot", "messages"]
+    agents: list[ConvertedAgent]
