@@ -217,3 +217,66 @@ def test_issue_3663_snapshot_session_converts_to_a_new_message_log(backend_url: 
         httpx.post(f"{backend_url}/v1/sessions/nope-{session_id}/convert", json={"to": "snapshot"}).status_code == 404
     )
     assert httpx.post(f"{backend_url}/v1/sessions/{session_id}/convert", json={"to": "x"}).status_code == 422
+
+
+class CountingModel(ScriptedModel):
+    """The scripted model, counting its calls (a restore must make none)."""
+
+    calls = 0
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        CountingModel.calls += 1
+        return super().stream(*args, **kwargs)
+
+
+def _reduced_agent(backend_url: str, session_id: str, manager: Any) -> Agent:
+    return Agent(
+        model=CountingModel(),
+        agent_id="default",
+        session_manager=PostgreSQLSessionManager(session_id, base_url=backend_url),
+        conversation_manager=manager,
+        callback_handler=None,
+    )
+
+
+def test_issue_4027_pin_first_window_restored_exactly(backend_url: str) -> None:
+    """#4027: a sliding window with `pin_first` came back as the log's tail: the pinned first message was lost."""
+    session_id = f"i4027-{uuid.uuid4().hex[:10]}"
+    live = _reduced_agent(backend_url, session_id, SlidingWindowConversationManager(window_size=4, pin_first=1))
+    for n in range(4):
+        live(f"prompt {n}")
+    assert live.messages[0]["content"] == [{"text": "prompt 0"}]  # pinned, kept at the head of the window
+    assert len(live.messages) < 8  # reduced
+
+    restored = _reduced_agent(backend_url, session_id, SlidingWindowConversationManager(window_size=4, pin_first=1))
+    assert restored.messages == live.messages
+    history = httpx.get(f"{backend_url}/v1/sessions/{session_id}/agents/default/messages").json()
+    assert len(history) == 8  # the full log stays readable
+    assert "first: prompt 0" in str(restored("prompt 4"))  # the model sees the pinned message
+
+
+def test_issue_4270_summarized_window_restored_without_model_call(backend_url: str) -> None:
+    """#4270: a summarizing reduction (with `pin_first`) is restored as the previous process had it, no model call."""
+    from strands.agent.conversation_manager import SummarizingConversationManager
+
+    def manager() -> SummarizingConversationManager:
+        return SummarizingConversationManager(summary_ratio=0.5, preserve_recent_messages=2, pin_first=2)
+
+    session_id = f"i4270-{uuid.uuid4().hex[:10]}"
+    live = _reduced_agent(backend_url, session_id, manager())
+    for n in range(4):
+        live(f"prompt {n}")
+    live.conversation_manager.reduce_context(live)  # what Strands does on a context overflow: a model call
+    live("prompt 4")  # the turn's batch records the reduced window
+    assert any("summary" in str(m).lower() or m["role"] == "user" for m in live.messages[:3])
+    assert len(live.messages) < 10
+
+    calls = CountingModel.calls
+    restored = _reduced_agent(backend_url, session_id, manager())
+    assert CountingModel.calls == calls  # no model call to restore
+    assert restored.messages == live.messages
+    assert restored.conversation_manager.get_state() == live.conversation_manager.get_state()
+    restored("prompt 5")
+    assert CountingModel.calls == calls + 1  # the turn's own call only
+    history = httpx.get(f"{backend_url}/v1/sessions/{session_id}/agents/default/messages").json()
+    assert len(history) == 12

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import Header, HTTPException, Query, Request, Response
@@ -252,3 +252,14 @@ async def convert_session(session_id: SessionId, body: SessionConvert, converter
     """
     agents = await converter.convert(session_id, body.to, prefix=body.storage_prefix, replace=body.replace)
     return SessionConverted.model_validate({"session_id": session_id, "to": body.to, "agents": agents})
+
+
+@router.get("/{session_id}/agents/{agent_id}/context-window", responses=PROBLEM_RESPONSES)
+async def get_context_window(session_id: SessionId, agent_id: AgentId, store: Sessions) -> dict[str, Any]:
+    """The agent's context window as its last turn left it (after its conversation manager's reductions).
+
+    `{items: [{message_id, message}]}`: stored messages by id, summaries and changed messages as recorded
+    (`message_id` null, or the id of the message it replaces), then messages stored since. 404 when none was recorded
+    (restore as Strands does). `/messages` keeps the full log.
+    """
+    return await store.get_context_window(session_id, agent_id)

@@ -192,8 +192,10 @@ MIGRATIONS: list[str] = [
     # 10: each installed SQL function's version, so a rolling deploy never installs an older one over a newer one.
     "ALTER TABLE schema_functions ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 0",
     # 11: each message's Strands `tracking_id` (one row per tracking id: a message merged in place by Strands is
-    # replaced in place, strands-agents #4420), and sessions listed by their last committed turn.
+    # replaced in place, strands-agents #4420), sessions listed by their last committed turn, and each agent's
+    # context window after its conversation manager's reductions (#4270, #4027; see `db/context_window.py`).
     """
+    ALTER TABLE agents ADD COLUMN IF NOT EXISTS context_window jsonb;
     ALTER TABLE messages ADD COLUMN IF NOT EXISTS tracking_id text;
     UPDATE messages SET tracking_id = message->>'tracking_id'
     WHERE tracking_id IS NULL AND message->>'tracking_id' IS NOT NULL;

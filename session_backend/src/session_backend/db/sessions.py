@@ -297,6 +297,38 @@ class SessionStore:
             return "[]"
         return "[" + ",".join([r[0] for r in rows]) + "]"
 
+    async def get_context_window(self, session_id: str, agent_id: str) -> dict[str, Any]:
+        """The agent's context window as its last turn left it, resolved to messages (strands-agents #4270, #4027).
+
+        Entries referring to a stored message give that message (its redacted form when redacted); entries of their
+        own (summaries, messages a conversation manager changed) are given as stored; messages stored after the window
+        was taken follow it.
+
+        Returns:
+            `{"items": [{"message_id": int | None, "message": {...}, "stored": bool}]}` in window order (`stored`:
+            the stored message itself; else a message of the window's own, replacing `message_id` when not null).
+
+        Raises:
+            NotFound: no such session or agent, or no window recorded for it.
+        """
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            row = await conn.fetchrow(messages_sql.SELECT_CONTEXT_WINDOW, session_id, agent_id)
+            if row is None or row[0] is None:
+                raise NotFound(f"no context window of agent {agent_id!r} in session {session_id!r}")
+            window = row[0]
+            refs = [e["message_id"] for e in window["entries"] if e.get("message") is None]
+            rows = await conn.fetch(messages_sql.SELECT_WINDOW_MESSAGES, session_id, agent_id, refs, window["upto"])
+        stored = {r["message_id"]: r["redact_message"] or r["message"] for r in rows}
+        items = [
+            {"message_id": e.get("message_id"), "message": e["message"], "stored": False}
+            if e.get("message") is not None
+            else {"message_id": e["message_id"], "message": stored[e["message_id"]], "stored": True}
+            for e in window["entries"]
+            if e.get("message") is not None or e["message_id"] in stored
+        ]
+        items += [{"message_id": i, "message": m, "stored": True} for i, m in stored.items() if i > window["upto"]]
+        return {"items": items}
+
     # multi-agent state
 
     async def create_multi_agent(self, session_id: str, multi_agent_id: str, state: dict[str, Any]) -> str:

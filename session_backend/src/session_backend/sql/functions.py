@@ -39,7 +39,8 @@ class SqlFunction:
 # `record_turn` {turn_id, idempotency_key, result} names the turn the batch commits (see `sql/turns.py`);
 # `release_lease` {} ends `p_lease_owner`'s lease with the commit (version 2; version 2 also holds the fenced lease
 # row FOR SHARE until the commit; version 3: a `create_message` whose `tracking_id` is held by another row of the agent
-# replaces that row in place, strands-agents #4420, and every call moves the session's `updated_at`). Every
+# replaces that row in place, strands-agents #4420, every call moves the session's `updated_at`, and
+# `set_context_window` {agent_id, window} stores the agent's reduced context window). Every
 # successful call moves the expiry of a session with a `ttl_seconds` (sliding expiry, see `sql/sessions.py`).
 SESSION_BACKEND_WRITE = SqlFunction(
     "session_backend_write",
@@ -98,6 +99,19 @@ BEGIN
                     USING ERRCODE = 'SB409';
             END IF;
             status := 'recorded';
+            version := NULL;
+            body := NULL;
+            RETURN NEXT;
+            CONTINUE;
+        ELSIF op->>'op' = 'set_context_window' THEN
+            -- The agent's context window after its conversation manager's reductions (version 3, see
+            -- `db/context_window.py`): references to stored messages and the messages it replaced or summarized.
+            UPDATE agents a SET context_window = CASE WHEN op->>'window' IS NULL THEN NULL ELSE op->'window' END
+            WHERE a.session_id = p_session_id AND a.agent_id = op->>'agent_id';
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'agent % not found in session %', op->>'agent_id', p_session_id USING ERRCODE = 'SB404';
+            END IF;
+            status := 'windowed';
             version := NULL;
             body := NULL;
             RETURN NEXT;
