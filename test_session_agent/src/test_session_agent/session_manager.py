@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from strands.agent.conversation_manager import NullConversationManager
 from strands.bidi.agent import BidiAgent
 from strands.bidi.hooks import BidiAgentStopEvent, BidiBeforeConnectionRestartEvent
 from strands.hooks import (
@@ -363,8 +364,11 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
 
     def _context_window_ops(self, agent: Any) -> list[dict[str, Any]]:
         """The `set_context_window` operation recording the agent's window after the turn's reductions, if needed."""
+        manager = getattr(agent, "conversation_manager", None)
+        if manager is None or isinstance(manager, NullConversationManager):
+            return []  # it never reduces: the log is the window (and no fingerprints are computed per turn)
         stored = self._stored.setdefault(agent.agent_id, StoredMessages())
-        removed = getattr(getattr(agent, "conversation_manager", None), "removed_message_count", 0)
+        removed = getattr(manager, "removed_message_count", 0)
         window = stored.window(agent.messages, removed)
         if window is None and not stored.window_stored:
             return []
