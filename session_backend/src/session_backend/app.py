@@ -22,6 +22,7 @@ from .api import actors, health, memories, profiles, sessions, storage, turns
 from .api.deps import require_api_key
 from .api.errors import EXCEPTION_HANDLERS
 from .api.hotpath import HotPath
+from .db.convert import SessionConverter
 from .db.erasure import ErasureStore
 from .db.errors import UNAVAILABLE_ERRORS
 from .db.group_commit import Writer
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.memories = ActorMemoryStore(pool)
         app.state.storage = StorageStore(pool)
         app.state.erasures = ErasureStore(pool)
+        app.state.converter = SessionConverter(pool)
         app.state.housekeeping = Housekeeping(pool)
         metrics.pool = pool
         sweeper = asyncio.create_task(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from strands.agent.agent_result import AgentResult
+from strands.agent.conversation_manager import NullConversationManager
 from strands.bidi.agent import BidiAgent
 from strands.bidi.hooks import BidiAgentStopEvent, BidiBeforeConnectionRestartEvent
 from strands.hooks import (
@@ -31,6 +32,7 @@ from strands.hooks import (
 from strands.session.repository_session_manager import RepositorySessionManager
 from strands.types.session import SessionAgent, SessionMessage
 
+from ._context_window import StoredMessages
 from ._http import DEFAULT_BASE_URL
 from ._messages import gc_paused
 from .exceptions import BackendUnavailableError
@@ -132,6 +134,8 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         self._bidi_synced_state: dict[str, Any] = {}
         self._bidi_kept_state: dict[str, dict[str, Any]] = {}
         self._restoring: Any = None
+        # Per agent: what the backend holds of its messages, to record its reduced context window with each turn.
+        self._stored: dict[str, StoredMessages] = {}
         RepositorySessionManager.__init__(self, session_id=session_id, session_repository=self)
 
     def begin_turn(self, context: TurnContext) -> None:
@@ -186,8 +190,28 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         try:
             with gc_paused():
                 super().initialize(agent, **kwargs)
+                if not isinstance(agent, BidiAgent):
+                    self._restore_context_window(agent)
         finally:
             self._restoring = None
+
+    def _restore_context_window(self, agent: Any) -> None:
+        """Rebuild the context window the agent's last turn recorded (#4270, #4027); none: Strands' restore stands."""
+        stored = self._stored[agent.agent_id] = StoredMessages()
+        records = self._held_records.get(agent.agent_id, [])
+        for record in records:
+            stored.stored(record.message_id, record.to_message())
+        if not records:
+            return
+        window = self.read_context_window(self.session_id, agent.agent_id)
+        if window is None:
+            return
+        stored.window_stored = True
+        agent.messages = [item["message"] for item in window]
+        for item in window:
+            if item["stored"]:
+                stored.stored(item["message_id"], item["message"])
+        logger.debug("session_id=<%s>, messages=<%d> | restored context window", self.session_id, len(window))
 
     def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
         """Read the agent; while restoring, reconcile what an `Agent` and a `BidiAgent` store of it.
@@ -208,6 +232,24 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         elif not session_agent.conversation_manager_state and hasattr(agent, "conversation_manager"):
             session_agent.conversation_manager_state = agent.conversation_manager.get_state()
         return session_agent
+
+    def append_message(self, message: Any, agent: Any, **kwargs: Any) -> None:
+        """Append a message; one Strands merged into the latest (same `tracking_id`) replaces that one in place.
+
+        Strands 1.62 merges a same-role continuation into the live message and reports it as added (strands-agents
+        #4420): stored as a new row, a restore would show the turn twice. It is written as an update of the held
+        row instead, so message ids stay contiguous (the backend also replaces a row by tracking id).
+        """
+        latest = self._latest_agent_message.get(agent.agent_id)
+        tracking_id = message.get("tracking_id")
+        if latest is not None and tracking_id is not None and latest.message.get("tracking_id") == tracking_id:
+            logger.debug(
+                "session_id=<%s>, tracking_id=<%s> | merged message replaces its row", self.session_id, tracking_id
+            )
+            latest.message = message
+            self.update_message(self.session_id, agent.agent_id, latest)
+            return
+        super().append_message(message, agent, **kwargs)
 
     def _agent_message_added(self, event: MessageAddedEvent[Any]) -> None:
         if isinstance(event.agent, BidiAgent):
@@ -326,6 +368,7 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         if not any(op["op"] == "update_agent" for op in pending):
             # Every committed turn bumps the agent's version, so a writer holding a stale copy is refused (412).
             pending.append({"op": "update_agent", "agent": SessionAgent.from_agent(event.agent).to_dict()})
+        pending += self._context_window_ops(event.agent)
         operations = _coalesce(pending, self._agent_versions, self.session_id)
         # Every batch names its turn, so that a commit whose answer is lost can be resolved (`_begin_batch`).
         answer = {
@@ -360,14 +403,33 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             self.unresolved_turn_id = turn_id
             raise
 
+    def _context_window_ops(self, agent: Any) -> list[dict[str, Any]]:
+        """The `set_context_window` operation recording the agent's window after the turn's reductions, if needed."""
+        manager = getattr(agent, "conversation_manager", None)
+        if manager is None or isinstance(manager, NullConversationManager):
+            return []  # it never reduces: the log is the window (and no fingerprints are computed per turn)
+        stored = self._stored.setdefault(agent.agent_id, StoredMessages())
+        removed = getattr(manager, "removed_message_count", 0)
+        window = stored.window(agent.messages, removed)
+        if window is None and not stored.window_stored:
+            return []
+        stored.window_stored = window is not None
+        return [{"op": "set_context_window", "agent_id": agent.agent_id, "window": window}]
+
     def create_message(self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any) -> None:
         """Append a message now, or at the end of the running invocation when batching."""
+        self._stored.setdefault(agent_id, StoredMessages()).stored(
+            session_message.message_id, session_message.to_message()
+        )
         if self._pending is None:
             return super().create_message(session_id, agent_id, session_message, **kwargs)
         self._pending.append({"op": "create_message", "agent_id": agent_id, "message": session_message.to_dict()})
 
     def update_message(self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any) -> None:
         """Replace a message now, or at the end of the running invocation when batching."""
+        self._stored.setdefault(agent_id, StoredMessages()).stored(
+            session_message.message_id, session_message.to_message()
+        )
         if self._pending is None:
             return super().update_message(session_id, agent_id, session_message, **kwargs)
         self._pending.append({"op": "update_message", "agent_id": agent_id, "message": session_message.to_dict()})

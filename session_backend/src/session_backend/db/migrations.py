@@ -210,6 +210,20 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX IF NOT EXISTS erasures_actor_idx ON erasures (actor_digest, erased_at);
     """,
+    # 13: each message's Strands `tracking_id` (one row per tracking id: a message merged in place by Strands is
+    # replaced in place, strands-agents #4420), sessions listed by their last committed turn, and each agent's
+    # context window after its conversation manager's reductions (#4270, #4027; see `db/context_window.py`).
+    """
+    ALTER TABLE agents ADD COLUMN IF NOT EXISTS context_window jsonb;
+    ALTER TABLE messages ADD COLUMN IF NOT EXISTS tracking_id text;
+    UPDATE messages SET tracking_id = message->>'tracking_id'
+    WHERE tracking_id IS NULL AND message->>'tracking_id' IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS messages_tracking_idx
+        ON messages (session_id, agent_id, tracking_id) WHERE tracking_id IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS sessions_updated_idx ON sessions (updated_at DESC, session_id DESC);
+    CREATE INDEX IF NOT EXISTS sessions_actor_updated_idx
+        ON sessions (actor_id, updated_at DESC, session_id DESC) WHERE actor_id IS NOT NULL;
+    """,
 ]
 
 SELECT_FUNCTION_RECORD = "SELECT sha256, version FROM schema_functions WHERE name = $1"

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from ..schemas.sessions import SessionFilter
 from ..sql import agents as agents_sql
 from ..sql import fork as fork_sql
 from ..sql import messages as messages_sql
@@ -96,22 +97,37 @@ class SessionStore:
         return str(row)
 
     async def list_sessions(
-        self, *, actor_id: str | None, limit: int, after: tuple[datetime, str] | None
+        self,
+        *,
+        actor_id: str | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+        filters: SessionFilter | None = None,
     ) -> tuple[list[str], tuple[datetime, str] | None]:
-        """List live sessions newest first.
+        """List live sessions newest first (by `filters.order_by`).
 
         Args:
             actor_id: only sessions of this actor, when given.
             limit: page size (rows).
-            after: keyset position `(created_at, session_id)` of the last row of the previous page.
+            after: keyset position `(order_by value, session_id)` of the last row of the previous page.
+            filters: order and filters (pending interrupt, metadata); None: newest created first, unfiltered.
 
         Returns:
             The page as JSON texts (at most `limit` rows and about `MAX_PAGE_BYTES`), and the keyset position to
             continue from (None on the last page).
         """
+        filters = filters or SessionFilter()
         after_ts, after_id = after if after else (None, None)
         rows = await self.pool.fetch(
-            sessions_sql.LIST_SESSIONS, actor_id, after_ts, after_id, limit + 1, MAX_PAGE_BYTES
+            sessions_sql.LIST_SESSIONS[filters.order_by],
+            actor_id,
+            after_ts,
+            after_id,
+            limit + 1,
+            MAX_PAGE_BYTES,
+            filters.awaiting_input,
+            list(filters.metadata),
+            list(filters.metadata.values()),
         )
         page = rows[:limit]
         more = bool(rows) and int(rows[0]["fetched"]) > len(page)
@@ -280,6 +296,38 @@ class SessionStore:
         if rows[0][0] is None:
             return "[]"
         return "[" + ",".join([r[0] for r in rows]) + "]"
+
+    async def get_context_window(self, session_id: str, agent_id: str) -> dict[str, Any]:
+        """The agent's context window as its last turn left it, resolved to messages (strands-agents #4270, #4027).
+
+        Entries referring to a stored message give that message (its redacted form when redacted); entries of their
+        own (summaries, messages a conversation manager changed) are given as stored; messages stored after the window
+        was taken follow it.
+
+        Returns:
+            `{"items": [{"message_id": int | None, "message": {...}, "stored": bool}]}` in window order (`stored`:
+            the stored message itself; else a message of the window's own, replacing `message_id` when not null).
+
+        Raises:
+            NotFound: no such session or agent, or no window recorded for it.
+        """
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            row = await conn.fetchrow(messages_sql.SELECT_CONTEXT_WINDOW, session_id, agent_id)
+            if row is None or row[0] is None:
+                raise NotFound(f"no context window of agent {agent_id!r} in session {session_id!r}")
+            window = row[0]
+            refs = [e["message_id"] for e in window["entries"] if e.get("message") is None]
+            rows = await conn.fetch(messages_sql.SELECT_WINDOW_MESSAGES, session_id, agent_id, refs, window["upto"])
+        stored = {r["message_id"]: r["redact_message"] or r["message"] for r in rows}
+        items = [
+            {"message_id": e.get("message_id"), "message": e["message"], "stored": False}
+            if e.get("message") is not None
+            else {"message_id": e["message_id"], "message": stored[e["message_id"]], "stored": True}
+            for e in window["entries"]
+            if e.get("message") is not None or e["message_id"] in stored
+        ]
+        items += [{"message_id": i, "message": m, "stored": True} for i, m in stored.items() if i > window["upto"]]
+        return {"items": items}
 
     # multi-agent state
 

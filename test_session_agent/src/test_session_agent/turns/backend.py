@@ -7,7 +7,7 @@ only the agent service asks of the backend, on the same keep-alive `httpx.Client
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -142,13 +142,26 @@ class ServiceBackend(BackendClientOwner):
 
     # sessions
 
-    def list_sessions_json(self, actor_id: str | None = None, limit: int = 50, cursor: str | None = None) -> bytes:
+    def list_sessions_json(
+        self,
+        actor_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        filters: Mapping[str, str] | None = None,
+    ) -> bytes:
         """A page of sessions, newest first, as the backend's JSON bytes (passed on unchanged by the service).
+
+        Args:
+            actor_id: only this actor's sessions.
+            limit: page size.
+            cursor: `next_cursor` of the previous page.
+            filters: the backend's other query parameters, passed as given (`order_by`, `awaiting_input`,
+                `metadata.<key>`).
 
         Raises:
             BackendRequestError: the backend refused the query (e.g. a cursor it never issued: status 422).
         """
-        params: dict[str, Any] = {"limit": limit}
+        params: dict[str, Any] = dict(filters or {}) | {"limit": limit}
         if actor_id:
             params["actor_id"] = actor_id
         if cursor:
