@@ -10,8 +10,9 @@ from collections import deque
 from typing import Any, NamedTuple
 
 import asyncpg
-import orjson
 from asyncpg.pool import PoolConnectionProxy
+
+from service_kit import jsoncodec
 
 from ..sql import functions as functions_sql
 from .errors import from_postgres
@@ -196,9 +197,9 @@ class Writer:
         """
         if self.group_commit is not None:
             try:
-                text = orjson.dumps(operations).decode()
-            except orjson.JSONEncodeError:
-                text = None  # refused by the jsonb codec below, with the error a client gets without group commit
+                text = jsoncodec.dumps(operations).decode()
+            except ValueError:
+                text = None  # refused by the json codec below, with the error a client gets without group commit
             if text is not None:
                 return await self.group_commit.write(session_id, text, lease_owner)
         try:

@@ -40,19 +40,23 @@ class SqlFunction:
 # `release_lease` {} ends `p_lease_owner`'s lease with the commit (version 2; version 2 also holds the fenced lease
 # row FOR SHARE until the commit). Every
 # successful call moves the expiry of a session with a `ttl_seconds` (sliding expiry, see `sql/sessions.py`).
+# Version 3 takes `p_ops` as `json` (an overload next to version 2's `jsonb` one, which older replicas keep calling):
+# content is copied as the text it was sent as (U+0000 and numbers of any size kept, migration 11), and a retry is
+# recognised by equal text (the backend encodes every operation with one codec, `service_kit.jsoncodec`, so equal
+# values give equal text; key order counts).
 SESSION_BACKEND_WRITE = SqlFunction(
     "session_backend_write",
-    version=2,
+    version=3,
     definition=rf"""
-CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops jsonb, p_lease_owner text)
+CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops json, p_lease_owner text)
 RETURNS TABLE (status text, version bigint, body text)
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    op jsonb;
-    msg jsonb;
+    op json;
+    msg json;
     v_agent text;
     v_message_id integer;
-    v_redact jsonb;
+    v_redact json;
     v_created timestamptz;
     v_updated timestamptz;
     v_same boolean;
@@ -72,7 +76,7 @@ BEGIN
                 USING ERRCODE = 'SB423';
         END IF;
     END IF;
-    FOR op IN SELECT value FROM jsonb_array_elements(p_ops) LOOP
+    FOR op IN SELECT value FROM json_array_elements(p_ops) LOOP
         IF op->>'op' = 'check_incarnation' THEN
             -- A writer whose copy was read from an earlier life of this session id must not write into this one.
             IF NOT EXISTS (SELECT 1 FROM sessions s
@@ -119,7 +123,7 @@ BEGIN
             msg := op->'message';
             v_agent := op->>'agent_id';
             v_message_id := (msg->>'message_id')::integer;
-            v_redact := CASE WHEN jsonb_typeof(msg->'redact_message') = 'object' THEN msg->'redact_message' END;
+            v_redact := CASE WHEN json_typeof(msg->'redact_message') = 'object' THEN msg->'redact_message' END;
             PERFORM 1 FROM agents a WHERE a.session_id = p_session_id AND a.agent_id = v_agent;
             IF NOT FOUND THEN
                 RAISE EXCEPTION 'agent % not found in session %', v_agent, p_session_id USING ERRCODE = 'SB404';
@@ -134,7 +138,7 @@ BEGIN
             SET state = msg->'state', conversation_manager_state = msg->'conversation_manager_state',
                 internal_state = msg->'internal_state', updated_at = v_updated, version = a.version + 1
             WHERE a.session_id = p_session_id AND a.agent_id = v_agent
-              AND (op->'if_version' IS NULL OR jsonb_typeof(op->'if_version') = 'null'
+              AND (op->'if_version' IS NULL OR json_typeof(op->'if_version') = 'null'
                    OR a.version = (op->>'if_version')::bigint)
             RETURNING 'updated', a.version, {AGENT_JSON}::text INTO status, version, body;
             IF NOT FOUND THEN
@@ -156,7 +160,8 @@ BEGIN
             RETURNING 'created', NULL::bigint, m.body INTO status, version, body;
             IF NOT FOUND THEN
                 -- A retry is accepted when the content is identical (timestamps ignored).
-                SELECT m.message = msg->'message' AND m.redact_message IS NOT DISTINCT FROM v_redact, m.body
+                SELECT m.message::text = (msg->'message')::text
+                       AND m.redact_message::text IS NOT DISTINCT FROM v_redact::text, m.body
                 INTO v_same, body
                 FROM messages m
                 WHERE m.session_id = p_session_id AND m.agent_id = v_agent AND m.message_id = v_message_id;
@@ -193,14 +198,15 @@ $fn$
 )
 
 # Group commit: the writes of several requests in one statement, so one transaction and one WAL flush. Item i is
-# `session_backend_write(p_session_ids[i], p_ops[i]::jsonb, p_lease_owners[i])` in a block of its own (a
+# `session_backend_write(p_session_ids[i], p_ops[i]::json, p_lease_owners[i])` in a block of its own (a
 # subtransaction): a failing item leaves nothing of itself and nothing else undone, and gives its SQLSTATE and message
 # as it would alone. `p_ops` is text, parsed in the item's block: a value PostgreSQL refuses (a NUL) fails that item
 # only. Rows: (item, status, version, body, NULLs) per operation of a written item (in order), or (item, NULLs,
 # error_code, error_message, error_detail, error_hint) once for a failed one; items are numbered from 1.
 SESSION_BACKEND_WRITE_MANY = SqlFunction(
     "session_backend_write_many",
-    r"""
+    version=2,
+    definition=r"""
 CREATE OR REPLACE FUNCTION session_backend_write_many(p_session_ids text[], p_ops text[], p_lease_owners text[])
 RETURNS TABLE (
     item integer, status text, version bigint, body text,
@@ -217,7 +223,7 @@ BEGIN
             -- Collected before any row is returned: rows of a failed item never reach the result.
             SELECT array_agg(w.status ORDER BY w.n), array_agg(w.version ORDER BY w.n), array_agg(w.body ORDER BY w.n)
             INTO v_status, v_version, v_body
-            FROM session_backend_write(p_session_ids[i], p_ops[i]::jsonb, p_lease_owners[i])
+            FROM session_backend_write(p_session_ids[i], p_ops[i]::json, p_lease_owners[i])
                 WITH ORDINALITY AS w(status, version, body, n);
         EXCEPTION WHEN OTHERS THEN
             item := i;
@@ -242,12 +248,12 @@ FUNCTIONS: tuple[SqlFunction, ...] = (SESSION_BACKEND_WRITE, SESSION_BACKEND_WRI
 """Every function the backend installs, in install order."""
 
 WRITE = """
-SELECT status, version, body FROM session_backend_write($1, $2::jsonb, $3::text)
+SELECT status, version, body FROM session_backend_write($1, $2::json, $3::text)
 """
 
 # The operations as JSON text (the group commit encodes them once, for either statement).
 WRITE_TEXT = """
-SELECT status, version, body FROM session_backend_write($1, $2::text::jsonb, $3::text)
+SELECT status, version, body FROM session_backend_write($1, $2::text::json, $3::text)
 """
 
 WRITE_MANY = """
