@@ -448,7 +448,7 @@ def test_a_take_over_waits_for_the_fenced_writes_in_flight(client: TestClient, d
                     + orjson.dumps(message(0)).decode()
                     + "}]"
                 )
-                await conn.fetch("SELECT * FROM session_backend_write($1, $2::jsonb, $3)", sid, ops, "old")
+                await conn.fetch("SELECT * FROM session_backend_write($1, $2::json, $3)", sid, ops, "old")
                 await asyncio.sleep(1.5)  # the lease expires while this transaction is still open
                 thread = threading.Thread(target=take_over)
                 thread.start()

@@ -165,6 +165,36 @@ class GroupCommit:
         return True
 
 
+# Fields whose values travel as JSON text inside an operation (see `sql/functions.py`, version 3): per operation key,
+# the fields of that object; a `None` stays JSON null.
+_CONTENT_FIELDS = {
+    "message": ("message", "redact_message"),
+    "agent": ("state", "conversation_manager_state", "internal_state"),
+}
+
+
+def embed_content(operations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of `operations` whose content values are JSON text (`service_kit.jsoncodec`), as the SQL function reads.
+
+    Raises:
+        ValueError: a value the codec cannot encode (lone surrogates).
+    """
+    embedded = []
+    for op in operations:
+        op = dict(op)
+        for key, fields in _CONTENT_FIELDS.items():
+            if isinstance(op.get(key), dict):
+                op[key] = {k: _text(v) if k in fields else v for k, v in op[key].items()}
+        if "result" in op:
+            op["result"] = _text(op["result"])
+        embedded.append(op)
+    return embedded
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else jsoncodec.dumps(value).decode()
+
+
 class Writer:
     """Runs `session_backend_write` for the stores, through `GroupCommit` when it is on.
 
@@ -195,6 +225,7 @@ class Writer:
         Raises:
             StoreError: what the function signals (nothing is written).
         """
+        operations = embed_content(operations)
         if self.group_commit is not None:
             try:
                 text = jsoncodec.dumps(operations).decode()

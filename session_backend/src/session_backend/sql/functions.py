@@ -43,7 +43,10 @@ class SqlFunction:
 # Version 3 takes `p_ops` as `json` (an overload next to version 2's `jsonb` one, which older replicas keep calling):
 # content is copied as the text it was sent as (U+0000 and numbers of any size kept, migration 11), and a retry is
 # recognised by equal text (the backend encodes every operation with one codec, `service_kit.jsoncodec`, so equal
-# values give equal text; key order counts).
+# values give equal text; key order counts). Content travels as JSON text in a string field (`Writer` embeds it,
+# `db/group_commit.py`): PostgreSQL's json operators refuse to read an object holding a `\u0000` escape, so the
+# function reads `message`, `redact_message`, an agent's three states and a turn's `result` with `->>` and casts
+# them back to json.
 SESSION_BACKEND_WRITE = SqlFunction(
     "session_backend_write",
     version=3,
@@ -57,6 +60,7 @@ DECLARE
     v_agent text;
     v_message_id integer;
     v_redact json;
+    v_message json;
     v_created timestamptz;
     v_updated timestamptz;
     v_same boolean;
@@ -93,7 +97,7 @@ BEGIN
             -- Last of a turn's batch: loses to a tombstone written by `RESOLVE_TURN` (the writer gave the turn up)
             -- and to an earlier committed turn with the same Idempotency-Key; either way nothing of the batch stays.
             INSERT INTO session_turns (session_id, turn_id, idempotency_key, status, result)
-            VALUES (p_session_id, op->>'turn_id', op->>'idempotency_key', 'committed', op->'result')
+            VALUES (p_session_id, op->>'turn_id', op->>'idempotency_key', 'committed', (op->>'result')::json)
             ON CONFLICT DO NOTHING;
             IF NOT FOUND THEN
                 RAISE EXCEPTION 'turn % of session % was already decided', op->>'turn_id', p_session_id
@@ -123,7 +127,8 @@ BEGIN
             msg := op->'message';
             v_agent := op->>'agent_id';
             v_message_id := (msg->>'message_id')::integer;
-            v_redact := CASE WHEN json_typeof(msg->'redact_message') = 'object' THEN msg->'redact_message' END;
+            v_message := (msg->>'message')::json;
+            v_redact := (msg->>'redact_message')::json;
             PERFORM 1 FROM agents a WHERE a.session_id = p_session_id AND a.agent_id = v_agent;
             IF NOT FOUND THEN
                 RAISE EXCEPTION 'agent % not found in session %', v_agent, p_session_id USING ERRCODE = 'SB404';
@@ -135,8 +140,8 @@ BEGIN
         WHEN 'update_agent' THEN
             -- Compare and set in one statement: a concurrent writer cannot slip between the check and the write.
             UPDATE agents a
-            SET state = msg->'state', conversation_manager_state = msg->'conversation_manager_state',
-                internal_state = msg->'internal_state', updated_at = v_updated, version = a.version + 1
+            SET state = (msg->>'state')::json, conversation_manager_state = (msg->>'conversation_manager_state')::json,
+                internal_state = (msg->>'internal_state')::json, updated_at = v_updated, version = a.version + 1
             WHERE a.session_id = p_session_id AND a.agent_id = v_agent
               AND (op->'if_version' IS NULL OR json_typeof(op->'if_version') = 'null'
                    OR a.version = (op->>'if_version')::bigint)
@@ -154,13 +159,13 @@ BEGIN
             v_created := coalesce((msg->>'created_at')::timestamptz, now());
             INSERT INTO messages AS m
                 (session_id, agent_id, message_id, message, redact_message, created_at, updated_at, body)
-            VALUES (p_session_id, v_agent, v_message_id, msg->'message', v_redact, v_created, v_updated,
-                    {message_json("msg->'message'", "v_message_id", "v_redact", "v_created", "v_updated")}::text)
+            VALUES (p_session_id, v_agent, v_message_id, v_message, v_redact, v_created, v_updated,
+                    {message_json("v_message", "v_message_id", "v_redact", "v_created", "v_updated")}::text)
             ON CONFLICT (session_id, agent_id, message_id) DO NOTHING
             RETURNING 'created', NULL::bigint, m.body INTO status, version, body;
             IF NOT FOUND THEN
                 -- A retry is accepted when the content is identical (timestamps ignored).
-                SELECT m.message::text = (msg->'message')::text
+                SELECT m.message::text = v_message::text
                        AND m.redact_message::text IS NOT DISTINCT FROM v_redact::text, m.body
                 INTO v_same, body
                 FROM messages m
@@ -175,8 +180,8 @@ BEGIN
 
         WHEN 'update_message' THEN
             UPDATE messages AS m
-            SET message = msg->'message', redact_message = v_redact, updated_at = v_updated,
-                body = {message_json("msg->'message'", "m.message_id", "v_redact", "m.created_at", "v_updated")}::text
+            SET message = v_message, redact_message = v_redact, updated_at = v_updated,
+                body = {message_json("v_message", "m.message_id", "v_redact", "m.created_at", "v_updated")}::text
             WHERE m.session_id = p_session_id AND m.agent_id = v_agent AND m.message_id = v_message_id
             RETURNING 'updated', NULL::bigint, m.body INTO status, version, body;
             IF NOT FOUND THEN
