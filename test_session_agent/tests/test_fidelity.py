@@ -15,16 +15,21 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from strands import Agent, tool
 from strands.session.file_session_manager import FileSessionManager
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
 from service_kit import jsoncodec
 from test_session_agent import PostgreSQLSessionManager
+from test_session_agent.api.app import create_app
 from test_session_agent.models.scripted import ScriptedModel
+from test_session_agent.service import tools as service_tools
+from test_session_agent.settings import AgentSettings
 
 pytestmark = pytest.mark.integration
 
@@ -250,3 +255,32 @@ def test_file_sessions_survive_import_continue_and_export(database_url: str, bac
     # A re-import of the same files changes nothing and still reports the broken one.
     again = cli(database_url, "import-files", "--no-progress", str(root))
     assert again.returncode == 1 and "imported 0 sessions" in again.stdout.decode()
+
+
+def test_a_live_turn_keeps_a_nul_and_a_big_int_of_a_tool_result(
+    agent_settings: AgentSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the agent service: a tool result with a NUL and 25! is stored (it was a 422 and a failed turn)."""
+    monkeypatch.setattr(service_tools, "TOOLS", MappingProxyType(dict(service_tools.TOOLS) | {"read_blob": read_blob}))
+    with TestClient(create_app(agent_settings, model=ScriptedModel())) as service:
+        r = service.post("/api/v1/agents", json={"name": "Blob", "system_prompt": "Be brief.", "tools": ["read_blob"]})
+        assert r.status_code == 201, r.text
+        agent_id = r.json()["agent_id"]
+        prompt = 'use read_blob {"path": "/tmp/a\\u0000b.bin", "size": 15511210043330985984000000}'
+        r = service.post(f"/api/v1/agents/{agent_id}/invoke", json={"prompt": prompt})
+        assert r.status_code == 200, r.text
+        sid = r.json()["session_id"]
+        assert NUL_TEXT in r.json()["response"]
+    # A new process (no cached agent): the turn's messages come back from the backend exactly, and the next works.
+    with TestClient(create_app(agent_settings, model=ScriptedModel())) as service:
+        history = service.get(f"/sessions/{sid}/history").json()["messages"]
+        tool_use = history[1]["content"][0]["toolUse"]
+        assert tool_use["input"] == {"path": "/tmp/a\x00b.bin", "size": FACTORIAL_25}
+        result = history[2]["content"][0]["toolResult"]["content"]
+        assert result == [
+            {"text": f"/tmp/a\x00b.bin: {NUL_TEXT}"},
+            {"json": {"factorial_25": FACTORIAL_25, "ratio": 0.1}},
+        ]
+        r = service.post(f"/api/v1/agents/{agent_id}/invoke", json={"prompt": "and now?", "session_id": sid})
+        assert r.status_code == 200, r.text
+        assert r.json()["status"]["conversation_length"] == 6
