@@ -15,7 +15,7 @@ from asyncpg.pool import PoolConnectionProxy
 from service_kit import jsoncodec
 
 from ..sql import functions as functions_sql
-from .errors import from_postgres
+from .errors import NotStorable, from_postgres
 
 # Errors that undo one item of a group but would not have happened to it alone (locks taken in another order by a
 # concurrent group): the item is written again on its own.
@@ -223,9 +223,12 @@ class Writer:
             The function's rows (`status`, `version`, `body`), one per operation.
 
         Raises:
-            StoreError: what the function signals (nothing is written).
+            StoreError: what the function signals (nothing is written); NotStorable: a value the codec refuses.
         """
-        operations = embed_content(operations)
+        try:
+            operations = embed_content(operations)
+        except ValueError as e:
+            raise NotStorable(str(e)) from e
         if self.group_commit is not None:
             try:
                 text = jsoncodec.dumps(operations).decode()
