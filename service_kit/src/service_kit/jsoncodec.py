@@ -1,9 +1,9 @@
 """The JSON codec of stored values: orjson's speed, with the standard `json` module where orjson would lose data.
 
-Every JSON value Strands can produce is kept exactly: strings with U+0000, integers of any
-size, floats by value (as `FileSessionManager`, which writes them with the standard module). orjson refuses integers
-beyond 64 bits when encoding (the standard module then encodes) and reads them as floats when decoding (text holding
-a run of 19 or more digits, which any such integer does, is read by the standard module instead).
+Every JSON value Strands can produce is kept exactly: strings with U+0000, integers of any size, floats by value (as
+`FileSessionManager`, which writes them with the standard module). orjson refuses integers beyond 64 bits when
+encoding (the standard module then encodes) and reads them as floats when decoding (text holding a run of 19 or more
+digits, which any such integer does, is read by the standard module instead).
 The client library keeps its own copy of these two functions (`test_session_agent._json`), as it does not install
 this package.
 """
@@ -32,7 +32,8 @@ def dumps(value: Any) -> bytes:
         The JSON text as bytes.
 
     Raises:
-        ValueError: `value` is not JSON (NaN, infinities, lone surrogates, other types, non-string keys).
+        ValueError: `value` is not JSON (lone surrogates, other types, non-string keys); NaN and infinities are
+            encoded as null, as orjson does.
     """
     try:
         return orjson.dumps(value)
