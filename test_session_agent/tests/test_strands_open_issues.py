@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 class RedactingModel(ScriptedModel):
     """The scripted model behind a guardrail: a prompt holding a card number is redacted before the reply."""
 
-    async def stream(self, messages: Messages, *args: Any, **kwargs: Any) -> AsyncIterable[StreamEvent]:  # type: ignore[override]
+    async def stream(self, messages: Messages, *args: Any, **kwargs: Any) -> AsyncIterable[StreamEvent]:
         if any("4111" in block.get("text", "") for block in messages[-1]["content"]):
             yield {"redactContent": {"redactUserContentMessage": "[card number redacted]"}}
         async for event in super().stream(messages, *args, **kwargs):
