@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 import orjson
 
 # 2**63 has 19 digits: orjson reads integers from 20 digits on (beyond uint64) as floats. A run of 19 digits anywhere
-# (also inside a string or a float) sends the text to the exact parser; that is only slower, never wrong.
-_LONG_DIGITS = re.compile(rb"\d{19}")
+# (also inside a string or a float) sends the text to the exact parser; that is only slower, never wrong. The scan maps
+# every digit to "0" and anything else to a space, then looks for 19 zeros: a tenth of orjson's parse of the same
+# text (a regular expression took longer than the parse).
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= c <= 0x39 else 0x20 for c in range(256))
+_LONG_RUN = b"0" * 19
 
 
 def dumps(value: Any) -> bytes:
@@ -53,7 +55,7 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
         ValueError: the text is not strict JSON (also NaN, Infinity, 1e400; both parsers' errors are ValueErrors).
     """
     raw = data.encode() if isinstance(data, str) else bytes(data)
-    if _LONG_DIGITS.search(raw):
+    if _LONG_RUN in raw.translate(_DIGITS_AS_ZEROS):
         return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     return orjson.loads(raw)
 
