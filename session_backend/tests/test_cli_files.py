@@ -110,3 +110,26 @@ def test_import_refuses_a_missing_directory(database_url: str, tmp_path: Path) -
     done = cli(database_url, "import-files", str(tmp_path / "absent"))
     assert done.returncode == 2
     assert "is not a directory" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("files", "reason"),
+    [
+        ({"message_0.json": "{}", "message_2.json": "{}"}, "message ids jump from 0 to 2"),
+        ({"message_0.json": '{"message": NaN}'}, "message_0.json: not JSON"),
+        ({"message_0.json": '{"message": '}, "message_0.json: not JSON"),
+    ],
+)
+def test_malformed_sessions_are_refused_with_a_clear_reason(tmp_path: Path, files: dict[str, str], reason: str) -> None:
+    """What `import-files` reports for a session it skips whole (issue 24): a gap in the ids, NaN, broken JSON."""
+    from session_backend.cli_files import _check_contiguous, _message_files, _read_json
+
+    messages = tmp_path / "agent_default" / "messages"
+    messages.mkdir(parents=True)
+    for name, text in files.items():
+        (messages / name).write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=reason):
+        found = _message_files(tmp_path / "agent_default")
+        _check_contiguous(tmp_path / "agent_default", found)
+        for path in found:
+            _read_json(path)

@@ -1,6 +1,9 @@
 """`session-backend import-files DIR` and `session-backend export SESSION_ID`.
 
 Move a Strands `FileSessionManager` storage directory into PostgreSQL (idempotent), and dump one session as NDJSON.
+Each session is imported in a transaction of its own: a session that cannot be imported (broken JSON, NaN, a gap in
+its message ids, a value PostgreSQL refuses) is reported with its reason and leaves nothing behind; the others are
+imported. Values are read and written with `service_kit.jsoncodec`, so integers of any size and U+0000 stay exact.
 """
 
 from __future__ import annotations
@@ -9,14 +12,17 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import orjson
+import asyncpg
 
-from .db.errors import AlreadyExists, Conflict, NotFound
+from service_kit import jsoncodec
+
+from .db.errors import AlreadyExists, Conflict, NotFound, StoreError
 from .db.group_commit import Writer
 from .db.migrations import apply_migrations
 from .db.pool import EmbeddedPostgres, create_pool
@@ -46,19 +52,58 @@ class ImportCounts:
     messages: int = 0
     multi_agents: int = 0
     unchanged: int = 0
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """(session directory name, reason) of each session not imported (nothing of it was written)."""
 
     def summary(self) -> str:
-        """One line for the end of the run."""
+        """One line for the end of the run, then one line per session not imported (its id and why)."""
         text = (
             f"imported {self.sessions} sessions, {self.agents} agents, {self.messages} messages, "
             f"{self.multi_agents} multi-agents ({self.unchanged} already present)"
         )
-        return text + (f"; skipped {len(self.skipped)}: {', '.join(self.skipped[:5])}" if self.skipped else "")
+        if not self.skipped:
+            return text
+        lines = [f"{text}; {len(self.skipped)} sessions not imported:"]
+        lines += [f"  {name[len(SESSION_PREFIX) :]}: {reason}" for name, reason in self.skipped]
+        return "\n".join(lines)
+
+
+class _OneConnection:
+    """The pool interface the stores use, over one connection in a transaction (an import's session).
+
+    Every statement runs in a savepoint of its own, so a statement that fails (a retried batch's conflict, which the
+    import answers by updating) leaves the enclosing transaction usable.
+    """
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        yield self.conn
+
+    async def fetch(self, *args: Any) -> Any:
+        async with self.conn.transaction():
+            return await self.conn.fetch(*args)
+
+    async def fetchrow(self, *args: Any) -> Any:
+        async with self.conn.transaction():
+            return await self.conn.fetchrow(*args)
+
+    async def fetchval(self, *args: Any) -> Any:
+        async with self.conn.transaction():
+            return await self.conn.fetchval(*args)
+
+    async def execute(self, *args: Any) -> Any:
+        async with self.conn.transaction():
+            return await self.conn.execute(*args)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    value = orjson.loads(path.read_bytes())
+    try:
+        value = jsoncodec.loads(path.read_bytes())  # strict: NaN and Infinity are refused
+    except ValueError as e:
+        raise ValueError(f"{path.name}: not JSON ({e})") from e
     if not isinstance(value, dict):
         raise ValueError(f"{path} does not hold a JSON object")
     return value
@@ -71,6 +116,14 @@ def _message_files(agent_dir: Path) -> list[Path]:
         if index.isdigit():
             files.append((int(index), path))
     return [path for _, path in sorted(files)]
+
+
+def _check_contiguous(agent_dir: Path, files: list[Path]) -> None:
+    """Raise ValueError when the message files are not numbered 0, 1, 2, ... (FileSessionManager's ids)."""
+    for expected, path in enumerate(files):
+        index = int(path.name[len(MESSAGE_PREFIX) : -len(".json")])
+        if index != expected:
+            raise ValueError(f"{agent_dir.name}: message ids jump from {expected - 1} to {index} (a file is missing)")
 
 
 def session_dirs(root: Path) -> Iterator[Path]:
@@ -113,6 +166,7 @@ async def import_session(store: SessionStore, session_dir: Path, counts: ImportC
             await store.update_agent(sid, agent["agent_id"], agent)
             counts.unchanged += 1
         files = _message_files(agent_dir)
+        _check_contiguous(agent_dir, files)
         for start in range(0, len(files), BATCH):
             chunk = files[start : start + BATCH]
             messages = [MessageBody.model_validate(_read_json(p)).model_dump(mode="json") for p in chunk]
@@ -153,11 +207,14 @@ async def _import_messages(
     counts.unchanged += result["existing_messages"]
 
 
-async def import_files(store: SessionStore, root: Path, *, show_progress: bool = True) -> ImportCounts:
+async def import_files(pool: asyncpg.Pool, root: Path, *, show_progress: bool = True) -> ImportCounts:
     """Import every session of a FileSessionManager storage directory, with a progress bar over its messages.
 
+    Each session in its own transaction: one that fails is rolled back whole, reported in `skipped` and the import
+    goes on with the next.
+
     Args:
-        store: the session store on the target database.
+        pool: a pool on the target database (migrated).
         root: the directory given to `FileSessionManager(storage_dir=...)`.
         show_progress: draw the progress bar (on stderr).
 
@@ -173,11 +230,21 @@ async def import_files(store: SessionStore, root: Path, *, show_progress: bool =
         task = progress.add_task("messages", total=count_messages(root))
         for session_dir in session_dirs(root):
             progress.update(task, description=session_dir.name[len(SESSION_PREFIX) :][:40])
+            attempt = ImportCounts()
             try:
-                await import_session(store, session_dir, counts, lambda n: progress.advance(task, n))
-            except (ValueError, NotFound) as e:
-                logger.warning("directory=<%s>, error=<%s> | skipped session", session_dir, e)
-                counts.skipped.append(session_dir.name)
+                async with pool.acquire() as conn, conn.transaction():
+                    store = SessionStore(Writer(_OneConnection(conn)))  # type: ignore[arg-type]
+                    await import_session(store, session_dir, attempt, lambda n: progress.advance(task, n))
+            except (ValueError, StoreError, asyncpg.PostgresError) as e:
+                reason = getattr(e, "detail", None) or str(e) or type(e).__name__
+                logger.warning("directory=<%s>, error=<%s> | skipped session", session_dir, reason)
+                counts.skipped.append((session_dir.name, reason.splitlines()[0][:300]))
+                continue
+            counts.sessions += attempt.sessions
+            counts.agents += attempt.agents
+            counts.messages += attempt.messages
+            counts.multi_agents += attempt.multi_agents
+            counts.unchanged += attempt.unchanged
     return counts
 
 
@@ -196,19 +263,19 @@ async def export_session(store: SessionStore, session_id: str, out: IO[bytes]) -
 
     def emit(kind: str, body: Any, **extra: Any) -> None:
         nonlocal lines
-        out.write(orjson.dumps({"type": kind, **extra, **body}) + b"\n")
+        out.write(jsoncodec.dumps({"type": kind, **extra, **body}) + b"\n")
         lines += 1
 
-    emit("session", orjson.loads(await store.get_session(session_id)))
+    emit("session", jsoncodec.loads(await store.get_session(session_id)))
     async with store.pool.acquire() as conn:
         agent_ids = [r[0] for r in await conn.fetch(export_sql.LIST_AGENT_IDS, session_id)]
         multi_ids = [r[0] for r in await conn.fetch(export_sql.LIST_MULTI_AGENT_IDS, session_id)]
     for agent_id in agent_ids:
-        emit("agent", orjson.loads((await store.get_agent(session_id, agent_id)).body))
-        for message in orjson.loads(await store.list_messages(session_id, agent_id, offset=0, limit=None)):
+        emit("agent", jsoncodec.loads((await store.get_agent(session_id, agent_id)).body))
+        for message in jsoncodec.loads(await store.list_messages(session_id, agent_id, offset=0, limit=None)):
             emit("message", message, agent_id=agent_id)
     for multi_id in multi_ids:
-        emit("multi_agent", orjson.loads(await store.get_multi_agent(session_id, multi_id)))
+        emit("multi_agent", jsoncodec.loads(await store.get_multi_agent(session_id, multi_id)))
     return lines
 
 
@@ -222,7 +289,7 @@ async def _with_store(settings: Settings, action: Any) -> Any:
     try:
         async with pool.acquire() as conn:
             await apply_migrations(conn)
-        return await action(SessionStore(Writer(pool)))
+        return await action(pool)
     finally:
         await pool.close()
         if embedded is not None:
@@ -251,14 +318,15 @@ def main(argv: list[str]) -> int:
         if not args.directory.is_dir():
             parser.error(f"{args.directory} is not a directory")
 
-        async def run_import(store: SessionStore) -> ImportCounts:
-            return await import_files(store, args.directory, show_progress=not args.no_progress)
+        async def run_import(pool: asyncpg.Pool) -> ImportCounts:
+            return await import_files(pool, args.directory, show_progress=not args.no_progress)
 
         counts: ImportCounts = asyncio.run(_with_store(settings, run_import))
         print(counts.summary())
         return 1 if counts.skipped else 0
 
-    async def run_export(store: SessionStore) -> int:
+    async def run_export(pool: asyncpg.Pool) -> int:
+        store = SessionStore(Writer(pool))
         if args.output is None:
             return await export_session(store, args.session_id, sys.stdout.buffer)
         with args.output.open("wb") as out:

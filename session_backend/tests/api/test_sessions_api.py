@@ -122,12 +122,16 @@ def test_body_over_limit_is_413(client: TestClient) -> None:
     assert client.get(f"/v1/sessions/{big['session_id']}").status_code == 404
 
 
-def test_nul_inside_json_is_422_not_500(client: TestClient) -> None:
+def test_nul_inside_json_is_stored_exactly(client: TestClient) -> None:
+    """Issue 24: U+0000 in a message (it was a 422) is stored and read back, also as an identical retry."""
     sid = make_session(client)
     make_agent(client, sid)
     r = client.post(f"/v1/sessions/{sid}/agents/agent-1/messages", json=message(0, "a\x00b"))
-    assert_problem(r, 422)
-    assert client.get(f"/v1/sessions/{sid}/agents/agent-1/messages").json() == []
+    assert r.status_code == 201, r.text
+    assert client.post(f"/v1/sessions/{sid}/agents/agent-1/messages", json=message(0, "a\x00b")).status_code == 200
+    assert_problem(client.post(f"/v1/sessions/{sid}/agents/agent-1/messages", json=message(0, "a\x00c")), 409)
+    stored = client.get(f"/v1/sessions/{sid}/agents/agent-1/messages").json()
+    assert stored[0]["message"] == message(0, "a\x00b")["message"]
 
 
 def test_list_sessions_newest_first_with_cursor_and_actor_filter(client: TestClient) -> None:
@@ -448,7 +452,7 @@ def test_a_take_over_waits_for_the_fenced_writes_in_flight(client: TestClient, d
                     + orjson.dumps(message(0)).decode()
                     + "}]"
                 )
-                await conn.fetch("SELECT * FROM session_backend_write($1, $2::jsonb, $3)", sid, ops, "old")
+                await conn.fetch("SELECT * FROM session_backend_write($1, $2::json, $3)", sid, ops, "old")
                 await asyncio.sleep(1.5)  # the lease expires while this transaction is still open
                 thread = threading.Thread(target=take_over)
                 thread.start()

@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 import httpcore  # noqa: F401  # httpx imports its transport on the first client; here it loads with this module instead
 import httpx
-import orjson
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from . import _json
 from .exceptions import (
     BackendRequestError,
     BackendUnavailableError,
@@ -161,8 +161,8 @@ def segment(identifier: str) -> str:
 def problem_detail(response: httpx.Response) -> str:
     """The `detail` (else `title`) of an RFC 9457 problem body, or the start of a non-JSON body."""
     try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
+        body = _json.loads(response.content)
+    except ValueError:
         return response.text[:200]
     if isinstance(body, dict):
         return str(body.get("detail") or body.get("title") or body)
@@ -257,7 +257,7 @@ def request(
         BackendUnavailableError: unreachable, timed out, or 5xx after the retries allowed.
         SessionNotFoundError, SessionConflictError, BackendRequestError: as `checked`.
     """
-    content = orjson.dumps(body) if body is not None else None
+    content = _json.dumps(body) if body is not None else None
     send_headers = {"Content-Type": "application/json"} if content is not None else {}
     if headers:
         send_headers.update(headers)

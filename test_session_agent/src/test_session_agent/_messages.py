@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import orjson
 from strands.types.session import SessionMessage, decode_bytes_values
+
+from . import _json
 
 
 @contextmanager
@@ -55,4 +56,4 @@ def session_messages(content: bytes) -> list[SessionMessage]:
     """Decode a backend page of messages (a JSON array of `SessionMessage.to_dict()`), bytes only when present."""
     decode = b"__bytes_encoded__" in content
     with gc_paused():
-        return [session_message(m, decode) for m in orjson.loads(content)]
+        return [session_message(m, decode) for m in _json.loads(content)]

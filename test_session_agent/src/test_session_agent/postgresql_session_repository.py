@@ -11,10 +11,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import orjson
 from strands.session.session_repository import SessionRepository
 from strands.types.session import Session, SessionAgent, SessionMessage, decode_bytes_values
 
+from . import _json
 from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, BackendClientOwner, request
 from ._http import segment as _seg
 from ._messages import session_messages
@@ -124,7 +124,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
         logger.debug("session_id=<%s> | creating session", session.session_id)
         response = self._call("POST", "/v1/sessions", body=body, idempotent=False)
         assert response is not None
-        self._remember_incarnation(session.session_id, orjson.loads(response.content))
+        self._remember_incarnation(session.session_id, _json.loads(response.content))
         return session
 
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
@@ -137,7 +137,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
         response = self._call("GET", f"/v1/sessions/{_seg(session_id)}", missing_ok=True)
         if response is None:
             return None
-        record: dict[str, Any] = orjson.loads(response.content)
+        record: dict[str, Any] = _json.loads(response.content)
         self._remember_incarnation(session_id, record)
         return record
 
@@ -172,13 +172,13 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
             params["cursor"] = cursor
         response = self._call("GET", "/v1/sessions", params=params)
         assert response is not None
-        page: dict[str, Any] = orjson.loads(response.content)
+        page: dict[str, Any] = _json.loads(response.content)
         return page
 
     # agents
 
     def _remember_version(self, session_id: str, response: httpx.Response) -> dict[str, Any]:
-        data: dict[str, Any] = orjson.loads(response.content)
+        data: dict[str, Any] = _json.loads(response.content)
         if "version" in data:
             self._agent_versions[(session_id, data["agent_id"])] = int(data["version"])
         return data
@@ -243,7 +243,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
         response = self._call(
             "GET", f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}/messages/{message_id}", missing_ok=True
         )
-        return SessionMessage.from_dict(orjson.loads(response.content)) if response else None
+        return SessionMessage.from_dict(_json.loads(response.content)) if response else None
 
     def update_message(self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any) -> None:
         """Replace a message (Strands does this to redact it).
@@ -284,7 +284,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
         )
         if response is None:
             return None
-        return list(decode_bytes_values(orjson.loads(response.content))["items"])
+        return list(decode_bytes_values(_json.loads(response.content))["items"])
 
     # batches
 
@@ -341,7 +341,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
             idempotent=not conditional,
         )
         assert response is not None
-        result: dict[str, Any] = orjson.loads(response.content)
+        result: dict[str, Any] = _json.loads(response.content)
         for agent_id, version in result["agent_versions"].items():
             self._agent_versions[(session_id, agent_id)] = int(version)
         return result
@@ -357,7 +357,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
             BackendUnavailableError: the backend could not be reached within the retries.
         """
         response = self._call("POST", f"/v1/sessions/{_seg(session_id)}/turns/{_seg(turn_id)}/resolve", missing_ok=True)
-        return orjson.loads(response.content) if response is not None else None
+        return _json.loads(response.content) if response is not None else None
 
     # multi-agent state
 
@@ -377,7 +377,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
         )
         if response is None:
             return None
-        state: dict[str, Any] = orjson.loads(response.content)["state"]
+        state: dict[str, Any] = _json.loads(response.content)["state"]
         return state
 
     def update_multi_agent(self, session_id: str, multi_agent: MultiAgentBase, **kwargs: Any) -> None:

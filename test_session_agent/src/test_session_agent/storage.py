@@ -15,11 +15,11 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import orjson
 from strands.storage.storage import _NAMESPACED, StorageSearchResult, _normalize_key, _normalize_prefix
 from strands.types.exceptions import SessionException, StorageError
 from tenacity import AsyncRetrying
 
+from . import _json
 from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, backend_client, checked, retry_policy, unavailable
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ class PostgreSQLStorage:
         """Send one idempotent request (retried); map the outcome to `StorageError`, or None for 404 `missing_ok`."""
         headers = {"Content-Type": "application/octet-stream"} if content is not None else None
         if body is not None:
-            content, headers = orjson.dumps(body), {"Content-Type": "application/json"}
+            content, headers = _json.dumps(body), {"Content-Type": "application/json"}
         retrying = AsyncRetrying(**retry_policy(self._retries))
         try:
             async with self._clients.get() as client:
@@ -224,7 +224,7 @@ class PostgreSQLStorage:
                 params["cursor"] = cursor
             response = await self._call("GET", KEYS, params=params)
             assert response is not None
-            page = orjson.loads(response.content)
+            page = _json.loads(response.content)
             cut = len(self._prefix)
             keys.extend(k[cut:] for k in page["items"])
             cursor = page["next_cursor"]
@@ -248,7 +248,7 @@ class PostgreSQLStorage:
         cut = len(self._prefix)
         return [
             StorageSearchResult(key=hit["key"][cut:], score=hit["score"])
-            for hit in orjson.loads(response.content)["items"]
+            for hit in _json.loads(response.content)["items"]
         ]
 
     # beyond the protocol
@@ -271,7 +271,7 @@ class PostgreSQLStorage:
             return len(keys)
         response = await self._call("DELETE", KEYS, params={"prefix": self._prefix})
         assert response is not None
-        return int(orjson.loads(response.content)["count"])
+        return int(_json.loads(response.content)["count"])
 
     async def copy(self, source_prefix: str, target_prefix: str) -> int:
         """Copy every key under `source_prefix` to the same key under `target_prefix`, server-side.
@@ -291,4 +291,4 @@ class PostgreSQLStorage:
         body = {"source_prefix": f"{self._prefix}{source}/", "target_prefix": f"{self._prefix}{target}/"}
         response = await self._call("POST", "/v1/storage/copy", body=body)
         assert response is not None
-        return int(orjson.loads(response.content)["count"])
+        return int(_json.loads(response.content)["count"])

@@ -40,6 +40,12 @@ class UnknownReference(StoreError):
     status = 422
 
 
+class NotStorable(StoreError):
+    """A value the JSON codec cannot encode (a lone surrogate in a string)."""
+
+    status = 422
+
+
 class Conflict(StoreError):
     """The write contradicts what is stored (different message content at an existing message_id)."""
 

@@ -10,11 +10,12 @@ from collections import deque
 from typing import Any, NamedTuple
 
 import asyncpg
-import orjson
 from asyncpg.pool import PoolConnectionProxy
 
+from service_kit import jsoncodec
+
 from ..sql import functions as functions_sql
-from .errors import from_postgres
+from .errors import NotStorable, from_postgres
 
 # Errors that undo one item of a group but would not have happened to it alone (locks taken in another order by a
 # concurrent group): the item is written again on its own.
@@ -164,6 +165,43 @@ class GroupCommit:
         return True
 
 
+# Fields whose values travel as JSON text inside an operation (see `sql/functions.py`, version 3): per operation key,
+# the fields of that object; a `None` stays JSON null.
+_CONTENT_FIELDS = {
+    "message": ("message", "redact_message"),
+    "agent": ("state", "conversation_manager_state", "internal_state"),
+}
+
+
+def embed_content(operations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of `operations` whose content values are JSON text (`service_kit.jsoncodec`), as the SQL function reads.
+
+    Raises:
+        ValueError: a value the codec cannot encode (lone surrogates).
+    """
+    embedded: list[dict[str, Any]] = []
+    for op in operations:
+        op = dict(op)
+        for key, fields in _CONTENT_FIELDS.items():
+            if isinstance(op.get(key), dict):
+                op[key] = {k: _text(v) if k in fields else v for k, v in op[key].items()}
+        message = op.get("message")
+        if isinstance(message, dict):
+            # Strands' tracking id (#4420) beside the content, which the function cannot read inside JSON text.
+            content = operations[len(embedded)].get("message", {}).get("message")
+            message["tracking_id"] = content.get("tracking_id") if isinstance(content, dict) else None
+        if "result" in op:
+            op["result"] = _text(op["result"])
+        if "window" in op:
+            op["window"] = _text(op["window"])
+        embedded.append(op)
+    return embedded
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else jsoncodec.dumps(value).decode()
+
+
 class Writer:
     """Runs `session_backend_write` for the stores, through `GroupCommit` when it is on.
 
@@ -192,13 +230,17 @@ class Writer:
             The function's rows (`status`, `version`, `body`), one per operation.
 
         Raises:
-            StoreError: what the function signals (nothing is written).
+            StoreError: what the function signals (nothing is written); NotStorable: a value the codec refuses.
         """
+        try:
+            operations = embed_content(operations)
+        except ValueError as e:
+            raise NotStorable(str(e)) from e
         if self.group_commit is not None:
             try:
-                text = orjson.dumps(operations).decode()
-            except orjson.JSONEncodeError:
-                text = None  # refused by the jsonb codec below, with the error a client gets without group commit
+                text = jsoncodec.dumps(operations).decode()
+            except ValueError:
+                text = None  # refused by the json codec below, with the error a client gets without group commit
             if text is not None:
                 return await self.group_commit.write(session_id, text, lease_owner)
         try:

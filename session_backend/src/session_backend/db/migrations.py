@@ -224,6 +224,27 @@ MIGRATIONS: list[str] = [
     CREATE INDEX IF NOT EXISTS sessions_actor_updated_idx
         ON sessions (actor_id, updated_at DESC, session_id DESC) WHERE actor_id IS NOT NULL;
     """,
+    # 14: conversation content as `json`, which keeps the text exactly: strings with U+0000 (jsonb refuses them),
+    # numbers as written (jsonb turns 1e+25 into an integer's digits). Session metadata stays jsonb (it is filtered
+    # and merged in SQL, and its 64 KiB is validated without NULs); see README, "Schema".
+    """
+    ALTER TABLE messages
+        ALTER COLUMN message TYPE json USING message::json,
+        ALTER COLUMN redact_message TYPE json USING redact_message::json;
+    ALTER TABLE agents
+        ALTER COLUMN state DROP DEFAULT,
+        ALTER COLUMN conversation_manager_state DROP DEFAULT,
+        ALTER COLUMN internal_state DROP DEFAULT,
+        ALTER COLUMN state TYPE json USING state::json,
+        ALTER COLUMN conversation_manager_state TYPE json USING conversation_manager_state::json,
+        ALTER COLUMN internal_state TYPE json USING internal_state::json,
+        ALTER COLUMN state SET DEFAULT '{}'::json,
+        ALTER COLUMN conversation_manager_state SET DEFAULT '{}'::json,
+        ALTER COLUMN internal_state SET DEFAULT '{}'::json;
+    ALTER TABLE multi_agents ALTER COLUMN state TYPE json USING state::json;
+    ALTER TABLE session_turns ALTER COLUMN result TYPE json USING result::json;
+    ALTER TABLE agents ALTER COLUMN context_window TYPE json USING context_window::json;
+    """,
 ]
 
 SELECT_FUNCTION_RECORD = "SELECT sha256, version FROM schema_functions WHERE name = $1"

@@ -1,4 +1,4 @@
-"""The connection pool (JSONB codec set once per connection) and the embedded PostgreSQL fallback."""
+"""The connection pool (JSON codec set once per connection) and the embedded PostgreSQL fallback."""
 
 from __future__ import annotations
 
@@ -7,19 +7,20 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import orjson
+
+from service_kit import jsoncodec
 
 logger = logging.getLogger(__name__)
 
 
 def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return jsoncodec.dumps(value).decode()
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    # jsonb/json values cross the wire as text; orjson does both directions.
+    # jsonb/json values cross the wire as text; the lossless codec does both directions (integers of any size).
     for typename in ("jsonb", "json"):
-        await conn.set_type_codec(typename, encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
+        await conn.set_type_codec(typename, encoder=_dumps, decoder=jsoncodec.loads, schema="pg_catalog")
 
 
 async def _reset_connection(conn: asyncpg.Connection) -> None:
@@ -43,7 +44,7 @@ async def create_pool(
             PgBouncer in transaction mode, where every statement is then prepared unnamed in its own transaction.
 
     Returns:
-        An open pool whose connections use UTC and decode jsonb with orjson.
+        An open pool whose connections use UTC and decode json/jsonb with `service_kit.jsoncodec`.
 
     Raises:
         OSError, asyncpg.PostgresError: the server cannot be reached or refuses the login.

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from service_kit import jsoncodec
 from service_kit.identifiers import IDENTIFIER_PATTERN as IDENTIFIER_PATTERN
 from service_kit.identifiers import Identifier as Identifier
 
@@ -64,12 +64,9 @@ def utf8_text(value: str) -> str:
 
 
 def json_size(value: Any) -> int:
-    """Bytes of `value` as the jsonb codec encodes it.
+    """Bytes of `value` as the stored-value codec (`service_kit.jsoncodec`) encodes it; integers of any size pass.
 
     Raises:
-        ValueError: the codec cannot encode it (integers beyond 64 bits, lone surrogates).
+        ValueError: the codec cannot encode it (lone surrogates, NaN).
     """
-    try:
-        return len(orjson.dumps(value))
-    except orjson.JSONEncodeError as e:
-        raise ValueError(f"not storable as JSON: {e}") from e
+    return len(jsoncodec.dumps(value))

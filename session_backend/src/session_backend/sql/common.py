@@ -56,9 +56,9 @@ def message_json(message: str, message_id: str, redact_message: str, created_at:
     """SQL building `SessionMessage.to_dict()` (the `body` stored with each message row) from SQL expressions.
 
     Args:
-        message: jsonb expression of the message.
+        message: json expression of the message.
         message_id: integer expression of its position.
-        redact_message: jsonb expression of the redacted form, or NULL.
+        redact_message: json expression of the redacted form, or NULL.
         created_at: timestamptz expression.
         updated_at: timestamptz expression.
 

@@ -42,19 +42,27 @@ class SqlFunction:
 # replaces that row in place, strands-agents #4420, every call moves the session's `updated_at`, and
 # `set_context_window` {agent_id, window} stores the agent's reduced context window). Every
 # successful call moves the expiry of a session with a `ttl_seconds` (sliding expiry, see `sql/sessions.py`).
+# Version 3 takes `p_ops` as `json` (an overload next to version 2's `jsonb` one, which older replicas keep calling):
+# content is copied as the text it was sent as (U+0000 and numbers of any size kept, migration 14), and a retry is
+# recognised by equal text (the backend encodes every operation with one codec, `service_kit.jsoncodec`, so equal
+# values give equal text; key order counts). Content travels as JSON text in a string field (`Writer` embeds it,
+# `db/group_commit.py`): PostgreSQL's json operators refuse to read an object holding a `\u0000` escape, so the
+# function reads `message`, `redact_message`, an agent's three states and a turn's `result` with `->>` and casts
+# them back to json.
 SESSION_BACKEND_WRITE = SqlFunction(
     "session_backend_write",
     version=3,
     definition=rf"""
-CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops jsonb, p_lease_owner text)
+CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops json, p_lease_owner text)
 RETURNS TABLE (status text, version bigint, body text)
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    op jsonb;
-    msg jsonb;
+    op json;
+    msg json;
     v_agent text;
     v_message_id integer;
-    v_redact jsonb;
+    v_redact json;
+    v_message json;
     v_created timestamptz;
     v_updated timestamptz;
     v_same boolean;
@@ -75,7 +83,7 @@ BEGIN
                 USING ERRCODE = 'SB423';
         END IF;
     END IF;
-    FOR op IN SELECT value FROM jsonb_array_elements(p_ops) LOOP
+    FOR op IN SELECT value FROM json_array_elements(p_ops) LOOP
         IF op->>'op' = 'check_incarnation' THEN
             -- A writer whose copy was read from an earlier life of this session id must not write into this one.
             IF NOT EXISTS (SELECT 1 FROM sessions s
@@ -92,7 +100,7 @@ BEGIN
             -- Last of a turn's batch: loses to a tombstone written by `RESOLVE_TURN` (the writer gave the turn up)
             -- and to an earlier committed turn with the same Idempotency-Key; either way nothing of the batch stays.
             INSERT INTO session_turns (session_id, turn_id, idempotency_key, status, result)
-            VALUES (p_session_id, op->>'turn_id', op->>'idempotency_key', 'committed', op->'result')
+            VALUES (p_session_id, op->>'turn_id', op->>'idempotency_key', 'committed', (op->>'result')::json)
             ON CONFLICT DO NOTHING;
             IF NOT FOUND THEN
                 RAISE EXCEPTION 'turn % of session % was already decided', op->>'turn_id', p_session_id
@@ -106,7 +114,7 @@ BEGIN
         ELSIF op->>'op' = 'set_context_window' THEN
             -- The agent's context window after its conversation manager's reductions (version 3, see
             -- `db/context_window.py`): references to stored messages and the messages it replaced or summarized.
-            UPDATE agents a SET context_window = CASE WHEN op->>'window' IS NULL THEN NULL ELSE op->'window' END
+            UPDATE agents a SET context_window = (op->>'window')::json  -- JSON text, as `embed_content` sends it
             WHERE a.session_id = p_session_id AND a.agent_id = op->>'agent_id';
             IF NOT FOUND THEN
                 RAISE EXCEPTION 'agent % not found in session %', op->>'agent_id', p_session_id USING ERRCODE = 'SB404';
@@ -135,8 +143,9 @@ BEGIN
             msg := op->'message';
             v_agent := op->>'agent_id';
             v_message_id := (msg->>'message_id')::integer;
-            v_tracking := msg->'message'->>'tracking_id';
-            v_redact := CASE WHEN jsonb_typeof(msg->'redact_message') = 'object' THEN msg->'redact_message' END;
+            v_tracking := msg->>'tracking_id';  -- copied beside the content by `embed_content`
+            v_message := (msg->>'message')::json;
+            v_redact := (msg->>'redact_message')::json;
             PERFORM 1 FROM agents a WHERE a.session_id = p_session_id AND a.agent_id = v_agent;
             IF NOT FOUND THEN
                 RAISE EXCEPTION 'agent % not found in session %', v_agent, p_session_id USING ERRCODE = 'SB404';
@@ -148,10 +157,10 @@ BEGIN
         WHEN 'update_agent' THEN
             -- Compare and set in one statement: a concurrent writer cannot slip between the check and the write.
             UPDATE agents a
-            SET state = msg->'state', conversation_manager_state = msg->'conversation_manager_state',
-                internal_state = msg->'internal_state', updated_at = v_updated, version = a.version + 1
+            SET state = (msg->>'state')::json, conversation_manager_state = (msg->>'conversation_manager_state')::json,
+                internal_state = (msg->>'internal_state')::json, updated_at = v_updated, version = a.version + 1
             WHERE a.session_id = p_session_id AND a.agent_id = v_agent
-              AND (op->'if_version' IS NULL OR jsonb_typeof(op->'if_version') = 'null'
+              AND (op->'if_version' IS NULL OR json_typeof(op->'if_version') = 'null'
                    OR a.version = (op->>'if_version')::bigint)
             RETURNING 'updated', a.version, {AGENT_JSON}::text INTO status, version, body;
             IF NOT FOUND THEN
@@ -165,12 +174,13 @@ BEGIN
 
         WHEN 'create_message' THEN
             v_created := coalesce((msg->>'created_at')::timestamptz, now());
-            -- A message Strands merged in place (same tracking_id, strands-agents #4420) replaces its row in place.
+            -- A message Strands merged into the latest one (same tracking_id, strands-agents #4420) replaces that row in
+            -- place; an earlier message with that id (a prompt dict sent again) is one of its own.
             UPDATE messages AS m
-            SET message = msg->'message', redact_message = v_redact, updated_at = v_updated,
-                body = {message_json("msg->'message'", "m.message_id", "v_redact", "m.created_at", "v_updated")}::text
+            SET message = v_message, redact_message = v_redact, updated_at = v_updated,
+                body = {message_json("v_message", "m.message_id", "v_redact", "m.created_at", "v_updated")}::text
             WHERE m.session_id = p_session_id AND m.agent_id = v_agent AND m.tracking_id = v_tracking
-              AND m.message_id <> v_message_id
+              AND m.message_id = v_message_id - 1
             RETURNING 'replaced', NULL::bigint, m.body INTO status, version, body;
             IF FOUND THEN
                 RETURN NEXT;
@@ -178,14 +188,15 @@ BEGIN
             END IF;
             INSERT INTO messages AS m
                 (session_id, agent_id, message_id, message, redact_message, created_at, updated_at, body, tracking_id)
-            VALUES (p_session_id, v_agent, v_message_id, msg->'message', v_redact, v_created, v_updated,
-                    {message_json("msg->'message'", "v_message_id", "v_redact", "v_created", "v_updated")}::text,
+            VALUES (p_session_id, v_agent, v_message_id, v_message, v_redact, v_created, v_updated,
+                    {message_json("v_message", "v_message_id", "v_redact", "v_created", "v_updated")}::text,
                     v_tracking)
             ON CONFLICT (session_id, agent_id, message_id) DO NOTHING
             RETURNING 'created', NULL::bigint, m.body INTO status, version, body;
             IF NOT FOUND THEN
                 -- A retry is accepted when the content is identical (timestamps ignored).
-                SELECT m.message = msg->'message' AND m.redact_message IS NOT DISTINCT FROM v_redact, m.body
+                SELECT m.message::text = v_message::text
+                       AND m.redact_message::text IS NOT DISTINCT FROM v_redact::text, m.body
                 INTO v_same, body
                 FROM messages m
                 WHERE m.session_id = p_session_id AND m.agent_id = v_agent AND m.message_id = v_message_id;
@@ -199,8 +210,8 @@ BEGIN
 
         WHEN 'update_message' THEN
             UPDATE messages AS m
-            SET message = msg->'message', redact_message = v_redact, updated_at = v_updated, tracking_id = v_tracking,
-                body = {message_json("msg->'message'", "m.message_id", "v_redact", "m.created_at", "v_updated")}::text
+            SET message = v_message, redact_message = v_redact, updated_at = v_updated, tracking_id = v_tracking,
+                body = {message_json("v_message", "m.message_id", "v_redact", "m.created_at", "v_updated")}::text
             WHERE m.session_id = p_session_id AND m.agent_id = v_agent AND m.message_id = v_message_id
             RETURNING 'updated', NULL::bigint, m.body INTO status, version, body;
             IF NOT FOUND THEN
@@ -226,14 +237,15 @@ $fn$
 )
 
 # Group commit: the writes of several requests in one statement, so one transaction and one WAL flush. Item i is
-# `session_backend_write(p_session_ids[i], p_ops[i]::jsonb, p_lease_owners[i])` in a block of its own (a
+# `session_backend_write(p_session_ids[i], p_ops[i]::json, p_lease_owners[i])` in a block of its own (a
 # subtransaction): a failing item leaves nothing of itself and nothing else undone, and gives its SQLSTATE and message
 # as it would alone. `p_ops` is text, parsed in the item's block: a value PostgreSQL refuses (a NUL) fails that item
 # only. Rows: (item, status, version, body, NULLs) per operation of a written item (in order), or (item, NULLs,
 # error_code, error_message, error_detail, error_hint) once for a failed one; items are numbered from 1.
 SESSION_BACKEND_WRITE_MANY = SqlFunction(
     "session_backend_write_many",
-    r"""
+    version=2,
+    definition=r"""
 CREATE OR REPLACE FUNCTION session_backend_write_many(p_session_ids text[], p_ops text[], p_lease_owners text[])
 RETURNS TABLE (
     item integer, status text, version bigint, body text,
@@ -250,7 +262,7 @@ BEGIN
             -- Collected before any row is returned: rows of a failed item never reach the result.
             SELECT array_agg(w.status ORDER BY w.n), array_agg(w.version ORDER BY w.n), array_agg(w.body ORDER BY w.n)
             INTO v_status, v_version, v_body
-            FROM session_backend_write(p_session_ids[i], p_ops[i]::jsonb, p_lease_owners[i])
+            FROM session_backend_write(p_session_ids[i], p_ops[i]::json, p_lease_owners[i])
                 WITH ORDINALITY AS w(status, version, body, n);
         EXCEPTION WHEN OTHERS THEN
             item := i;
@@ -275,12 +287,12 @@ FUNCTIONS: tuple[SqlFunction, ...] = (SESSION_BACKEND_WRITE, SESSION_BACKEND_WRI
 """Every function the backend installs, in install order."""
 
 WRITE = """
-SELECT status, version, body FROM session_backend_write($1, $2::jsonb, $3::text)
+SELECT status, version, body FROM session_backend_write($1, $2::json, $3::text)
 """
 
 # The operations as JSON text (the group commit encodes them once, for either statement).
 WRITE_TEXT = """
-SELECT status, version, body FROM session_backend_write($1, $2::text::jsonb, $3::text)
+SELECT status, version, body FROM session_backend_write($1, $2::text::json, $3::text)
 """
 
 WRITE_MANY = """

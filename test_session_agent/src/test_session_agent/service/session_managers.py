@@ -11,11 +11,11 @@ from functools import lru_cache
 from typing import Any, Protocol, cast
 
 import httpx
-import orjson
 from strands.session.snapshot_session_manager import SnapshotSessionManager, _snapshot_key
 from strands.types.agent import LocalAgent
 from strands.types.session import Session, SessionType
 
+from .. import _json
 from ..exceptions import SessionConflictError
 from ..postgresql_session_repository import PostgreSQLSessionRepository
 from ..session_manager import PostgreSQLSessionManager, TurnContext
@@ -172,7 +172,7 @@ async def fork_session(
     else:
         await storage.write(_snapshot_key(new_session_id, agent_id, snapshot_id=None), snapshot)
         await storage.write(_snapshot_key(new_session_id, agent_id, snapshot_id=snapshot_id), snapshot)
-    return len(orjson.loads(snapshot)["data"].get("messages", [])) if snapshot else 0
+    return len(_json.loads(snapshot)["data"].get("messages", [])) if snapshot else 0
 
 
 async def snapshot_history(settings: AgentSettings, session_id: str, agent_id: str) -> list[dict[str, Any]]:
@@ -180,7 +180,7 @@ async def snapshot_history(settings: AgentSettings, session_id: str, agent_id: s
     data = await _storage(settings).read(_snapshot_key(session_id, agent_id, snapshot_id=None))
     if data is None:
         return []
-    snapshot = orjson.loads(data)
+    snapshot = _json.loads(data)
     return [
         {"message_id": i, "role": m["role"], "content": m["content"], "created_at": snapshot["created_at"]}
         for i, m in enumerate(snapshot["data"].get("messages", []))

@@ -11,8 +11,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
-import orjson
 
+from .. import _json
 from .._http import BackendClientOwner, request
 from .._http import segment as _seg
 from ..exceptions import SessionBusyError, SessionConflictError
@@ -83,7 +83,7 @@ class ServiceBackend(BackendClientOwner):
         except SessionConflictError as e:
             raise SessionBusyError(str(e)) from e
         assert response is not None
-        lease: dict[str, Any] = orjson.loads(response.content)
+        lease: dict[str, Any] = _json.loads(response.content)
         return lease
 
     def release_lease(self, session_id: str, owner: str) -> None:
@@ -99,7 +99,7 @@ class ServiceBackend(BackendClientOwner):
             None when none is set (or it lapsed), or the session does not exist.
         """
         response = self._call("GET", f"/v1/sessions/{_seg(session_id)}/active-agent", missing_ok=True)
-        return orjson.loads(response.content) if response is not None else None
+        return _json.loads(response.content) if response is not None else None
 
     def set_active_agent(self, session_id: str, agent_id: str, ttl_seconds: float | None = None) -> dict[str, Any]:
         """Route the session's turns to the agent profile `agent_id` for `ttl_seconds` (None: until deleted).
@@ -112,7 +112,7 @@ class ServiceBackend(BackendClientOwner):
         response = self._call("PUT", f"/v1/sessions/{_seg(session_id)}/active-agent", body=body)
         assert response is not None
         logger.debug("session_id=<%s>, agent_id=<%s> | set active agent", session_id, agent_id)
-        result: dict[str, Any] = orjson.loads(response.content)
+        result: dict[str, Any] = _json.loads(response.content)
         return result
 
     def delete_active_agent(self, session_id: str) -> None:
@@ -136,7 +136,7 @@ class ServiceBackend(BackendClientOwner):
         """
         response = self._call("DELETE", f"/v1/actors/{_seg(actor_id)}")
         assert response is not None
-        receipt: dict[str, Any] = orjson.loads(response.content)
+        receipt: dict[str, Any] = _json.loads(response.content)
         logger.debug("erase_id=<%s> | erased an actor", receipt.get("erase_id"))
         return receipt
 
@@ -174,7 +174,7 @@ class ServiceBackend(BackendClientOwner):
         """The actor's live sessions, newest first (the backend's records), fetched page by page as iterated."""
         cursor: str | None = None
         while True:
-            page = orjson.loads(self.list_sessions_json(actor_id=actor_id, limit=page_size, cursor=cursor))
+            page = _json.loads(self.list_sessions_json(actor_id=actor_id, limit=page_size, cursor=cursor))
             yield from page["items"]
             cursor = page.get("next_cursor")
             if not cursor:
@@ -182,7 +182,7 @@ class ServiceBackend(BackendClientOwner):
 
     def latest_session_id(self, actor_id: str) -> str | None:
         """The id of the actor's newest live session (None: it has none)."""
-        page = orjson.loads(self.list_sessions_json(actor_id=actor_id, limit=1))
+        page = _json.loads(self.list_sessions_json(actor_id=actor_id, limit=1))
         return str(page["items"][0]["session_id"]) if page["items"] else None
 
     def fork_session(self, session_id: str, new_session_id: str, *, actor_id: str | None = None) -> dict[str, Any]:
@@ -199,5 +199,5 @@ class ServiceBackend(BackendClientOwner):
         body = {"new_session_id": new_session_id, "actor_id": actor_id}
         response = self._call("POST", f"/v1/sessions/{_seg(session_id)}/fork", body=body, idempotent=False)
         assert response is not None
-        result: dict[str, Any] = orjson.loads(response.content)
+        result: dict[str, Any] = _json.loads(response.content)
         return result
