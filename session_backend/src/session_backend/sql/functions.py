@@ -174,8 +174,8 @@ BEGIN
 
         WHEN 'create_message' THEN
             v_created := coalesce((msg->>'created_at')::timestamptz, now());
-            -- A message Strands merged into the latest one (same tracking_id, strands-agents #4420) replaces that row in
-            -- place; an earlier message with that id (a prompt dict sent again) is one of its own.
+            -- A message Strands merged into the latest one (same tracking_id, strands-agents #4420) replaces that
+            -- row in place; an earlier message with that id (a prompt dict sent again) is one of its own.
             UPDATE messages AS m
             SET message = v_message, redact_message = v_redact, updated_at = v_updated,
                 body = {message_json("v_message", "m.message_id", "v_redact", "m.created_at", "v_updated")}::text
