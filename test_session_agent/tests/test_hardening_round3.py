@@ -125,7 +125,6 @@ def agent(sweeping_backend: str, service_runner: Any, port_factory: Any, tmp_pat
 # ---------------------------------------------------------------------------------------------------------- HIGH
 
 
-@xfail(1, "the sweeper leaves session/<id>/ storage objects; a fork under the reused id lists the old snapshots")
 def test_expired_snapshot_session_does_not_leak_to_next_owner(
     agent: Callable[..., Any], sweeping_backend: str, database_url: str
 ) -> None:

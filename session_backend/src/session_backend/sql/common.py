@@ -21,6 +21,10 @@ def iso(value: str) -> str:
 # A session that has expired reads as absent everywhere, before the sweeper deletes it. `s` is the sessions row.
 LIVE = "(s.expires_at IS NULL OR s.expires_at > now())"
 
+# Strands' namespace of snapshot sessions in `storage_objects`: a session's objects are the keys under
+# `session/<session_id>/` (see the agent service's `SESSIONS_NAMESPACE`). They live and die with the session row.
+SESSION_STORAGE_PREFIX = "session/"
+
 # A lease past its expiry is held by no one (the next writer takes it over, the sweeper deletes it). `l`: the lease.
 LIVE_LEASE = "(l.expires_at > now())"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from .common import AGENT_JSON, LIVE_LEASE, LIVE_SESSION_EXISTS, message_json
+from .common import AGENT_JSON, LIVE_LEASE, LIVE_SESSION_EXISTS, SESSION_STORAGE_PREFIX, message_json
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,29 @@ $fn$
 """,
 )
 
-FUNCTIONS: tuple[SqlFunction, ...] = (SESSION_BACKEND_WRITE, SESSION_BACKEND_WRITE_MANY)
+# A session's storage objects (its snapshots, under `session/<id>/`) share the life of its row: a trigger deletes them
+# in the transaction that deletes the row (a delete, the sweeper, an expired id reused) or inserts it (a new session or
+# fork starts empty, whatever was left under its id). The key range is the prefix exactly (keys are COLLATE "C"; '0'
+# follows '/'), so the primary key serves it whatever the plan.
+SESSION_BACKEND_CLEAR_STORAGE = SqlFunction(
+    "session_backend_clear_storage",
+    rf"""
+CREATE OR REPLACE FUNCTION session_backend_clear_storage() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_session_id text := CASE WHEN TG_OP = 'DELETE' THEN OLD.session_id ELSE NEW.session_id END;
+BEGIN
+    DELETE FROM storage_objects
+    WHERE key >= '{SESSION_STORAGE_PREFIX}' || v_session_id || '/' AND key < '{SESSION_STORAGE_PREFIX}' || v_session_id || '0';
+    RETURN NULL;
+END
+$fn$;
+CREATE OR REPLACE TRIGGER sessions_clear_storage AFTER INSERT OR DELETE ON sessions
+    FOR EACH ROW EXECUTE FUNCTION session_backend_clear_storage();
+""",
+)
+
+FUNCTIONS: tuple[SqlFunction, ...] = (SESSION_BACKEND_WRITE, SESSION_BACKEND_WRITE_MANY, SESSION_BACKEND_CLEAR_STORAGE)
 """Every function the backend installs, in install order."""
 
 WRITE = """

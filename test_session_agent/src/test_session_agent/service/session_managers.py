@@ -91,10 +91,7 @@ def build_session_manager(
             session = Session(session_id=session_id, session_type=SessionType.AGENT)
             repository.create_session(session, actor_id=actor_id, metadata={"session_manager": "snapshot"})
         except SessionConflictError:
-            pass  # created meanwhile by another request
-        else:
-            # A new life of this id: snapshots left by an earlier, expired one (whoever owned it) must not come back.
-            asyncio.run(delete_snapshots(settings, session_id))
+            pass  # created meanwhile by another request (a new session starts empty: the backend clears its objects)
     return ServiceSnapshotSessionManager(
         session_id, storage=_storage(settings), snapshot_trigger=_checkpoint_always, bidi_agent_save_latest_on="message"
     )
@@ -183,7 +180,3 @@ async def snapshot_history(settings: AgentSettings, session_id: str, agent_id: s
         for i, m in enumerate(snapshot["data"].get("messages", []))
     ]
 
-
-async def delete_snapshots(settings: AgentSettings, session_id: str) -> None:
-    """Delete every object of a snapshot session (snapshots, checkpoints), in one request."""
-    await _storage(settings).namespace(session_id).clear()

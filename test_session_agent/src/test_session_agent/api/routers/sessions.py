@@ -49,11 +49,9 @@ async def history(session_id: OwnedSessionId, agents: Agents, settings: Settings
 
 
 @router.delete("/{session_id}", status_code=204)
-async def delete_session(session_id: OwnedSessionId, agents: Agents, settings: Settings) -> Response:
-    """Delete the session's data in the backend (its snapshots too) and drop its cached agent."""
+async def delete_session(session_id: OwnedSessionId, agents: Agents) -> Response:
+    """Delete the session's data in the backend (its snapshots go with its row) and drop its cached agent."""
     await agents.delete(session_id)
-    if settings.session_manager == "snapshot":
-        await session_managers.delete_snapshots(settings, session_id)
     return Response(status_code=204)
 
 
