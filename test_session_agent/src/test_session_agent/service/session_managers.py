@@ -179,4 +179,3 @@ async def snapshot_history(settings: AgentSettings, session_id: str, agent_id: s
         {"message_id": i, "role": m["role"], "content": m["content"], "created_at": snapshot["created_at"]}
         for i, m in enumerate(snapshot["data"].get("messages", []))
     ]
-
