@@ -248,7 +248,8 @@ SESSION_BACKEND_CLEAR_STORAGE = SqlFunction(
 CREATE OR REPLACE FUNCTION session_backend_clear_storage() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    v_prefix text := '{SESSION_STORAGE_PREFIX}' || CASE WHEN TG_OP = 'DELETE' THEN OLD.session_id ELSE NEW.session_id END;
+    v_prefix text := '{SESSION_STORAGE_PREFIX}'
+        || CASE WHEN TG_OP = 'DELETE' THEN OLD.session_id ELSE NEW.session_id END;
 BEGIN
     DELETE FROM storage_objects WHERE key >= v_prefix || '/' AND key < v_prefix || '0';
     RETURN NULL;
