@@ -216,7 +216,6 @@ def test_reply_reaching_max_tokens_is_answered_and_stored_with_its_stop_reason(
 # ----------------------------------------------------------------------------------------------------------- MED
 
 
-@xfail(3, "snapshot /process sessions get no expires_at; profile sessions' expiry does not slide")
 def test_snapshot_sessions_slide_their_expiry_with_every_turn(agent: Callable[..., Any], sweeping_backend: str) -> None:
     """With `SESSION_MANAGER=snapshot` both kinds of session expire `SESSION_DEFAULT_TTL_SECONDS` after their last
     committed turn, as with the repository manager: a `/process` session has an `expires_at`, and every turn (of
@@ -252,7 +251,6 @@ def test_snapshot_sessions_slide_their_expiry_with_every_turn(agent: Callable[..
         assert expires_at(profile_sid) > created
 
 
-@xfail(4, "a session expires under a running turn: 404 at commit, the history is gone")
 def test_session_does_not_expire_under_a_running_turn(agent: Callable[..., Any], sweeping_backend: str) -> None:
     """TTL 2 s, the model takes 4 s before its first token (a lower bound, whatever the load), the sweeper runs every
     0.3 s: a turn that started on a live session is committed (200) and the session with both turns survives it.

@@ -9,7 +9,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from .common import AGENT_JSON, LIVE_LEASE, LIVE_SESSION_EXISTS, SESSION_STORAGE_PREFIX, message_json
+from .common import (
+    AGENT_JSON,
+    LIVE,
+    LIVE_LEASE,
+    LIVE_SESSION_EXISTS,
+    SESSION_STORAGE_PREFIX,
+    message_json,
+    sliding_expiry,
+)
 
 
 @dataclass(frozen=True)
@@ -38,11 +46,11 @@ class SqlFunction:
 # `check_incarnation` {incarnation} refuses (SB412) a writer whose copy predates a delete and re-create of the id;
 # `record_turn` {turn_id, idempotency_key, result} names the turn the batch commits (see `sql/turns.py`);
 # `release_lease` {} ends `p_lease_owner`'s lease with the commit (version 2; version 2 also holds the fenced lease
-# row FOR SHARE until the commit). Every
+# row FOR SHARE until the commit; version 3 keeps the expiry past a live lease's end). Every
 # successful call moves the expiry of a session with a `ttl_seconds` (sliding expiry, see `sql/sessions.py`).
 SESSION_BACKEND_WRITE = SqlFunction(
     "session_backend_write",
-    version=2,
+    version=3,
     definition=rf"""
 CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops jsonb, p_lease_owner text)
 RETURNS TABLE (status text, version bigint, body text)
@@ -184,8 +192,8 @@ BEGIN
         END CASE;
         RETURN NEXT;
     END LOOP;
-    -- Sliding expiry: a session with a lifetime lives `ttl_seconds` past its last write.
-    UPDATE sessions s SET expires_at = now() + make_interval(secs => s.ttl_seconds)
+    -- Sliding expiry: a session with a lifetime lives `ttl_seconds` past its last write (and its live lease).
+    UPDATE sessions s SET expires_at = {sliding_expiry("s.ttl_seconds", "p_session_id")}
     WHERE s.session_id = p_session_id AND s.ttl_seconds IS NOT NULL;
 END
 $fn$
@@ -260,7 +268,34 @@ CREATE OR REPLACE TRIGGER sessions_clear_storage AFTER INSERT OR DELETE ON sessi
 """,
 )
 
-FUNCTIONS: tuple[SqlFunction, ...] = (SESSION_BACKEND_WRITE, SESSION_BACKEND_WRITE_MANY, SESSION_BACKEND_CLEAR_STORAGE)
+# A write of a session's storage object (a snapshot session's turn saving its snapshot) slides the session's expiry,
+# as `session_backend_write` does for the repository's rows: both kinds of session live `ttl_seconds` past their
+# last committed turn.
+SESSION_BACKEND_STORAGE_WRITTEN = SqlFunction(
+    "session_backend_storage_written",
+    rf"""
+CREATE OR REPLACE FUNCTION session_backend_storage_written() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_session_id text := split_part(NEW.key, '/', 2);
+BEGIN
+    UPDATE sessions s SET expires_at = {sliding_expiry("s.ttl_seconds", "v_session_id")}
+    WHERE s.session_id = v_session_id AND s.ttl_seconds IS NOT NULL AND {LIVE};
+    RETURN NULL;
+END
+$fn$;
+CREATE OR REPLACE TRIGGER storage_objects_slide_session AFTER INSERT OR UPDATE ON storage_objects
+    FOR EACH ROW WHEN (starts_with(NEW.key, '{SESSION_STORAGE_PREFIX}'))
+    EXECUTE FUNCTION session_backend_storage_written();
+""",
+)
+
+FUNCTIONS: tuple[SqlFunction, ...] = (
+    SESSION_BACKEND_WRITE,
+    SESSION_BACKEND_WRITE_MANY,
+    SESSION_BACKEND_CLEAR_STORAGE,
+    SESSION_BACKEND_STORAGE_WRITTEN,
+)
 """Every function the backend installs, in install order."""
 
 WRITE = """

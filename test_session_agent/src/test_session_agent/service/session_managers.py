@@ -89,7 +89,10 @@ def build_session_manager(
     if repository.read_session(session_id) is None:
         try:
             session = Session(session_id=session_id, session_type=SessionType.AGENT)
-            repository.create_session(session, actor_id=actor_id, metadata={"session_manager": "snapshot"})
+            # Sliding expiry: every snapshot the session's turns save moves it (the backend's storage trigger does).
+            ttl = settings.session_default_ttl_seconds or None
+            metadata = {"session_manager": "snapshot"}
+            repository.create_session(session, actor_id=actor_id, metadata=metadata, ttl_seconds=ttl)
         except SessionConflictError:
             pass  # created meanwhile by another request (a new session starts empty: the backend clears its objects)
     return ServiceSnapshotSessionManager(
