@@ -45,7 +45,6 @@ def keyed_backend(
         yield url
 
 
-@pytest.mark.xfail(strict=True, reason="issue 28 item 8: JSON nested ~1,000 levels is a 500 (RecursionError)")
 def test_deeply_nested_json_is_422_problem_on_the_backend(backend_url: str) -> None:
     """Bodies nested 1,000 and 100,000 levels deep (session metadata, a message, a raw body) are refused with 422
     problem+json and nothing is stored; the backend keeps answering."""

@@ -10,11 +10,15 @@ import asyncio
 
 from fastapi import APIRouter, HTTPException, Response
 
+from service_kit.jsonbody import StrictJSONRoute
+
 from ..deps import Agents, OwnedSessionId
 from ..errors import PROBLEM_RESPONSES
 from ..schemas import ActiveAgentPublic, ActiveAgentSet
 
-router = APIRouter(prefix="/api/v1/sessions", tags=["active agent"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/sessions", tags=["active agent"], responses=PROBLEM_RESPONSES, route_class=StrictJSONRoute
+)
 
 # With access control on, another actor's session is 404 here as everywhere (`OwnedSessionId`).
 SessionId = OwnedSessionId

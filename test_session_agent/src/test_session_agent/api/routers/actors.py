@@ -7,11 +7,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
+from service_kit.jsonbody import StrictJSONRoute
+
 from ..deps import ActorMemories
 from ..errors import PROBLEM_RESPONSES
 from ..schemas_v1 import MemoryCreate, MemoryPage, MemoryPublic
 
-router = APIRouter(prefix="/api/v1/actors/{actor_id}/memories", tags=["memories"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/actors/{actor_id}/memories",
+    tags=["memories"],
+    responses=PROBLEM_RESPONSES,
+    route_class=StrictJSONRoute,
+)
 
 
 @router.get("", response_model=MemoryPage)

@@ -8,6 +8,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
+from service_kit.jsonbody import StrictJSONRoute
+
 from ...agent import AGENT_ID
 from ...exceptions import SessionConflictError, SessionNotFoundError
 from ...service import session_managers
@@ -15,7 +17,7 @@ from ..deps import Agents, Caller, OwnedSessionId, Settings, actor_of
 from ..errors import PROBLEM_RESPONSES
 from ..schemas import IDENTIFIER_PATTERN, ForkRequest, ForkResponse, HistoryResponse, SnapshotInfo, SnapshotList
 
-router = APIRouter(prefix="/sessions", tags=["sessions"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/sessions", tags=["sessions"], responses=PROBLEM_RESPONSES, route_class=StrictJSONRoute)
 
 
 @router.get("")
