@@ -69,7 +69,6 @@ def test_deeply_nested_json_is_422_problem_on_the_backend(backend_url: str) -> N
     assert httpx.get(f"{backend_url}/ready").status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="issue 28 item 11: with a key set, /docs, /redoc, /openapi.json need none")
 def test_docs_need_the_key_on_the_backend(keyed_backend: str) -> None:
     """With `SESSION_BACKEND_API_KEY` set, `/docs`, `/redoc` and `/openapi.json` answer 401 without the key (or with a
     wrong one) and 200 with it (a setting may open them; not tested here); `/health` stays open."""

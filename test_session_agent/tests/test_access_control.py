@@ -31,7 +31,7 @@ ALICE, BOB = "alice-key-0123456789", "bob-key-9876543210"
 KEYS = f"{ALICE}:alice,{BOB}:bob"
 
 # Reachable without a key on purpose: liveness, the page (it asks for the key) and the API docs.
-PUBLIC_PATHS = {"/health", "/", "/static", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+PUBLIC_PATHS = {"/health", "/", "/static"}
 
 # What a caller without a valid key sends.
 REFUSED_CALLERS: dict[str, dict[str, str]] = {

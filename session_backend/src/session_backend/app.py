@@ -15,6 +15,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from service_kit.docs import add_docs, docs_disabled
 from service_kit.logs import bind_log_context, configure_logging
 from service_kit.problems import BodySizeLimit
 
@@ -147,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # fifteenth of an append's CPU when appends still went through them); off with the fast lane, whose `levers`
         # rows measure both together. This service's metrics are Prometheus' (`/metrics`).
         telemetry=_NO_TELEMETRY if settings.hot_path else None,
+        **docs_disabled(),
     )
     if settings.hot_path:
         app.hot_path = functools.partial(HotPath, owner=app, settings=settings, record=metrics.record_request)
@@ -156,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (sessions, turns, profiles, memories, storage):
         app.include_router(module.router, dependencies=v1)
     app.include_router(health.router)
+    add_docs(app, [Depends(require_api_key)], public=settings.docs_public)
     app.state.settings = settings
     app.state.metrics = metrics
     metrics.instrument(app)

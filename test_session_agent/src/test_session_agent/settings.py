@@ -158,6 +158,11 @@ class AgentSettings(BaseSettings):
         repr=False,
         description="Comma-separated `key:actor_id` pairs; unset: no access control (local development).",
     )
+    docs_public: bool = Field(
+        default=False,
+        validation_alias="AGENT_DOCS_PUBLIC",
+        description="Serve `/docs`, `/redoc` and `/openapi.json` without a key (with `AGENT_API_KEYS` they need one).",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         validation_alias="AGENT_CORS_ORIGINS",
