@@ -38,6 +38,9 @@ from .settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
+# How often the embedded PostgreSQL (DATABASE_URL unset) is checked for a dead postmaster, in seconds.
+EMBEDDED_WATCH_SECONDS = 1.0
+
 _NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
@@ -69,6 +72,22 @@ async def _sweep_forever(store: Housekeeping, interval: float, batch_size: int, 
         metrics.expired_sessions.inc(deleted)
         if deleted:
             logger.info("deleted=<%d> | swept expired sessions", deleted)
+
+
+async def _watch_embedded(embedded: EmbeddedPostgres, interval: float = EMBEDDED_WATCH_SECONDS) -> None:
+    """Restart the embedded PostgreSQL whenever its postmaster is found dead (checked every `interval` seconds).
+
+    The pool needs nothing: its broken connections are dropped, new ones reach the restarted server (same socket).
+    A failed restart (the dead server's backends still exiting) is logged and tried again next round.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        if embedded.running():
+            continue
+        try:
+            await asyncio.to_thread(embedded.restart)
+        except Exception as e:
+            logger.warning("error=<%r> | restart of the embedded postgresql failed, retrying", e)
 
 
 async def _connect(settings: Settings, dsn: str) -> asyncpg.Pool:
@@ -123,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.storage = StorageStore(pool)
         app.state.housekeeping = Housekeeping(pool)
         metrics.pool = pool
+        watcher = asyncio.create_task(_watch_embedded(embedded), name="embedded-watch") if embedded else None
         sweeper = asyncio.create_task(
             _sweep_forever(Housekeeping(pool), settings.sweep_interval_seconds, settings.sweep_batch_size, metrics),
             name="sweeper",
@@ -130,9 +150,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, watcher):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             metrics.pool = None
             await pool.close()
             if embedded is not None:

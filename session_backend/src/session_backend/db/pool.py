@@ -92,6 +92,30 @@ class EmbeddedPostgres:
         """`postgresql://` URL of the server's `postgres` database over its Unix socket."""
         return str(self._server.get_uri("postgres"))
 
+    def running(self) -> bool:
+        """Whether the server's postmaster is alive (a killed one may linger as a zombie: that counts as dead)."""
+        import psutil  # a dependency of the `embedded` extra, as the server itself
+
+        info = self._server._postmaster_info
+        if info is None or info.process is None:
+            return False
+        try:
+            return bool(info.process.is_running() and info.process.status() != psutil.STATUS_ZOMBIE)
+        except psutil.Error:
+            return False
+
+    def restart(self) -> None:
+        """Start the server again after its postmaster died (crash recovery replays its WAL); same data, same DSN.
+
+        Raises:
+            subprocess.CalledProcessError: pg_ctl failed (e.g. the dead server's backends still hold its shared
+                memory: try again a moment later).
+        """
+        logger.warning("data_dir=<%s> | embedded postgresql is gone, restarting it", self._server.pgdata)
+        self._server._postmaster_info = None
+        self._server.ensure_postgres_running()
+        logger.info("data_dir=<%s> | embedded postgresql restarted", self._server.pgdata)
+
     def stop(self) -> None:
         """Stop the server if this process was its last user."""
         self._server._cleanup()
