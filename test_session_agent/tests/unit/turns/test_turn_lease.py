@@ -149,7 +149,7 @@ def test_a_take_waits_for_a_deferred_release_in_flight() -> None:
         return acquire_lease(*args)
 
     backend.release_lease = slow_release  # type: ignore[method-assign]
-    backend.acquire_lease = recorded_acquire  # type: ignore[method-assign]
+    backend.acquire_lease = recorded_acquire  # type: ignore[method-assign,assignment]
     releasing = threading.Thread(target=leases.release_pending)
     releasing.start()
     assert sending.wait(10)
