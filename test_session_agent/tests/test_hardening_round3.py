@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import json
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -300,22 +301,21 @@ def test_idle_websocket_does_not_hold_the_session_lease(agent: Callable[..., Any
 
 @pytest.mark.slow
 def test_embedded_postgres_recovers_from_a_crash_by_itself(
-    service_runner: Any, port_factory: Any, tmp_path: Path
+    service_runner: Any, port_factory: Any, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """The default setup (`DATABASE_URL` unset: the backend runs the embedded PostgreSQL) and an agent on it. The
     postmaster is SIGKILLed: the backend restarts it by itself, `/ready` answers 200 again, and a turn retried with its
     Idempotency-Key until it succeeds is stored exactly once."""
-    if os.geteuid() == 0:  # the embedded server then runs as its own user: it must reach its data dir under tmp_path
-        for directory in (tmp_path, *tmp_path.parents):
-            if directory == Path(tempfile.gettempdir()):
-                break
-            directory.chmod(directory.stat().st_mode | 0o011)
+    # Outside pytest's own (0700, reset by any pytest run) tree: as root, the embedded server runs as its own user.
+    data = Path(tempfile.mkdtemp(prefix="r3-embedded-"))
+    data.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(data, ignore_errors=True))
     backend_port, agent_port = port_factory(), port_factory()
     backend = f"http://127.0.0.1:{backend_port}"
     backend_env = {
         "PORT": str(backend_port),
         "SESSION_BACKEND_API_KEY": "",
-        "SESSION_BACKEND_DATA_DIR": str(tmp_path / "data"),
+        "SESSION_BACKEND_DATA_DIR": str(data),
         "DATABASE_URL": "",
     }
     env, url = scripted_agent_env(backend, agent_port, SESSION_BACKEND_API_KEY="", SESSION_WAIT_SECONDS="5")
@@ -325,7 +325,7 @@ def test_embedded_postgres_recovers_from_a_crash_by_itself(
         service_runner("test-session-agent", env, url, log=tmp_path / "agent.log"),
     ):
         assert httpx.post(f"{url}/process", json={"prompt": "one", "session_id": sid}, timeout=60).status_code == 200
-        pid_files = list((tmp_path / "data").rglob("postmaster.pid"))
+        pid_files = list(data.rglob("postmaster.pid"))
         assert len(pid_files) == 1, pid_files
         postmaster = int(pid_files[0].read_text().splitlines()[0])
         os.kill(postmaster, signal.SIGKILL)
