@@ -40,8 +40,18 @@ SELECT l.session_id, l.owner, l.locked_at, l.expires_at FROM session_leases l
 WHERE l.session_id = $1 AND {LIVE_LEASE}
 """
 
-RELEASE_LEASE = """
-DELETE FROM session_leases WHERE session_id = $1 AND owner = $2 RETURNING 1
+# The expiry the lease held up falls back to `ttl_seconds` from now (the turn is over; never earlier than its writes
+# slid it to, and only a live session's).
+RELEASE_LEASE = f"""
+WITH released AS (
+    DELETE FROM session_leases WHERE session_id = $1 AND owner = $2 RETURNING 1
+), settled AS (
+    UPDATE sessions s SET expires_at = now() + make_interval(secs => s.ttl_seconds)
+    FROM released
+    WHERE s.session_id = $1 AND s.ttl_seconds IS NOT NULL AND {LIVE}
+      AND s.expires_at > now() + make_interval(secs => s.ttl_seconds)
+)
+SELECT 1 FROM released
 """
 
 SWEEP_EXPIRED_LEASES = """
