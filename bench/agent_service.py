@@ -49,7 +49,8 @@ def memory(sessions: int = 10_000, concurrency: int = 8, samples: int = 8) -> di
                 return time.perf_counter() - started
 
             elapsed = asyncio.run(drive())
-            cached = httpx.get(f"{url}/health").json()["cached_agents"]
+            metrics = httpx.get(f"{url}/metrics").text.splitlines()
+            cached = int(float(next(m for m in metrics if m.startswith("agent_cache_size ")).split()[1]))
     first_full = next((rss for n, rss in points if n >= 1000), points[0][1])
     return {
         "sessions": sessions,

@@ -33,7 +33,7 @@ KEYS = f"{ALICE}:alice,{BOB}:bob,{CAROL}:carol"
 ERASE_ACTOR = "/api/v1/actors/{actor_id}"
 
 # Reachable without a key on purpose: liveness, the page (it asks for the key) and the API docs.
-PUBLIC_PATHS = {"/health", "/", "/static", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+PUBLIC_PATHS = {"/health", "/", "/static"}
 
 # What a caller without a valid key sends.
 REFUSED_CALLERS: dict[str, dict[str, str]] = {

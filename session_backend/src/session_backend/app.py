@@ -15,6 +15,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from service_kit.docs import add_docs, docs_disabled
 from service_kit.logs import bind_log_context, configure_logging
 from service_kit.problems import BodySizeLimit
 
@@ -38,6 +39,9 @@ from .observability import BackendMetrics
 from .settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
+
+# How often the embedded PostgreSQL (DATABASE_URL unset) is checked for a dead postmaster, in seconds.
+EMBEDDED_WATCH_SECONDS = 1.0
 
 _NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
@@ -70,6 +74,22 @@ async def _sweep_forever(store: Housekeeping, interval: float, batch_size: int, 
         metrics.expired_sessions.inc(deleted)
         if deleted:
             logger.info("deleted=<%d> | swept expired sessions", deleted)
+
+
+async def _watch_embedded(embedded: EmbeddedPostgres, interval: float = EMBEDDED_WATCH_SECONDS) -> None:
+    """Restart the embedded PostgreSQL whenever its postmaster is found dead (checked every `interval` seconds).
+
+    The pool needs nothing: its broken connections are dropped, new ones reach the restarted server (same socket).
+    A failed restart (the dead server's backends still exiting) is logged and tried again next round.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        if embedded.running():
+            continue
+        try:
+            await asyncio.to_thread(embedded.restart)
+        except Exception as e:
+            logger.warning("error=<%r> | restart of the embedded postgresql failed, retrying", e)
 
 
 async def _connect(settings: Settings, dsn: str) -> asyncpg.Pool:
@@ -126,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.converter = SessionConverter(pool)
         app.state.housekeeping = Housekeeping(pool)
         metrics.pool = pool
+        watcher = asyncio.create_task(_watch_embedded(embedded), name="embedded-watch") if embedded else None
         sweeper = asyncio.create_task(
             _sweep_forever(Housekeeping(pool), settings.sweep_interval_seconds, settings.sweep_batch_size, metrics),
             name="sweeper",
@@ -133,9 +154,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, watcher):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             metrics.pool = None
             await pool.close()
             if embedded is not None:
@@ -151,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # fifteenth of an append's CPU when appends still went through them); off with the fast lane, whose `levers`
         # rows measure both together. This service's metrics are Prometheus' (`/metrics`).
         telemetry=_NO_TELEMETRY if settings.hot_path else None,
+        **docs_disabled(),
     )
     if settings.hot_path:
         app.hot_path = functools.partial(HotPath, owner=app, settings=settings, record=metrics.record_request)
@@ -160,6 +184,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (sessions, turns, profiles, memories, storage, actors):
         app.include_router(module.router, dependencies=v1)
     app.include_router(health.router)
+    add_docs(app, [Depends(require_api_key)], public=settings.docs_public)
     app.state.settings = settings
     app.state.metrics = metrics
     metrics.instrument(app)

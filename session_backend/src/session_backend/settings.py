@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         validation_alias="SESSION_BACKEND_API_KEY",
         description="when set, every route but `/health` and `/ready` needs `Authorization: Bearer <key>`",
     )
+    docs_public: bool = Field(
+        default=False,
+        validation_alias="SESSION_BACKEND_DOCS_PUBLIC",
+        description="serve `/docs`, `/redoc` and `/openapi.json` without the key (they need it when a key is set)",
+    )
     data_dir: Path = Field(
         default_factory=_default_data_dir,
         validation_alias="SESSION_BACKEND_DATA_DIR",

@@ -148,6 +148,20 @@ class TestStorageRoutes:
         assert client.get("/v1/storage/keys", params={"prefix": src}).json()["items"] == []
         assert client.get("/v1/storage/keys", params={"prefix": dst}).json()["items"] == [dst + "a", dst + "b/c"]
 
+    def test_a_session_s_objects_live_and_die_with_its_row(self, client: TestClient) -> None:
+        """Objects under `session/<id>/` go with the session's delete, and a new session under that id starts empty
+        (objects left by an earlier life are cleared); a neighbour id sharing the prefix text keeps its objects."""
+        sid = f"s-{uuid.uuid4().hex[:10]}"
+        mine, neighbour = f"session/{sid}/scopes/agent/a/snapshots/latest", f"session/{sid}0/x"
+        for key in (mine, neighbour):
+            assert client.put(OBJECTS, params={"key": key}, content=b"old life").status_code == 204
+        assert client.post("/v1/sessions", json={"session_id": sid, "session_type": "AGENT"}).status_code == 201
+        assert client.get(OBJECTS, params={"key": mine}).status_code == 404
+        assert client.put(OBJECTS, params={"key": mine}, content=b"snapshot").status_code == 204
+        assert client.delete(f"/v1/sessions/{sid}").status_code == 204
+        assert client.get(OBJECTS, params={"key": mine}).status_code == 404
+        assert client.get(OBJECTS, params={"key": neighbour}).content == b"old life"
+
 
 @pytest.mark.integration
 def test_storage_routes_require_the_api_key(make_settings) -> None:  # type: ignore[no-untyped-def]

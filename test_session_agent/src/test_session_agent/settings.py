@@ -181,6 +181,11 @@ class AgentSettings(BaseSettings):
             "any actor; needs `AGENT_API_KEYS`."
         ),
     )
+    docs_public: bool = Field(
+        default=False,
+        validation_alias="AGENT_DOCS_PUBLIC",
+        description="Serve `/docs`, `/redoc` and `/openapi.json` without a key (with `AGENT_API_KEYS` they need one).",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         validation_alias="AGENT_CORS_ORIGINS",

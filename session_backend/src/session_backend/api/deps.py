@@ -12,6 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from service_kit.jsonbody import StrictJSONRoute
+
 from ..db.convert import SessionConverter
 from ..db.erasure import ErasureStore
 from ..db.memories import ActorMemoryStore
@@ -22,7 +24,6 @@ from ..db.turns import TurnStore
 from ..schemas.common import MAX_MESSAGE_ID, Identifier
 from ..settings import Settings
 from .errors import PROBLEM_RESPONSES, PROBLEM_STATUSES
-from .jsonbody import StrictJSONRoute
 
 JSON = "application/json"
 _bearer = HTTPBearer(auto_error=False)

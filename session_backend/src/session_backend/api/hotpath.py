@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service_kit.jsonbody import is_json, parse_json
 from service_kit.logs import LOG_CONTEXT
 
 from ..schemas.common import Identifier
@@ -32,7 +33,6 @@ from ..schemas.turns import BatchRequest
 from ..settings import Settings
 from . import sessions, turns
 from .deps import _bearer, require_api_key
-from .jsonbody import is_json, parse_json
 
 _IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
 

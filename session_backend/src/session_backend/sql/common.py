@@ -21,8 +21,30 @@ def iso(value: str) -> str:
 # A session that has expired reads as absent everywhere, before the sweeper deletes it. `s` is the sessions row.
 LIVE = "(s.expires_at IS NULL OR s.expires_at > now())"
 
+# Strands' namespace of snapshot sessions in `storage_objects`: a session's objects are the keys under
+# `session/<session_id>/` (see the agent service's `SESSIONS_NAMESPACE`). They live and die with the session row.
+SESSION_STORAGE_PREFIX = "session/"
+
 # A lease past its expiry is held by no one (the next writer takes it over, the sweeper deletes it). `l`: the lease.
 LIVE_LEASE = "(l.expires_at > now())"
+
+
+def sliding_expiry(ttl_seconds: str, session_id: str) -> str:
+    """SQL of a session's expiry after a write now: `ttl_seconds` from now, and never before a live lease on it ends.
+
+    A session never expires under a running turn: taking the lease moves the expiry to the lease's end at least
+    (`sql/leases.py`), and a write during the turn (or the creation of the session under it) keeps it there.
+
+    Args:
+        ttl_seconds: SQL expression of the session's lifetime in seconds (bigint, not NULL).
+        session_id: SQL expression of the session's id.
+
+    Returns:
+        A SQL expression of type timestamptz.
+    """
+    return f"""greatest(now() + make_interval(secs => {ttl_seconds}),
+        (SELECT l.expires_at FROM session_leases l WHERE l.session_id = {session_id} AND {LIVE_LEASE}))"""
+
 
 # An active agent past its expiry routes nothing: the session is back with its own profile. `aa`: the row.
 LIVE_ACTIVE_AGENT = "(aa.expires_at IS NULL OR aa.expires_at > now())"

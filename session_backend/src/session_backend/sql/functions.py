@@ -9,7 +9,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from .common import AGENT_JSON, LIVE_LEASE, LIVE_SESSION_EXISTS, message_json
+from .common import (
+    AGENT_JSON,
+    LIVE,
+    LIVE_LEASE,
+    LIVE_SESSION_EXISTS,
+    SESSION_STORAGE_PREFIX,
+    message_json,
+    sliding_expiry,
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,8 @@ class SqlFunction:
 # `release_lease` {} ends `p_lease_owner`'s lease with the commit (version 2; version 2 also holds the fenced lease
 # row FOR SHARE until the commit; version 3: a `create_message` whose `tracking_id` is held by another row of the agent
 # replaces that row in place, strands-agents #4420, every call moves the session's `updated_at`, and
-# `set_context_window` {agent_id, window} stores the agent's reduced context window). Every
+# `set_context_window` {agent_id, window} stores the agent's reduced context window, and the
+# expiry is kept past a live lease's end). Every
 # successful call moves the expiry of a session with a `ttl_seconds` (sliding expiry, see `sql/sessions.py`).
 # Version 3 takes `p_ops` as `json` (an overload next to version 2's `jsonb` one, which older replicas keep calling):
 # content is copied as the text it was sent as (U+0000 and numbers of any size kept, migration 14), and a retry is
@@ -224,12 +233,12 @@ BEGIN
         END CASE;
         RETURN NEXT;
     END LOOP;
-    -- Sliding expiry: a session with a lifetime lives `ttl_seconds` past its last write.
+    -- Sliding expiry: a session with a lifetime lives `ttl_seconds` past its last write (and its live lease).
     -- `updated_at` moves with every committed write (sessions listed by their last turn).
     UPDATE sessions s
     SET updated_at = now(),
         expires_at = CASE WHEN s.ttl_seconds IS NULL THEN s.expires_at
-                          ELSE now() + make_interval(secs => s.ttl_seconds) END
+                          ELSE {sliding_expiry("s.ttl_seconds", "p_session_id")} END
     WHERE s.session_id = p_session_id;
 END
 $fn$
@@ -283,7 +292,56 @@ $fn$
 """,
 )
 
-FUNCTIONS: tuple[SqlFunction, ...] = (SESSION_BACKEND_WRITE, SESSION_BACKEND_WRITE_MANY)
+# A session's storage objects (its snapshots, under `session/<id>/`) share the life of its row: a trigger deletes them
+# in the transaction that deletes the row (a delete, the sweeper, an expired id reused) or inserts it (a new session or
+# fork starts empty, whatever was left under its id). The key range is the prefix exactly (keys are COLLATE "C"; '0'
+# follows '/'), so the primary key serves it whatever the plan.
+SESSION_BACKEND_CLEAR_STORAGE = SqlFunction(
+    "session_backend_clear_storage",
+    rf"""
+CREATE OR REPLACE FUNCTION session_backend_clear_storage() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_prefix text := '{SESSION_STORAGE_PREFIX}'
+        || CASE WHEN TG_OP = 'DELETE' THEN OLD.session_id ELSE NEW.session_id END;
+BEGIN
+    DELETE FROM storage_objects WHERE key >= v_prefix || '/' AND key < v_prefix || '0';
+    RETURN NULL;
+END
+$fn$;
+CREATE OR REPLACE TRIGGER sessions_clear_storage AFTER INSERT OR DELETE ON sessions
+    FOR EACH ROW EXECUTE FUNCTION session_backend_clear_storage();
+""",
+)
+
+# A write of a session's storage object (a snapshot session's turn saving its snapshot) slides the session's expiry,
+# as `session_backend_write` does for the repository's rows: both kinds of session live `ttl_seconds` past their
+# last committed turn.
+SESSION_BACKEND_STORAGE_WRITTEN = SqlFunction(
+    "session_backend_storage_written",
+    rf"""
+CREATE OR REPLACE FUNCTION session_backend_storage_written() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_session_id text := split_part(NEW.key, '/', 2);
+BEGIN
+    UPDATE sessions s SET expires_at = {sliding_expiry("s.ttl_seconds", "v_session_id")}
+    WHERE s.session_id = v_session_id AND s.ttl_seconds IS NOT NULL AND {LIVE};
+    RETURN NULL;
+END
+$fn$;
+CREATE OR REPLACE TRIGGER storage_objects_slide_session AFTER INSERT OR UPDATE ON storage_objects
+    FOR EACH ROW WHEN (starts_with(NEW.key, '{SESSION_STORAGE_PREFIX}'))
+    EXECUTE FUNCTION session_backend_storage_written();
+""",
+)
+
+FUNCTIONS: tuple[SqlFunction, ...] = (
+    SESSION_BACKEND_WRITE,
+    SESSION_BACKEND_WRITE_MANY,
+    SESSION_BACKEND_CLEAR_STORAGE,
+    SESSION_BACKEND_STORAGE_WRITTEN,
+)
 """Every function the backend installs, in install order."""
 
 WRITE = """

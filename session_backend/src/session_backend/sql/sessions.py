@@ -1,12 +1,12 @@
 """SQL for the sessions aggregate. Reads return JSON text built by PostgreSQL, passed to clients unchanged."""
 
-from .common import LIVE, LIVE_LEASE, SESSION_JSON
+from .common import LIVE, LIVE_LEASE, SESSION_JSON, sliding_expiry
 
 INSERT_SESSION = f"""
 INSERT INTO sessions AS s
     (session_id, session_type, actor_id, metadata, created_at, updated_at, expires_at, ttl_seconds)
 VALUES ($1, $2, $3, $4, coalesce($5, now()), coalesce($6, now()),
-        CASE WHEN $7::bigint IS NULL THEN NULL ELSE now() + make_interval(secs => $7::bigint) END, $7::bigint)
+        CASE WHEN $7::bigint IS NULL THEN NULL ELSE {sliding_expiry("$7::bigint", "$1")} END, $7::bigint)
 ON CONFLICT (session_id) DO NOTHING
 RETURNING {SESSION_JSON}::text
 """
@@ -69,12 +69,14 @@ SESSION_IS_LIVE = f"""
 SELECT 1 FROM sessions s WHERE s.session_id = $1 AND {LIVE}
 """
 
-# One batch of the sweeper; SKIP LOCKED lets several replicas sweep at once without waiting on each other.
-SWEEP_EXPIRED = """
+# One batch of the sweeper; SKIP LOCKED lets several replicas sweep at once without waiting on each other. A session
+# under a live lease is left alone (a turn is running: taking the lease moved its expiry, see `sql/leases.py`).
+SWEEP_EXPIRED = f"""
 DELETE FROM sessions WHERE session_id IN (
-    SELECT session_id FROM sessions
-    WHERE expires_at IS NOT NULL AND expires_at <= now()
-    ORDER BY expires_at
+    SELECT s.session_id FROM sessions s
+    WHERE s.expires_at IS NOT NULL AND s.expires_at <= now()
+      AND NOT EXISTS (SELECT 1 FROM session_leases l WHERE l.session_id = s.session_id AND {LIVE_LEASE})
+    ORDER BY s.expires_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 )

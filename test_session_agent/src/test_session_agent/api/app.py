@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from strands.models.model import Model
 
+from service_kit.docs import add_docs, docs_disabled
 from service_kit.problems import BodySizeLimit
 
 from ..agent import SessionAgents
@@ -95,6 +96,7 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
         # FastAPI's native OpenTelemetry hooks look up the global providers on every request; this service's
         # metrics are Prometheus' (`/metrics`), its traces Strands' own.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        **docs_disabled(),
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.state.settings = settings
@@ -110,6 +112,7 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
     ):
         app.include_router(router, dependencies=[Depends(get_caller)])
     app.include_router(health.router)
+    add_docs(app, [Depends(get_caller)], public=settings.docs_public)
     metrics.instrument(app)
 
     @app.get("/metrics", tags=["health"], response_class=Response, dependencies=[Depends(get_caller)])

@@ -92,12 +92,12 @@ def build_session_manager(
     if repository.read_session(session_id) is None:
         try:
             session = Session(session_id=session_id, session_type=SessionType.AGENT)
-            repository.create_session(session, actor_id=actor_id, metadata={"session_manager": "snapshot"})
+            # Sliding expiry: every snapshot the session's turns save moves it (the backend's storage trigger does).
+            ttl = settings.session_default_ttl_seconds or None
+            metadata = {"session_manager": "snapshot"}
+            repository.create_session(session, actor_id=actor_id, metadata=metadata, ttl_seconds=ttl)
         except SessionConflictError:
-            pass  # created meanwhile by another request
-        else:
-            # A new life of this id: snapshots left by an earlier, expired one (whoever owned it) must not come back.
-            asyncio.run(delete_snapshots(settings, session_id))
+            pass  # created meanwhile by another request (a new session starts empty: the backend clears its objects)
     return ServiceSnapshotSessionManager(
         session_id, storage=_storage(settings), snapshot_trigger=_checkpoint_always, bidi_agent_save_latest_on="message"
     )
@@ -185,8 +185,3 @@ async def snapshot_history(settings: AgentSettings, session_id: str, agent_id: s
         {"message_id": i, "role": m["role"], "content": m["content"], "created_at": snapshot["created_at"]}
         for i, m in enumerate(snapshot["data"].get("messages", []))
     ]
-
-
-async def delete_snapshots(settings: AgentSettings, session_id: str) -> None:
-    """Delete every object of a snapshot session (snapshots, checkpoints), in one request."""
-    await _storage(settings).namespace(session_id).clear()

@@ -155,6 +155,8 @@ class Leases:
         self.owner = owner or process_owner()
         self.renewals = LeaseRenewals(backend, ttl)
         self._unreleased: set[tuple[str, str]] = set()
+        # Guards `_unreleased`, and is held across each deferred release: a lease taken again (re-entrant: the same
+        # owner) leaves the pending set under it first, so a late release can never end the new turn's lease.
         self._unreleased_lock = threading.Lock()
 
     def close(self) -> None:
@@ -171,7 +173,7 @@ class Leases:
             SessionException: the backend refused or is unreachable.
         """
         try:
-            return self.backend.acquire_lease(session_id, self.owner, self.ttl, idempotency_key)
+            return self._acquire(session_id, self.owner, idempotency_key)
         except SessionBusyError:
             return None
 
@@ -199,7 +201,13 @@ class Leases:
             stop=lambda _: time.monotonic() >= deadline,
             reraise=True,
         )
-        return retrying(self.backend.acquire_lease, session_id, owner or self.owner, self.ttl, idempotency_key)
+        return retrying(self._acquire, session_id, owner or self.owner, idempotency_key)
+
+    def _acquire(self, session_id: str, owner: str, idempotency_key: str | None) -> dict[str, Any]:
+        """One attempt; the lease's deferred release (if any) is dropped first, or waited for when in flight."""
+        with self._unreleased_lock:
+            self._unreleased.discard((session_id, owner))
+        return self.backend.acquire_lease(session_id, owner, self.ttl, idempotency_key)
 
     def renew(self, session_id: str, owner: str | None = None) -> None:
         """Keep renewing the held lease until `stop_renewing` or `release`."""
@@ -227,13 +235,17 @@ class Leases:
             How many are still pending (the backend still does not answer).
         """
         with self._unreleased_lock:
-            pending, self._unreleased = self._unreleased, set()
-        for session_id, owner in pending:
-            try:
-                self.backend.release_lease(session_id, owner)
-            except SessionException:
-                with self._unreleased_lock:
-                    self._unreleased.add((session_id, owner))
+            pending = list(self._unreleased)
+        for lease in pending:
+            # Under the lock, and only while still pending: a turn that took the lease again meanwhile owns it now.
+            with self._unreleased_lock:
+                if lease not in self._unreleased:
+                    continue
+                try:
+                    self.backend.release_lease(*lease)
+                except SessionException:
+                    continue
+                self._unreleased.discard(lease)
         with self._unreleased_lock:
             return len(self._unreleased)
 

@@ -80,6 +80,5 @@ def test_health_needs_no_backend(service: TestClient) -> None:
     assert service.get("/health").json() == {
         "status": "ok",
         "model_provider": "scripted",
-        "cached_agents": 0,
         "access_control": False,
     }

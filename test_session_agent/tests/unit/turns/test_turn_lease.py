@@ -110,5 +110,58 @@ def test_a_failed_release_is_kept_until_the_backend_answers() -> None:
     leases.close()
 
 
+def test_a_deferred_release_never_ends_a_lease_taken_again() -> None:
+    """A release that failed while the backend was down is dropped when a turn of this process takes the lease
+    again (re-entrant): the deferred-release loop must not end the new turn's lease (failover race of issue 28)."""
+    backend = StandInBackend()
+    leases = Leases(backend, ttl=30)
+    backend.down = True
+    leases.release("s")
+    assert leases.has_unreleased()
+    backend.down = False
+    assert leases.try_take("s") is not None  # the next turn of the session
+    assert not leases.has_unreleased()
+    assert leases.release_pending() == 0
+    assert backend.released == []
+    leases.close()
+
+
+def test_a_take_waits_for_a_deferred_release_in_flight() -> None:
+    """A deferred release already sent when the lease is taken again completes first: the take then gets a fresh
+    lease, never one the release ends after it was granted."""
+    backend = StandInBackend()
+    leases = Leases(backend, ttl=30)
+    backend.down = True
+    leases.release("s")
+    backend.down = False
+    events: list[str] = []
+    sending, proceed = threading.Event(), threading.Event()
+    release_lease, acquire_lease = backend.release_lease, backend.acquire_lease
+
+    def slow_release(session_id: str, owner: str) -> None:
+        sending.set()
+        assert proceed.wait(10)
+        release_lease(session_id, owner)
+        events.append("released")
+
+    def recorded_acquire(*args: Any) -> dict[str, Any]:
+        events.append("acquired")
+        return acquire_lease(*args)
+
+    backend.release_lease = slow_release  # type: ignore[method-assign]
+    backend.acquire_lease = recorded_acquire  # type: ignore[method-assign,assignment]
+    releasing = threading.Thread(target=leases.release_pending)
+    releasing.start()
+    assert sending.wait(10)
+    taking = threading.Thread(target=leases.take, args=("s", time.monotonic() + 10))
+    taking.start()
+    taking.join(0.2)  # the take is held while the release is in flight (longer would only wait longer)
+    proceed.set()
+    releasing.join(10)
+    taking.join(10)
+    assert events == ["released", "acquired"]
+    leases.close()
+
+
 def test_errors_are_session_exceptions() -> None:
     assert issubclass(BackendUnavailableError, SessionException)

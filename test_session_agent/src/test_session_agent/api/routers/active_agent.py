@@ -10,12 +10,16 @@ import asyncio
 
 from fastapi import APIRouter, HTTPException, Response
 
+from service_kit.jsonbody import StrictJSONRoute
+
 from ...exceptions import AgentProfileNotFoundError
 from ..deps import Agents, Caller, OwnedSessionId, ProfileSessionsDep, profile_viewer
 from ..errors import PROBLEM_RESPONSES
 from ..schemas import ActiveAgentPublic, ActiveAgentSet
 
-router = APIRouter(prefix="/api/v1/sessions", tags=["active agent"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/sessions", tags=["active agent"], responses=PROBLEM_RESPONSES, route_class=StrictJSONRoute
+)
 
 # With access control on, another actor's session is 404 here as everywhere (`OwnedSessionId`).
 SessionId = OwnedSessionId

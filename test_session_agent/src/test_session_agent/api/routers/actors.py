@@ -8,11 +8,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
+from service_kit.jsonbody import StrictJSONRoute
+
 from ..deps import ActorMemories, Agents, ErasableActorId
 from ..errors import PROBLEM_RESPONSES
 from ..schemas_v1 import ErasureReceipt, MemoryCreate, MemoryPage, MemoryPublic
 
-router = APIRouter(prefix="/api/v1/actors/{actor_id}/memories", tags=["memories"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/actors/{actor_id}/memories",
+    tags=["memories"],
+    responses=PROBLEM_RESPONSES,
+    route_class=StrictJSONRoute,
+)
 erasure_router = APIRouter(prefix="/api/v1/actors", tags=["actors"], responses=PROBLEM_RESPONSES)
 
 

@@ -10,6 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from sse_starlette.sse import EventSourceResponse
 
+from service_kit.jsonbody import StrictJSONRoute
+
 from ...exceptions import SessionNotFoundOrExpiredError
 from ...profiles import AgentProfile
 from ...service.invocations import ProfileTurn, latest_session_of
@@ -41,7 +43,7 @@ from ..schemas_v1 import (
 )
 from ..turns import DEGRADED_HEADER, SSE_RESPONSES, check_prompt, turn_status, turn_stream
 
-router = APIRouter(prefix="/api/v1", tags=["agents"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/api/v1", tags=["agents"], responses=PROBLEM_RESPONSES, route_class=StrictJSONRoute)
 
 AgentId = Annotated[Identifier, Path()]
 

@@ -8,6 +8,8 @@ import uuid
 from fastapi import APIRouter, Response
 from sse_starlette.sse import EventSourceResponse
 
+from service_kit.jsonbody import StrictJSONRoute
+
 from ...agent import SessionAgents
 from ...observability import log_context
 from ...settings import AgentSettings
@@ -29,7 +31,7 @@ from ..turns import DEGRADED_HEADER, SSE_RESPONSES, check_prompt, turn_status, t
 
 _NEW_SESSION_NAMESPACE = uuid.UUID("5f0b6c1e-2b7a-4f43-9d0e-6a1f3c2d9e10")
 
-router = APIRouter(tags=["process"], responses=PROBLEM_RESPONSES)
+router = APIRouter(tags=["process"], responses=PROBLEM_RESPONSES, route_class=StrictJSONRoute)
 
 
 async def _turn_target(

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from service_kit.jsonbody import StrictJSONRoute
+
 from ...agent import AGENT_ID
 from ...exceptions import SessionConflictError, SessionNotFoundError
 from ...service import session_managers
@@ -15,7 +17,7 @@ from ..deps import Agents, Caller, OwnedSessionId, Settings, actor_of
 from ..errors import PROBLEM_RESPONSES
 from ..schemas import IDENTIFIER_PATTERN, ForkRequest, ForkResponse, HistoryResponse, SnapshotInfo, SnapshotList
 
-router = APIRouter(prefix="/sessions", tags=["sessions"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/sessions", tags=["sessions"], responses=PROBLEM_RESPONSES, route_class=StrictJSONRoute)
 
 
 # Query parameters of the backend's list passed through as given (the backend validates them: 422 passed on).
@@ -59,11 +61,9 @@ async def history(session_id: OwnedSessionId, agents: Agents, settings: Settings
 
 
 @router.delete("/{session_id}", status_code=204)
-async def delete_session(session_id: OwnedSessionId, agents: Agents, settings: Settings) -> Response:
-    """Delete the session's data in the backend (its snapshots too) and drop its cached agent."""
+async def delete_session(session_id: OwnedSessionId, agents: Agents) -> Response:
+    """Delete the session's data in the backend (its snapshots go with its row) and drop its cached agent."""
     await agents.delete(session_id)
-    if settings.session_manager == "snapshot":
-        await session_managers.delete_snapshots(settings, session_id)
     return Response(status_code=204)
 
 

@@ -1,4 +1,7 @@
-"""Request bodies parsed strictly and, when large, off the event loop: the route class every v1 router uses."""
+"""Request bodies parsed strictly and, when large, off the event loop: the route class of both services' routers.
+
+Strict: RFC 8259 only (no `NaN`, no numbers beyond a double), and nested at most `MAX_JSON_DEPTH` levels.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,10 @@ from fastapi.routing import APIRoute
 # round 2), during which every other request would wait.
 OFF_LOOP_BYTES = 256 * 1024
 
+# Arrays and objects nested deeper than this are refused (422) by both services: deeper values would overflow the
+# parser's recursion (about 1,000 levels) or orjson's encoder (255, the agent's client) further along.
+MAX_JSON_DEPTH = 128
+
 
 def is_json(content_type: str | None) -> bool:
     """Whether a body of `content_type` is JSON (`application/json`, `application/*+json`, or none given)."""
@@ -27,7 +34,8 @@ def is_json(content_type: str | None) -> bool:
 async def parse_json(body: bytes) -> Any:
     """Parse a JSON request body as RFC 8259 defines it.
 
-    `NaN`, `Infinity` and numbers beyond the range of a double (`1e400`) are refused rather than stored as `null`.
+    `NaN`, `Infinity` and numbers beyond the range of a double (`1e400`) are refused rather than stored as `null`;
+    so are arrays and objects nested deeper than `MAX_JSON_DEPTH`.
 
     Args:
         body: the raw body; parsed on a worker thread when it is `OFF_LOOP_BYTES` or larger.
@@ -40,16 +48,54 @@ async def parse_json(body: bytes) -> Any:
     """
     # The standard parser, as FastAPI's own, so integers keep their exact value (the schemas refuse those beyond 64
     # bits); only its non-standard extensions are turned off.
-    loads = partial(json.loads, parse_constant=_refuse_constant, parse_float=_finite_float)
+    loads = partial(_loads_bounded, parse_constant=_refuse_constant, parse_float=_finite_float)
     try:
         if len(body) >= OFF_LOOP_BYTES:
             return await asyncio.to_thread(loads, body)
         return loads(body)
+    except JSONTooDeepError as e:
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": f"JSON decode error: {e}", "input": {}}]
+        ) from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         position = e.pos if isinstance(e, json.JSONDecodeError) else e.start
         raise RequestValidationError(
             [{"type": "json_invalid", "loc": ("body", position), "msg": f"JSON decode error: {e}", "input": {}}]
         ) from e
+
+
+class JSONTooDeepError(ValueError):
+    """A JSON value nested deeper than `MAX_JSON_DEPTH`."""
+
+
+def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether `value` (parsed JSON: dicts, lists, scalars) nests arrays and objects more than `limit` levels deep.
+
+    Iterative (no recursion, whatever the depth); stops at the first container past the limit.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _loads_bounded(body: bytes, **kwargs: Any) -> Any:
+    # A body with fewer brackets than the limit cannot be nested deeper: most are checked by two byte counts.
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return json.loads(body, **kwargs)
+    try:
+        value = json.loads(body, **kwargs)
+    except RecursionError as e:
+        raise JSONTooDeepError(f"nested deeper than {MAX_JSON_DEPTH} levels") from e
+    if too_deep(value):
+        raise JSONTooDeepError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
 
 
 def _refuse_constant(name: str) -> Any:
