@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 import weakref
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,6 +24,7 @@ from .exceptions import BackendUnavailableError, SessionBusyError
 from .observability import AgentMetrics
 from .postgresql_session_repository import PostgreSQLSessionRepository
 from .profiles import AgentProfileClient
+from .service.admission import Admission, Ticket
 from .settings import AgentSettings
 from .turns.backend import ServiceBackend
 from .turns.cache import AgentBuilder, AgentCache, CachedAgent
@@ -51,7 +53,7 @@ class SessionAgents:
     Args:
         settings: service settings (backend URL and key, cache size and idle timeout, system prompt).
         model: the Strands model shared by every agent of the process.
-        max_workers: threads available to run turns at once.
+        max_workers: threads available to run turns at once; None: `AGENT_TURN_WORKERS`.
         metrics: where turns, cache lookups and backend errors are counted (default: a registry of its own).
 
     Attributes:
@@ -63,8 +65,13 @@ class SessionAgents:
     """
 
     def __init__(
-        self, settings: AgentSettings, model: Model, max_workers: int = 32, metrics: AgentMetrics | None = None
+        self,
+        settings: AgentSettings,
+        model: Model,
+        max_workers: int | None = None,
+        metrics: AgentMetrics | None = None,
     ) -> None:
+        max_workers = max_workers or settings.turn_workers
         self.settings = settings
         self.model = model
         self.client = backend_client(
@@ -96,6 +103,7 @@ class SessionAgents:
             self._lease_executor,
         )
         self._workers = TurnWorkers(max_workers)
+        self.admission = Admission(*settings.admission_bounds(), metrics=self.metrics)
         # Live while a turn holds or waits for it; vanishes with the last user, so memory follows active sessions.
         self._session_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -123,18 +131,38 @@ class SessionAgents:
         """Forget the cached agent of a session (it is rebuilt from the backend on next use)."""
         self.cache.drop(session_id)
 
-    async def run_turn(self, request: TurnRequest) -> TurnResult:
-        """Run one turn: wait for the session's earlier turns, then run it on a worker thread (`TurnRunner.run`).
+    def run_turn(self, request: TurnRequest) -> Coroutine[Any, Any, TurnResult]:
+        """Start one turn: admitted at once or refused (`Admission`), then run when its place and session are free.
 
-        The turn is shielded from the caller's cancellation (a client that disconnects does not cut a turn in half).
+        The turn waits for a running place, then for the session's earlier turns, and runs on a worker thread
+        (`TurnRunner.run`).
+
+        Every turn route comes through here: the refusal is raised before anything starts, so a streaming route
+        answers it as a plain 503/429 rather than an event of a begun stream. The turn is shielded from the caller's
+        cancellation (a client that disconnects does not cut a turn in half).
+
+        Returns:
+            The turn, to await at once (its place is taken already: a turn never awaited would keep it).
 
         Raises:
-            SessionBusyError: earlier turns of the session, or another writer's lease, outlasted
+            TurnRefusedError: at once, without work: 503 the process is full, 429 the turn's actor floods.
+            SessionBusyError: (awaited) earlier turns of the session, or another writer's lease, outlasted
                 `SESSION_WAIT_SECONDS`.
-            SessionNotFoundError, TurnNotStoredError, TurnOutcomeUnknownError, SessionException: see
+            SessionNotFoundError, TurnNotStoredError, TurnOutcomeUnknownError, SessionException: (awaited) see
                 `TurnRunner.run`; the cached agent is dropped so the next turn starts from what the backend holds.
         """
-        return await asyncio.shield(self._run_turn(request))
+        ticket = self.admission.admit(request.actor_id)
+        return self._shielded_turn(request, ticket)
+
+    async def _shielded_turn(self, request: TurnRequest, ticket: Ticket) -> TurnResult:
+        return await asyncio.shield(self._admitted_turn(request, ticket))
+
+    async def _admitted_turn(self, request: TurnRequest, ticket: Ticket) -> TurnResult:
+        try:
+            await self.admission.wait(ticket)
+            return await self._run_turn(request)
+        finally:
+            self.admission.release(ticket)
 
     def _lock_for(self, session_id: str) -> asyncio.Lock:
         lock = self._session_locks.get(session_id)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
@@ -22,8 +23,9 @@ from strands.bidi.types.events import BidiResponseStopEvent, BidiTextDeltaEvent,
 from strands.types.exceptions import SessionException
 
 from ...agent import AGENT_ID, SessionAgents
-from ...exceptions import SessionNotFoundError
+from ...exceptions import SessionNotFoundError, TurnRefusedError
 from ...models.factory import build_bidi_model
+from ...service.admission import Ticket
 from ...service.session_managers import ServiceSessionManager, build_session_manager
 from ...session_manager import TurnContext
 from ..deps import Caller, actor_of, require_owned_session
@@ -83,7 +85,7 @@ async def bidi_session(websocket: WebSocket, session_id: str, caller: Caller) ->
         await websocket.send_json(
             {"type": "start", "session_id": session_id, "conversation_length": len(agent.messages)}
         )
-        await _converse(websocket, agent, agents, session_id)
+        await _converse(websocket, agent, agents, session_id, actor_id)
     except Exception as e:
         logger.warning("session_id=<%s> | bidi session failed", session_id, exc_info=True)
         await _fail(websocket, session_id, *status_of(e))
@@ -107,9 +109,16 @@ def _build_agent(agents: SessionAgents, manager: ServiceSessionManager) -> BidiA
     )
 
 
-async def _converse(websocket: WebSocket, agent: BidiAgent, agents: SessionAgents, session_id: str) -> None:
-    """Pump client text into the agent and the agent's replies out, until either side ends."""
+async def _converse(
+    websocket: WebSocket, agent: BidiAgent, agents: SessionAgents, session_id: str, actor_id: str | None
+) -> None:
+    """Pump client text into the agent and the agent's replies out, until either side ends.
+
+    Each message is a turn for admission (`Admission`): refused at once with an `error` event (503 or 429, with
+    `retry_after` seconds; the socket stays open), else it waits its turn and holds its place until its reply's end.
+    """
     sent_at = time.perf_counter()
+    admitted: deque[Ticket] = deque()
 
     async def inbound() -> None:
         nonlocal sent_at
@@ -130,6 +139,14 @@ async def _converse(websocket: WebSocket, agent: BidiAgent, agents: SessionAgent
                 detail = f"text is longer than {agents.settings.max_prompt_chars} characters"
                 await websocket.send_json({"type": "error", "status": 422, "detail": detail, "session_id": session_id})
                 continue
+            try:
+                ticket = agents.admission.admit(actor_id)
+            except TurnRefusedError as e:
+                refusal = {"type": "error", "status": e.status, "detail": str(e), "session_id": session_id}
+                await websocket.send_json(refusal | {"retry_after": e.retry_after})
+                continue
+            admitted.append(ticket)
+            await agents.admission.wait(ticket)
             sent_at = time.perf_counter()
             await agent.send(text)
 
@@ -152,6 +169,8 @@ async def _converse(websocket: WebSocket, agent: BidiAgent, agents: SessionAgent
                 done = {"type": "done", "session_id": session_id, "response": "".join(deltas)}
                 await websocket.send_json(done | {"status": status.model_dump()})
                 deltas = []
+                if admitted:
+                    agents.admission.release(admitted.popleft())
 
     tasks = [asyncio.create_task(inbound()), asyncio.create_task(outbound())]
     try:
@@ -160,6 +179,8 @@ async def _converse(websocket: WebSocket, agent: BidiAgent, agents: SessionAgent
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for ticket in admitted:
+            agents.admission.release(ticket)
     for task in finished:
         task.result()  # a failure of the agent or the socket surfaces here
     with contextlib.suppress(Exception):
