@@ -110,7 +110,14 @@ async def drive(
                 expected = f"turn {n};"
                 if body["session_id"] != session_id or not reply.startswith(expected) or device not in reply:
                     result.problems.append(f"{device}: turn {n}: unexpected reply {reply!r}")
-            history = (await client.get(f"/sessions/{session_id}/history")).json()["messages"]
+            for attempt in range(3):
+                try:
+                    history = (await client.get(f"/sessions/{session_id}/history")).json()["messages"]
+                    break
+                except httpx.TransportError:  # a keep-alive connection closed as it is reused, as above
+                    if attempt == 2:
+                        raise
+                    result.retries += 1
             prompts = [m["content"][0]["text"] for m in history if m["role"] == "user"]
             if prompts != [f"{device} turn {n}" for n in range(1, turns + 1)]:
                 result.problems.append(f"{device}: stored prompts {prompts}")
@@ -135,6 +142,7 @@ def run(sizes: tuple[int, ...] = (100, 1_000), turns: int = 3, concurrency: int 
         with process("test-session-agent", env, url):
             for sessions in sizes:
                 result = asyncio.run(drive(url, sessions, turns, min(sessions, concurrency)))
+                print(f"sessions_load {sessions} devices: {result.summary()}", flush=True)
                 if result.problems:
                     raise RuntimeError(f"{len(result.problems)} broken conversations, e.g. {result.problems[:3]}")
                 out[str(sessions)] = result.summary()

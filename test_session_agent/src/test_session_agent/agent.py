@@ -8,11 +8,12 @@ across processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
 import weakref
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -131,15 +132,39 @@ class SessionAgents:
         """Forget the cached agent of a session (it is rebuilt from the backend on next use)."""
         self.cache.drop(session_id)
 
-    def run_turn(self, request: TurnRequest) -> Coroutine[Any, Any, TurnResult]:
+    @contextlib.asynccontextmanager
+    async def admitted(self, actor_id: str | None) -> AsyncIterator[Ticket]:
+        """Admit a turn, and wait for its running place, before its route's first backend call (session lookup).
+
+        Args:
+            actor_id: the turn's actor (counted against `AGENT_MAX_TURNS_PER_ACTOR`), None: none.
+
+        Yields:
+            The turn's ticket, for `run_turn`; released on leaving unless `run_turn` took it over (the turn releases
+            it when it ends).
+
+        Raises:
+            TurnRefusedError: at once, without work: 503 the process is full, 429 the actor floods.
+        """
+        ticket = self.admission.admit(actor_id)
+        try:
+            await self.admission.wait(ticket)
+            yield ticket
+        finally:
+            if not ticket.claimed:
+                self.admission.release(ticket)
+
+    def run_turn(self, request: TurnRequest, ticket: Ticket | None = None) -> Coroutine[Any, Any, TurnResult]:
         """Start one turn: admitted at once or refused (`Admission`), then run when its place and session are free.
 
         The turn waits for a running place, then for the session's earlier turns, and runs on a worker thread
-        (`TurnRunner.run`).
+        (`TurnRunner.run`). Every turn route comes through here: the refusal is raised before anything starts, so a
+        streaming route answers it as a plain 503/429 rather than an event of a begun stream. The turn is shielded
+        from the caller's cancellation (a client that disconnects does not cut a turn in half).
 
-        Every turn route comes through here: the refusal is raised before anything starts, so a streaming route
-        answers it as a plain 503/429 rather than an event of a begun stream. The turn is shielded from the caller's
-        cancellation (a client that disconnects does not cut a turn in half).
+        Args:
+            request: the turn.
+            ticket: its admission, taken with `admitted` before the route's own work; None: admitted here.
 
         Returns:
             The turn, to await at once (its place is taken already: a turn never awaited would keep it).
@@ -151,7 +176,9 @@ class SessionAgents:
             SessionNotFoundError, TurnNotStoredError, TurnOutcomeUnknownError, SessionException: (awaited) see
                 `TurnRunner.run`; the cached agent is dropped so the next turn starts from what the backend holds.
         """
-        ticket = self.admission.admit(request.actor_id)
+        if ticket is None:
+            ticket = self.admission.admit(request.actor_id)
+        ticket.claimed = True
         return self._shielded_turn(request, ticket)
 
     async def _shielded_turn(self, request: TurnRequest, ticket: Ticket) -> TurnResult:

@@ -1,8 +1,9 @@
 """Turn admission: at most so many turns in progress per process, a bounded FIFO queue behind them, the rest refused.
 
-Every turn path takes a `Ticket` before any work (`SessionAgents.run_turn`; each `/ws` message): `admit` answers at
-once, with a running place, a queue place, or `TurnRefusedError` (503 full, 429 one actor over its own bound). A
-queued turn gets the place of the turn that ends first, in arrival order. Used on the server's event loop only.
+Every turn path takes a `Ticket` before any work (`SessionAgents.admitted`, entered by the turn routes before their
+first backend call; `SessionAgents.run_turn`; each `/ws` message). `admit` answers at once: a running place, a queue
+place, or `TurnRefusedError` (503 full, 429 one actor over its own bound). A queued turn gets the place of the turn
+that ends first, in arrival order. Used on the server's event loop only.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ MAX_RETRY_AFTER_SECONDS = 60
 class Ticket:
     """One admitted turn: running now, or queued until `Admission.wait` returns; `Admission.release` ends it."""
 
-    __slots__ = ("actor_id", "granted", "released", "running_since")
+    __slots__ = ("actor_id", "claimed", "granted", "released", "running_since")
 
     def __init__(self, actor_id: str | None, granted: asyncio.Future[None] | None) -> None:
         self.actor_id = actor_id
         self.granted = granted  # None: admitted straight into a running place
         self.running_since: float | None = time.monotonic() if granted is None else None
         self.released = False
+        self.claimed = False  # a turn has taken it over: that turn releases it when it ends
 
 
 class Admission:
@@ -105,9 +107,10 @@ class Admission:
         return ticket
 
     async def wait(self, ticket: Ticket) -> None:
-        """Return once `ticket` holds a running place (at once when it was admitted into one)."""
-        if ticket.granted is None:
+        """Return once `ticket` holds a running place (at once when it holds one already)."""
+        if ticket.running_since is not None:
             return
+        assert ticket.granted is not None
         started = time.monotonic()
         await ticket.granted
         self.metrics.turn_queue_seconds.observe(time.monotonic() - started)
