@@ -48,8 +48,12 @@ def main() -> int:
     parser.add_argument(
         "--only", nargs="*", default=None, help="run only these: list, local_model, " + ", ".join(TARGETS)
     )
+    parser.add_argument(
+        "--devices", nargs="+", type=int, default=None, help="sessions_load: device counts (default 100 1000)"
+    )
     args = parser.parse_args()
     quick = args.quick
+    devices = tuple(args.devices or ((100, 300) if quick else (100, 1_000)))
     wanted = set(args.only or TARGETS) | ({"list", "local_model"} if not args.only else set())
     results: dict[str, Any] = {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -73,7 +77,7 @@ def main() -> int:
         ),
         ("local_model", "local_model", lambda: local_model.run(samples=1 if quick else 3)),
         ("snapshot", "snapshot", lambda: snapshot.run(messages=2_000 if quick else 10_000, samples=3 if quick else 5)),
-        ("sessions_load", "sessions_load", lambda: sessions_load.run(sizes=(100, 300) if quick else (100, 1_000))),
+        ("sessions_load", "sessions_load", lambda: sessions_load.run(sizes=devices)),
         ("scale", "scale", lambda: scale.run(seconds=2 if quick else 5, sessions=60 if quick else 200)),
     ]
     failed: dict[str, str] = {}
@@ -253,7 +257,8 @@ def report(results: dict[str, Any]) -> None:
                 row(
                     f"{int(size):,} devices ({r['concurrency']} at once) x {r['turns'] // r['sessions']} turns: "
                     "turns/s "
-                    f"(p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms), vs {smallest['sessions']} devices",
+                    f"(admitted p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms; {r.get('refused', 0)} refused, "
+                    f"max {r.get('refusal_max_ms') or 0:.0f} ms), vs {smallest['sessions']} devices",
                     r["turns_per_s"],
                     smallest["turns_per_s"],
                     TARGETS["sessions_load"],

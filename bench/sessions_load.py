@@ -4,6 +4,7 @@ back complete and independent; reports throughput and per-turn p50/p99. The load
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import time
 import uuid
@@ -28,6 +29,8 @@ class LoadResult:
     latencies_ms: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     retries: int = 0
+    refusals_ms: list[float] = field(default_factory=list)
+    refusals_by_status: dict[int, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """Throughput and latency figures (JSON-ready)."""
@@ -41,6 +44,11 @@ class LoadResult:
             "p99_ms": round(percentile(self.latencies_ms, 0.99), 1),
             "problems": len(self.problems),
             "retries": self.retries,
+            "refused": len(self.refusals_ms),
+            "refused_by_status": {str(k): v for k, v in sorted(self.refusals_by_status.items())},
+            "refusal_p50_ms": round(percentile(self.refusals_ms, 0.5), 1) if self.refusals_ms else None,
+            "refusal_p99_ms": round(percentile(self.refusals_ms, 0.99), 1) if self.refusals_ms else None,
+            "refusal_max_ms": round(max(self.refusals_ms), 1) if self.refusals_ms else None,
         }
 
 
@@ -52,6 +60,9 @@ async def drive(
 
     Each turn's prompt names its device; the scripted model's reply quotes the conversation's first and latest
     prompts, and the stored history must hold exactly that device's prompts, in order, and no other device's id.
+    A turn refused at admission (503/429) must carry `Retry-After`; the device waits that long (plus up to half
+    again, so retries spread) and sends it again under its Idempotency-Key. `latencies_ms` are admitted turns'
+    (the attempt that was answered), `refusals_ms` the refused attempts'.
     """
     result = LoadResult(sessions=sessions, turns=sessions * turns, seconds=0.0, concurrency=concurrency or sessions)
     limits = httpx.Limits(max_connections=result.concurrency, max_keepalive_connections=result.concurrency)
@@ -73,16 +84,23 @@ async def drive(
                 # A pooled keep-alive connection may be closed by the server just as it is reused: the turn is sent
                 # again under its Idempotency-Key, so a turn that did run answers from its record, once.
                 headers = {"X-Device-ID": device, "Idempotency-Key": f"{device}-{n}"}
-                started = time.perf_counter()
-                for attempt in range(3):
-                    try:
-                        r = await client.post("/process", json={"prompt": prompt}, headers=headers)
+                while True:
+                    started = time.perf_counter()
+                    for attempt in range(3):
+                        try:
+                            r = await client.post("/process", json={"prompt": prompt}, headers=headers)
+                            break
+                        except httpx.TransportError:
+                            if attempt == 2:
+                                raise
+                            result.retries += 1
+                    elapsed_ms = (time.perf_counter() - started) * 1000
+                    if r.status_code not in (429, 503) or "Retry-After" not in r.headers:
                         break
-                    except httpx.TransportError:
-                        if attempt == 2:
-                            raise
-                        result.retries += 1
-                result.latencies_ms.append((time.perf_counter() - started) * 1000)
+                    result.refusals_ms.append(elapsed_ms)
+                    result.refusals_by_status[r.status_code] = result.refusals_by_status.get(r.status_code, 0) + 1
+                    await asyncio.sleep(int(r.headers["Retry-After"]) * random.uniform(1.0, 1.5))
+                result.latencies_ms.append(elapsed_ms)
                 if r.status_code != 200:
                     result.problems.append(f"{device}: turn {n}: HTTP {r.status_code} {r.text[:200]}")
                     return
@@ -92,7 +110,14 @@ async def drive(
                 expected = f"turn {n};"
                 if body["session_id"] != session_id or not reply.startswith(expected) or device not in reply:
                     result.problems.append(f"{device}: turn {n}: unexpected reply {reply!r}")
-            history = (await client.get(f"/sessions/{session_id}/history")).json()["messages"]
+            for attempt in range(3):
+                try:
+                    history = (await client.get(f"/sessions/{session_id}/history")).json()["messages"]
+                    break
+                except httpx.TransportError:  # a keep-alive connection closed as it is reused, as above
+                    if attempt == 2:
+                        raise
+                    result.retries += 1
             prompts = [m["content"][0]["text"] for m in history if m["role"] == "user"]
             if prompts != [f"{device} turn {n}" for n in range(1, turns + 1)]:
                 result.problems.append(f"{device}: stored prompts {prompts}")
@@ -117,6 +142,7 @@ def run(sizes: tuple[int, ...] = (100, 1_000), turns: int = 3, concurrency: int 
         with process("test-session-agent", env, url):
             for sessions in sizes:
                 result = asyncio.run(drive(url, sessions, turns, min(sessions, concurrency)))
+                print(f"sessions_load {sessions} devices: {result.summary()}", flush=True)
                 if result.problems:
                     raise RuntimeError(f"{len(result.problems)} broken conversations, e.g. {result.problems[:3]}")
                 out[str(sessions)] = result.summary()

@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 import weakref
+from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,6 +25,7 @@ from .exceptions import BackendUnavailableError, SessionBusyError
 from .observability import AgentMetrics
 from .postgresql_session_repository import PostgreSQLSessionRepository
 from .profiles import AgentProfileClient
+from .service.admission import Admission, Ticket
 from .settings import AgentSettings
 from .turns.backend import ServiceBackend
 from .turns.cache import AgentBuilder, AgentCache, CachedAgent
@@ -52,7 +54,7 @@ class SessionAgents:
     Args:
         settings: service settings (backend URL and key, cache size and idle timeout, system prompt).
         model: the Strands model shared by every agent of the process.
-        max_workers: threads available to run turns at once.
+        max_workers: threads available to run turns at once; None: `AGENT_TURN_WORKERS`.
         metrics: where turns, cache lookups and backend errors are counted (default: a registry of its own).
 
     Attributes:
@@ -64,8 +66,13 @@ class SessionAgents:
     """
 
     def __init__(
-        self, settings: AgentSettings, model: Model, max_workers: int = 32, metrics: AgentMetrics | None = None
+        self,
+        settings: AgentSettings,
+        model: Model,
+        max_workers: int | None = None,
+        metrics: AgentMetrics | None = None,
     ) -> None:
+        max_workers = max_workers or settings.turn_workers
         self.settings = settings
         self.model = model
         self.client = backend_client(
@@ -99,6 +106,7 @@ class SessionAgents:
         self._workers = TurnWorkers(max_workers)
         # The local model admits turns through its own bounded queue (`models/local.py`); other models admit all.
         self._model_admission: Any = getattr(model, "admit", None)
+        self.admission = Admission(*settings.admission_bounds(), metrics=self.metrics)
         # Live while a turn holds or waits for it; vanishes with the last user, so memory follows active sessions.
         self._session_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -126,19 +134,65 @@ class SessionAgents:
         """Forget the cached agent of a session (it is rebuilt from the backend on next use)."""
         self.cache.drop(session_id)
 
-    async def run_turn(self, request: TurnRequest) -> TurnResult:
-        """Run one turn: wait for the session's earlier turns, then run it on a worker thread (`TurnRunner.run`).
+    @contextlib.asynccontextmanager
+    async def admitted(self, actor_id: str | None) -> AsyncIterator[Ticket]:
+        """Admit a turn, and wait for its running place, before its route's first backend call (session lookup).
 
-        The turn is shielded from the caller's cancellation (a client that disconnects does not cut a turn in half).
+        Args:
+            actor_id: the turn's actor (counted against `AGENT_MAX_TURNS_PER_ACTOR`), None: none.
+
+        Yields:
+            The turn's ticket, for `run_turn`; released on leaving unless `run_turn` took it over (the turn releases
+            it when it ends).
 
         Raises:
-            SessionBusyError: earlier turns of the session, or another writer's lease, outlasted
+            TurnRefusedError: at once, without work: 503 the process is full, 429 the actor floods.
+        """
+        ticket = self.admission.admit(actor_id)
+        try:
+            await self.admission.wait(ticket)
+            yield ticket
+        finally:
+            if not ticket.claimed:
+                self.admission.release(ticket)
+
+    def run_turn(self, request: TurnRequest, ticket: Ticket | None = None) -> Coroutine[Any, Any, TurnResult]:
+        """Start one turn: admitted at once or refused (`Admission`), then run when its place and session are free.
+
+        The turn waits for a running place, then for the session's earlier turns, and runs on a worker thread
+        (`TurnRunner.run`). Every turn route comes through here: the refusal is raised before anything starts, so a
+        streaming route answers it as a plain 503/429 rather than an event of a begun stream. The turn is shielded
+        from the caller's cancellation (a client that disconnects does not cut a turn in half).
+
+        Args:
+            request: the turn.
+            ticket: its admission, taken with `admitted` before the route's own work; None: admitted here.
+
+        Returns:
+            The turn, to await at once (its place is taken already: a turn never awaited would keep it).
+
+        Raises:
+            TurnRefusedError: at once, without work: 503 the process is full, 429 the turn's actor floods.
+            SessionBusyError: (awaited) earlier turns of the session, or another writer's lease, outlasted
                 `SESSION_WAIT_SECONDS`.
             ModelBusyError: the local model's queue is full (`LOCAL_MODEL_QUEUE_SIZE`); nothing ran.
-            SessionNotFoundError, TurnNotStoredError, TurnOutcomeUnknownError, SessionException: see
+            SessionNotFoundError, TurnNotStoredError, TurnOutcomeUnknownError, SessionException: (awaited) see
                 `TurnRunner.run`; the cached agent is dropped so the next turn starts from what the backend holds.
         """
-        return await asyncio.shield(self._run_turn(request))
+        if ticket is None:
+            ticket = self.admission.admit(request.actor_id)
+        ticket.claimed = True
+        return self._shielded_turn(request, ticket)
+
+    async def _shielded_turn(self, request: TurnRequest, ticket: Ticket) -> TurnResult:
+        return await asyncio.shield(self._admitted_turn(request, ticket))
+
+    async def _admitted_turn(self, request: TurnRequest, ticket: Ticket) -> TurnResult:
+        try:
+            await self.admission.wait(ticket)
+            return await self._run_turn(request)
+        finally:
+            self.admission.release(ticket)
 
     def _lock_for(self, session_id: str) -> asyncio.Lock:
         lock = self._session_locks.get(session_id)

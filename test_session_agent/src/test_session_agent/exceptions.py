@@ -88,3 +88,24 @@ class AgentProfileNotFoundError(LookupError):
         """Create the error for `agent_id`."""
         super().__init__(f"agent {agent_id!r} not found")
         self.agent_id = agent_id
+
+
+class TurnRefusedError(Exception):
+    """A turn refused at admission, before any work: the process is full (503) or its actor floods (429).
+
+    Attributes:
+        status: 503 (turns running and queued at their bounds) or 429 (the actor's own bound).
+        retry_after: whole seconds after which a retry is likely admitted (the `Retry-After` header).
+    """
+
+    def __init__(self, message: str, status: int, retry_after: int) -> None:
+        """Create the error.
+
+        Args:
+            message: why the turn was refused (client-facing).
+            status: 503 or 429.
+            retry_after: seconds to wait before retrying (at least 1).
+        """
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after

@@ -52,4 +52,20 @@ class AgentMetrics(HttpMetrics):
         self.turns_in_progress = Gauge(
             "agent_turns_in_progress", "Turns running or waiting for their session now.", registry=self.registry
         )
+        self.turns_refused = Counter(
+            "agent_turns_refused",
+            "Turns refused at admission, before any work: full (turns running and queued at their bounds: 503) or "
+            "actor (one actor over its own bound: 429).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.turns_queued = Gauge(
+            "agent_turns_queued", "Admitted turns waiting for a running place now.", registry=self.registry
+        )
+        self.turn_queue_seconds = Histogram(
+            "agent_turn_queue_seconds",
+            "Time queued turns waited for a running place (seconds).",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
         self.cache_size = Gauge("agent_cache_size", "Agents held in memory.", registry=self.registry)

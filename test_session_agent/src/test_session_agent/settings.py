@@ -157,6 +157,28 @@ class AgentSettings(BaseSettings):
         validation_alias="SESSION_WAIT_SECONDS",
         description="Longest wait of a turn for its busy session, in seconds (then 409).",
     )
+    turn_workers: int = Field(
+        default=32, ge=1, le=1024, validation_alias="AGENT_TURN_WORKERS", description="Threads that run turns."
+    )
+    max_turns_running: int | None = Field(
+        default=None,
+        ge=1,
+        validation_alias="AGENT_MAX_TURNS_RUNNING",
+        description="Turns in progress at once per process; unset: AGENT_TURN_WORKERS.",
+    )
+    max_turns_queued: int | None = Field(
+        default=None,
+        ge=0,
+        validation_alias="AGENT_MAX_TURNS_QUEUED",
+        description="Turns waiting for a place, first come first served (503 beyond); unset: 4 x the running bound.",
+    )
+    max_turns_per_actor: int | None = Field(
+        default=None,
+        ge=1,
+        validation_alias="AGENT_MAX_TURNS_PER_ACTOR",
+        description="One actor's turns running and queued (429 beyond); unset: a quarter of the running bound, "
+        "at least 4.",
+    )
     log_level: str = Field(default="info", validation_alias="LOG_LEVEL", description="Log level.")
     log_format: Literal["text", "json"] = Field(
         default="text", validation_alias="LOG_FORMAT", description="Log lines as text or JSON."
@@ -191,6 +213,18 @@ class AgentSettings(BaseSettings):
         validation_alias="AGENT_CORS_ORIGINS",
         description="Comma-separated origins allowed to call from a browser page served elsewhere; unset: CORS off.",
     )
+
+    def admission_bounds(self) -> tuple[int, int, int]:
+        """The turn admission bounds, unset ones derived from the worker pool (`service/admission.py`).
+
+        Returns:
+            `(running, queued, per_actor)`: a running place per worker, a queue four times that (a burst waits in
+            it), and per actor a quarter of the running places (at least 4).
+        """
+        running = self.max_turns_running or self.turn_workers
+        queued = self.max_turns_queued if self.max_turns_queued is not None else 4 * running
+        per_actor = self.max_turns_per_actor or max(4, running // 4)
+        return running, queued, per_actor
 
     @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod

@@ -24,9 +24,10 @@ from ..exceptions import (
     SessionOfAnotherAgentError,
     TurnNotStoredError,
     TurnOutcomeUnknownError,
+    TurnRefusedError,
 )
 
-PROBLEM_RESPONSES = problem_responses(401, 403, 404, 409, 422, 502, 503)
+PROBLEM_RESPONSES = problem_responses(401, 403, 404, 409, 422, 429, 502, 503)
 """OpenAPI `responses=` of every route that may answer a problem."""
 
 
@@ -39,6 +40,8 @@ def status_of(exc: BaseException) -> tuple[int, str]:
     Returns:
         `(status, detail)`; 500 for anything that is not a session error.
     """
+    if isinstance(exc, TurnRefusedError):
+        return exc.status, str(exc)
     # The invoke API's errors name the profile or session, in their own words.
     if isinstance(exc, AgentProfileNotFoundError | SessionNotFoundOrExpiredError):
         return 404, str(exc)
@@ -79,7 +82,13 @@ async def _session_error(_: Request, exc: Exception) -> Response:
     return problem(status, detail, {"Retry-After": "1"} if retry else None)
 
 
+async def _turn_refused(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TurnRefusedError)
+    return problem(exc.status, str(exc), {"Retry-After": str(exc.retry_after)})
+
+
 EXCEPTION_HANDLERS: dict[int | type[Exception], Handler] = {
+    TurnRefusedError: _turn_refused,
     SessionException: _session_error,
     AgentProfileNotFoundError: _session_error,
     ModelFailedError: _session_error,

@@ -7,6 +7,7 @@ SSE events (`data:` JSON): `{"type":"start","session_id"}`, `{"type":"text","dat
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from ..settings import AgentSettings
 from ..turns.request import ModelStartCallback, TextCallback, TurnResult
+from .deps import CallerIdentity, actor_of, device_actor
 from .errors import status_of
 from .schemas import TurnStatus
 
@@ -37,6 +39,19 @@ def check_prompt(prompt: str, settings: AgentSettings) -> None:
     """Refuse an over-long prompt (422) before any work."""
     if len(prompt) > settings.max_prompt_chars:
         raise HTTPException(422, f"prompt is longer than {settings.max_prompt_chars} characters")
+
+
+def turn_actor(
+    body_actor_id: str | None, settings: AgentSettings, caller: CallerIdentity | None, device_id: uuid.UUID | None
+) -> str | None:
+    """The actor of a turn, checked before any work (its admission counts it): the device's, else `actor_of`'s.
+
+    Raises:
+        HTTPException: 403 or 422, see `actor_of` and `device_actor`.
+    """
+    if device_id is None:
+        return actor_of(caller, body_actor_id)
+    return device_actor(caller, device_id, body_actor_id)
 
 
 def turn_status(result: TurnResult, settings: AgentSettings) -> TurnStatus:

@@ -27,7 +27,6 @@ from ..deps import (
     ProfileSessionsDep,
     Settings,
     actor_of,
-    device_actor,
     profile_viewer,
     require_owned_session,
 )
@@ -41,7 +40,7 @@ from ..schemas_v1 import (
     InvokeResponse,
     SessionCreated,
 )
-from ..turns import DEGRADED_HEADER, SSE_RESPONSES, check_prompt, turn_status, turn_stream
+from ..turns import DEGRADED_HEADER, SSE_RESPONSES, check_prompt, turn_actor, turn_status, turn_stream
 
 router = APIRouter(prefix="/api/v1", tags=["agents"], responses=PROBLEM_RESPONSES, route_class=StrictJSONRoute)
 
@@ -181,20 +180,20 @@ async def _prepare(
     body: InvokeRequest,
     agents: Agents,
     sessions: ProfileSessionsDep,
-    settings: AgentSettings,
     caller: CallerIdentity | None,
-    device_id: uuid.UUID | None = None,
+    device_id: uuid.UUID | None,
+    actor_id: str | None,
 ) -> ProfileTurn:
-    """The turn's profile, session and actor; refuses bad turns (422, 403, 404, 409) before any work.
+    """The turn's profile and session; refuses bad turns (404, 409) before any work.
 
+    Its actor is `turn_actor`'s, and the turn is already admitted.
     With `X-Device-ID` the device is the actor and, without a `session_id`, its newest live session of this profile
     goes on (a new one when it has none), whatever profiles it used in between; another device's session is 404
     exactly as an absent one, whichever profile is asked (the lease checks it again).
     """
-    check_prompt(body.prompt, settings)
     viewer = profile_viewer(caller)
     if device_id is not None:
-        device = device_actor(caller, device_id, body.actor_id)
+        device = str(device_id)
         if body.session_id is None:
             latest = await asyncio.to_thread(lambda: latest_session_of(agents.backend.live_sessions(device), agent_id))
             if latest is not None:
@@ -205,7 +204,6 @@ async def _prepare(
         return await asyncio.to_thread(
             sessions.prepare_turn, agent_id, body.session_id, device, viewer, require_actor=True
         )
-    actor_id = actor_of(caller, body.actor_id)
     if body.session_id is not None:
         await require_owned_session(agents, body.session_id, caller)
     return await asyncio.to_thread(sessions.prepare_turn, agent_id, body.session_id, actor_id, viewer)
@@ -228,17 +226,21 @@ async def invoke(
     With an `Idempotency-Key`, a retry of a turn already stored in the session returns its answer and stores nothing.
     `X-Device-ID` and the stateless fallback as on `/process`.
     """
-    turn = await _prepare(agent_id, body, agents, sessions, settings, caller, device_id)
-    result = await agents.run_turn(
-        TurnRequest(
-            turn.session_id,
-            body.prompt,
-            actor_id=turn.actor_id,
-            idempotency_key=idempotency_key,
-            profile=turn.profile,
-            require_actor=device_id is not None or caller is not None,
+    check_prompt(body.prompt, settings)
+    actor_id = turn_actor(body.actor_id, settings, caller, device_id)
+    async with agents.admitted(actor_id) as ticket:
+        turn = await _prepare(agent_id, body, agents, sessions, caller, device_id, actor_id)
+        result = await agents.run_turn(
+            TurnRequest(
+                turn.session_id,
+                body.prompt,
+                actor_id=turn.actor_id,
+                idempotency_key=idempotency_key,
+                profile=turn.profile,
+                require_actor=device_id is not None or caller is not None,
+            ),
+            ticket,
         )
-    )
     if not result.session_managed:
         response.headers[DEGRADED_HEADER] = "stateless"
     return _invoke_response(turn, result, settings)
@@ -256,21 +258,25 @@ async def invoke_streaming(
     device_id: DeviceId = None,
 ) -> EventSourceResponse:
     """Run one turn through the profile as SSE (events as `/process-streaming`)."""
-    turn = await _prepare(agent_id, body, agents, sessions, settings, caller, device_id)
-    return await turn_stream(
-        turn.session_id,
-        lambda on_text, on_model_start: agents.run_turn(
-            TurnRequest(
-                turn.session_id,
-                body.prompt,
-                actor_id=turn.actor_id,
-                idempotency_key=idempotency_key,
-                profile=turn.profile,
-                require_actor=device_id is not None or caller is not None,
-                on_text=on_text,
-                on_model_start=on_model_start,
-            )
-        ),
-        lambda result: _invoke_response(turn, result, settings),
-        headers={DEGRADED_HEADER: "stateless"} if agents.degraded() else None,
-    )
+    check_prompt(body.prompt, settings)
+    actor_id = turn_actor(body.actor_id, settings, caller, device_id)
+    async with agents.admitted(actor_id) as ticket:
+        turn = await _prepare(agent_id, body, agents, sessions, caller, device_id, actor_id)
+        return await turn_stream(
+            turn.session_id,
+            lambda on_text, on_model_start: agents.run_turn(
+                TurnRequest(
+                    turn.session_id,
+                    body.prompt,
+                    actor_id=turn.actor_id,
+                    idempotency_key=idempotency_key,
+                    profile=turn.profile,
+                    require_actor=device_id is not None or caller is not None,
+                    on_text=on_text,
+                    on_model_start=on_model_start,
+                ),
+                ticket,
+            ),
+            lambda result: _invoke_response(turn, result, settings),
+            headers={DEGRADED_HEADER: "stateless"} if agents.degraded() else None,
+        )

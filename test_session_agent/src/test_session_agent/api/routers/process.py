@@ -21,53 +21,45 @@ from ..deps import (
     DeviceId,
     IdempotencyKey,
     Settings,
-    actor_of,
-    device_actor,
     require_owned_session,
 )
 from ..errors import PROBLEM_RESPONSES
 from ..schemas import ProcessRequest, ProcessResponse
-from ..turns import DEGRADED_HEADER, SSE_RESPONSES, check_prompt, turn_status, turn_stream
+from ..turns import DEGRADED_HEADER, SSE_RESPONSES, check_prompt, turn_actor, turn_status, turn_stream
 
 _NEW_SESSION_NAMESPACE = uuid.UUID("5f0b6c1e-2b7a-4f43-9d0e-6a1f3c2d9e10")
 
 router = APIRouter(tags=["process"], responses=PROBLEM_RESPONSES, route_class=StrictJSONRoute)
 
 
-async def _turn_target(
+async def _turn_session(
     body: ProcessRequest,
-    settings: AgentSettings,
     agents: SessionAgents,
     caller: CallerIdentity | None,
     device_id: uuid.UUID | None,
+    actor_id: str | None,
     idempotency_key: str | None = None,
-) -> tuple[str, str | None]:
-    """The turn's session and actor; refuses bad turns before any work.
+) -> str:
+    """The turn's session (its actor is `turn_actor`'s, and the turn already admitted).
 
-    Without a device: the session named, else a new id (derived from the Idempotency-Key when there is one); the
-    key's actor, else the body's. With `X-Device-ID`: the
-    device is the actor (with access control on, the key must stand for that device), and without a session_id its
-    current live session goes on (a new one when it has none); the turn's lease refuses another actor's session.
+    Without a device: the session named, else a new id (derived from the Idempotency-Key when there is one). With
+    `X-Device-ID` without a session_id, the device's current live session goes on (a new one when it has none); the
+    turn's lease refuses another actor's session.
 
-    Refused: an over-long prompt (422), another actor's session (404, as if absent), another actor's identity (403),
-    a body `actor_id` other than the device (422).
+    Refused: another actor's session (404, as if absent).
     """
-    check_prompt(body.prompt, settings)
     if device_id is None:
-        actor_id = actor_of(caller, body.actor_id)
         if body.session_id is None:
             # With an Idempotency-Key the new session's id follows from it, so a retry of a first turn whose answer
             # was lost finds that turn (and its answer) instead of starting a second session.
             if idempotency_key is not None:
-                return uuid.uuid5(_NEW_SESSION_NAMESPACE, f"{actor_id}\x00{idempotency_key}").hex, actor_id
-            return uuid.uuid4().hex, actor_id
+                return uuid.uuid5(_NEW_SESSION_NAMESPACE, f"{actor_id}\x00{idempotency_key}").hex
+            return uuid.uuid4().hex
         await require_owned_session(agents, body.session_id, caller, must_exist=False)
-        return body.session_id, actor_id
-    device = device_actor(caller, device_id, body.actor_id)
-    session_id = body.session_id
-    if session_id is None:
-        session_id = await asyncio.to_thread(agents.device_session, device)
-    return session_id, device
+        return body.session_id
+    if body.session_id is None:
+        return await asyncio.to_thread(agents.device_session, str(device_id))
+    return body.session_id
 
 
 def _response(result: TurnResult, settings: AgentSettings) -> ProcessResponse:
@@ -90,17 +82,21 @@ async def process(
     With `X-Device-ID`, another device's session is 404. A turn answered without a session (backend down,
     `SESSION_FALLBACK=stateless`) has `status.session_managed: false` and `X-Session-Degraded: stateless`.
     """
-    session_id, actor_id = await _turn_target(body, settings, agents, caller, device_id, idempotency_key)
-    with log_context(session_id=session_id, actor_id=actor_id, device_id=actor_id if device_id else None):
-        result = await agents.run_turn(
-            TurnRequest(
-                session_id,
-                body.prompt,
-                actor_id=actor_id,
-                idempotency_key=idempotency_key,
-                require_actor=device_id is not None or caller is not None,
+    check_prompt(body.prompt, settings)
+    actor_id = turn_actor(body.actor_id, settings, caller, device_id)
+    async with agents.admitted(actor_id) as ticket:
+        session_id = await _turn_session(body, agents, caller, device_id, actor_id, idempotency_key)
+        with log_context(session_id=session_id, actor_id=actor_id, device_id=actor_id if device_id else None):
+            result = await agents.run_turn(
+                TurnRequest(
+                    session_id,
+                    body.prompt,
+                    actor_id=actor_id,
+                    idempotency_key=idempotency_key,
+                    require_actor=device_id is not None or caller is not None,
+                ),
+                ticket,
             )
-        )
     if not result.session_managed:
         response.headers[DEGRADED_HEADER] = "stateless"
     return _response(result, settings)
@@ -135,31 +131,37 @@ async def stream_turn(
     """The streamed answer of `POST /process-streaming`.
 
     Raises:
-        HTTPException: the turn is refused before any work (see `_turn_target`).
+        HTTPException: the turn is refused before any work: an over-long prompt (422), another actor's identity
+            (403), a body `actor_id` other than the device (422); another actor's session (404).
+        TurnRefusedError: not admitted (503, 429).
         SessionException: the session's ownership could not be checked (backend unreachable).
     """
-    session_id, actor_id = await _turn_target(body, settings, agents, caller, device_id, idempotency_key)
+    check_prompt(body.prompt, settings)
+    actor_id = turn_actor(body.actor_id, settings, caller, device_id)
+    async with agents.admitted(actor_id) as ticket:
+        session_id = await _turn_session(body, agents, caller, device_id, actor_id, idempotency_key)
 
-    def start(on_text: TextCallback, on_model_start: ModelStartCallback) -> asyncio.Task[TurnResult]:
-        # The turn's task is created in the request's log context (session, actor and device ids on its lines).
-        with log_context(session_id=session_id, actor_id=actor_id, device_id=actor_id if device_id else None):
-            return asyncio.ensure_future(
-                agents.run_turn(
-                    TurnRequest(
-                        session_id,
-                        body.prompt,
-                        actor_id=actor_id,
-                        idempotency_key=idempotency_key,
-                        require_actor=device_id is not None or caller is not None,
-                        on_text=on_text,
-                        on_model_start=on_model_start,
+        def start(on_text: TextCallback, on_model_start: ModelStartCallback) -> asyncio.Task[TurnResult]:
+            # The turn's task is created in the request's log context (session, actor and device ids on its lines).
+            with log_context(session_id=session_id, actor_id=actor_id, device_id=actor_id if device_id else None):
+                return asyncio.ensure_future(
+                    agents.run_turn(
+                        TurnRequest(
+                            session_id,
+                            body.prompt,
+                            actor_id=actor_id,
+                            idempotency_key=idempotency_key,
+                            require_actor=device_id is not None or caller is not None,
+                            on_text=on_text,
+                            on_model_start=on_model_start,
+                        ),
+                        ticket,
                     )
                 )
-            )
 
-    return await turn_stream(
-        session_id,
-        start,
-        lambda result: _response(result, settings),
-        headers={DEGRADED_HEADER: "stateless"} if agents.degraded() else None,
-    )
+        return await turn_stream(
+            session_id,
+            start,
+            lambda result: _response(result, settings),
+            headers={DEGRADED_HEADER: "stateless"} if agents.degraded() else None,
+        )

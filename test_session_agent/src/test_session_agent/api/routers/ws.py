@@ -29,8 +29,9 @@ from strands.bidi.types.events import BidiResponseStopEvent, BidiTextDeltaEvent,
 from strands.types.exceptions import SessionException
 
 from ...agent import AGENT_ID, SessionAgents
-from ...exceptions import SessionBusyError, SessionNotFoundError
+from ...exceptions import SessionBusyError, SessionNotFoundError, TurnRefusedError
 from ...models.factory import build_bidi_model
+from ...service.admission import Ticket
 from ...service.session_managers import ServiceSessionManager, build_session_manager
 from ...session_manager import TurnContext
 from ...turns.speculation import manager_is_current
@@ -116,7 +117,7 @@ class _Conversation:
 
     async def converse(self) -> None:
         """Read messages and answer them one at a time, in order, until the client stops or leaves."""
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[str, Ticket] | None] = asyncio.Queue()
         turns = asyncio.create_task(self._answer(queue))
         reader = asyncio.create_task(self._read(queue))
         done, _ = await asyncio.wait((turns, reader), return_when=asyncio.FIRST_COMPLETED)
@@ -124,17 +125,23 @@ class _Conversation:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+            self._release_waiting(queue)
             turns.result()
             return
         if not reader.result():  # the client left: the running turn ends, the waiting messages are dropped
-            while not queue.empty():
-                queue.get_nowait()
+            self._release_waiting(queue)
         queue.put_nowait(None)
         await turns
         with contextlib.suppress(Exception):
             await self.websocket.close()
 
-    async def _read(self, queue: asyncio.Queue[str | None]) -> bool:
+    def _release_waiting(self, queue: asyncio.Queue[tuple[str, Ticket] | None]) -> None:
+        """Drop the messages still waiting, giving back their admission places."""
+        while not queue.empty():
+            if (waiting := queue.get_nowait()) is not None:
+                self.agents.admission.release(waiting[1])
+
+    async def _read(self, queue: asyncio.Queue[tuple[str, Ticket] | None]) -> bool:
         """Queue each valid message, refuse the others (an event); True on `stop`, False when the client left."""
         while True:
             frame = await self.websocket.receive()
@@ -163,16 +170,33 @@ class _Conversation:
             if queue.qsize() >= QUEUED_MESSAGES:
                 await self.refuse(429, f"{QUEUED_MESSAGES} messages are already waiting; wait for their replies")
                 continue
-            queue.put_nowait(text)
+            try:  # each message is a turn for admission: refused at once, the socket stays open
+                ticket = self.agents.admission.admit(self.actor_id)
+            except TurnRefusedError as e:
+                await self.send(
+                    {
+                        "type": "error",
+                        "status": e.status,
+                        "detail": str(e),
+                        "retry_after": e.retry_after,
+                        "session_id": self.session_id,
+                    }
+                )
+                continue
+            queue.put_nowait((text, ticket))
 
-    async def _answer(self, queue: asyncio.Queue[str | None]) -> None:
-        while (text := await queue.get()) is not None:
+    async def _answer(self, queue: asyncio.Queue[tuple[str, Ticket] | None]) -> None:
+        while (item := await queue.get()) is not None:
+            text, ticket = item
             sent_at = time.perf_counter()
             try:
+                await self.agents.admission.wait(ticket)
                 reply, length, current = await self.turn(text)
             except SessionBusyError as e:  # another writer outlasted SESSION_WAIT_SECONDS: this message only
                 await self.refuse(*status_of(e))
                 continue
+            finally:
+                self.agents.admission.release(ticket)
             status = TurnStatus(
                 conversation_length=length,
                 agent_id=AGENT_ID,
