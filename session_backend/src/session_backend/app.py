@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store = store
         metrics.pool = pool
         app.state.storage_store = StorageStore(pool)
+        app.state.memory_store = await memories.open_memory_store(pool, settings, metrics.registry)
         sweeper = asyncio.create_task(
             _sweep_forever(store, settings.sweep_interval_seconds, settings.sweep_batch_size, metrics), name="sweeper"
         )
@@ -121,6 +122,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
             metrics.pool = None
+            if app.state.memory_store.embedder is not None:
+                await app.state.memory_store.embedder.aclose()
             await pool.close()
             if embedded is not None:
                 await asyncio.to_thread(embedded.stop)
@@ -163,7 +166,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/ready", tags=["health"], responses={503: {"description": "database unreachable or not migrated"}})
     async def ready(request: Request) -> Response:
-        """200 when the database answers and its schema is at the latest migration, else 503."""
+        """200 when the database answers and its schema is at the latest migration, else 503.
+
+        `memory_search` is `hybrid` (pgvector and an embedder: meaning and words) or `full_text`.
+        """
         store: SessionStore = request.app.state.store
         try:
             async with asyncio.timeout(2):
@@ -175,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return problem(503, "database unavailable", headers={"Retry-After": "1"})
         if version != len(MIGRATIONS):
             return problem(503, f"schema at version {version}, expected {len(MIGRATIONS)}")
-        return Response(orjson.dumps({"status": "ready", "schema_version": version}), media_type="application/json")
+        body = {"status": "ready", "schema_version": version, "memory_search": request.app.state.memory_store.mode}
+        return Response(orjson.dumps(body), media_type="application/json")
 
     return app

@@ -13,7 +13,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from .sql.active_agents import CREATE_ACTIVE_AGENTS
 from .sql.functions import FUNCTIONS, SqlFunction
-from .sql.memories import CREATE_ACTOR_MEMORIES
+from .sql.memories import ADD_MEMORY_SOURCE_AND_VECTORS, CREATE_ACTOR_MEMORIES
 from .sql.profiles import CREATE_AGENT_PROFILES
 from .sql.sessions import ADD_SESSION_TTL
 from .sql.storage import CREATE_STORAGE_OBJECTS
@@ -124,6 +124,8 @@ MIGRATIONS: list[str] = [
     CREATE_ACTIVE_AGENTS,
     # 10: each installed SQL function's version, so a rolling deploy never installs an older one over a newer one.
     "ALTER TABLE schema_functions ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 0",
+    # 11: each memory's source (session, agent, message ids), and its embedding where the server has pgvector.
+    ADD_MEMORY_SOURCE_AND_VECTORS,
 ]
 
 SELECT_FUNCTION_RECORD = "SELECT sha256, version FROM schema_functions WHERE name = $1"

