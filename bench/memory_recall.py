@@ -18,7 +18,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from .memory_search import ONE_ACTOR, SEED_MANY_ACTORS, SEED_ONE_ACTOR, VOCABULA
 # `../shared/data/locomo/` beside the repository (LOCOMO_DIR to change).
 DATA = Path(os.environ.get("LOCOMO_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo"))
 RANKINGS = {"default": "hybrid", "full_text": "any", "vectors": "meaning"}
+
 
 def conversations() -> list[dict[str, Any]]:
     """Each LoCoMo file: `{actor_id, memories: [{content, metadata: {dia_ids}}], questions: [(text, evidence)]}`."""
@@ -178,6 +179,42 @@ def run(memories: int = 100_000, actors: int = 1_000, per_actor: int = 100, samp
             }
     results["scale"].update(memories=memories, actors=actors, per_actor=per_actor)
     return results
+
+
+def report_rows(r: dict[str, Any], row: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]:
+    """The table's rows: recall per ranking against full text (higher is better), latencies, embedding cost."""
+    base = r["full_text"]
+    rows = []
+    for name in ("default", "vectors"):
+        for k in ("r_at_5", "r_at_10"):
+            target, met = ("R@5 >= 0.75", r[name][k] >= 0.75) if (name, k) == ("default", "r_at_5") else ("", None)
+            rows.append(
+                row(
+                    f"LoCoMo {k.replace('r_at_', 'R@')}, {name} vs full text ({r['default']['questions']} questions)",
+                    r[name][k],
+                    base[k],
+                    target,
+                    met,
+                    ratio=r[name][k] / base[k] if base[k] else None,
+                )
+            )
+    for name in ("default", "vectors"):
+        rows.append(row(f"LoCoMo search p50, {name} vs full text (ms)", r[name]["p50_ms"], base["p50_ms"]))
+    s = r["scale"]
+    one, many = f"1 actor x {s['memories']:,}", f"{s['actors']:,} actors x {s['per_actor']}"
+    for layout, label in (("one_actor", one), ("many_actors", many)):
+        rows.append(
+            row(
+                f"memory search p50, {label}, default vs full text (ms)",
+                s[f"default_{layout}_p50_ms"],
+                s[f"full_text_{layout}_p50_ms"],
+            )
+        )
+    e = r["embedding"]
+    rows.append(row("embedding per memory, batches of 64 (ms)", e["ms_per_memory"]))
+    rows.append(row("embedding per query (ms)", e["ms_per_query"]))
+    rows.append(row("memory add per memory, embedding + insert, batches of 500 (ms)", r["add_ms_per_memory"]))
+    return rows
 
 
 if __name__ == "__main__":

@@ -185,13 +185,17 @@ def test_relevant_memory_ranks_first_among_sixty(client: TestClient) -> None:
     [hit] = search(client, actor_id, query="favourite drink", match="all")
     assert hit["memory_id"] == relevant["memory_id"] and hit["score"] > 0
     assert search(client, actor_id, query='"green tea"', match="all")[0]["memory_id"] == relevant["memory_id"]
-    assert relevant["memory_id"] not in {h["memory_id"] for h in search(client, actor_id, query="green -jasmine", match="all")}
+    assert relevant["memory_id"] not in {
+        h["memory_id"] for h in search(client, actor_id, query="green -jasmine", match="all")
+    }
     assert {h["content"] for h in search(client, actor_id, query="peanuts or piano", match="all")} == {
         "I am allergic to peanuts",
         "I started learning the piano last year",
     }
     # stemming: "drinks" and "drinking" find "drink"
-    assert relevant["memory_id"] in {h["memory_id"] for h in search(client, actor_id, query="drinking", limit=100, match="all")}
+    assert relevant["memory_id"] in {
+        h["memory_id"] for h in search(client, actor_id, query="drinking", limit=100, match="all")
+    }
 
 
 def test_queries_without_searchable_words_find_nothing(client: TestClient) -> None:
