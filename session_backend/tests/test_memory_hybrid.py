@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from session_backend.app import create_app
-from session_backend.memories import reduce_query
+from session_backend.memory_store import reduce_query
 from session_backend.settings import Settings
 from session_backend.testing import scratch_database
 
