@@ -109,12 +109,22 @@ class OpenAIEmbedder:
         model: the endpoint's model name.
         api_key: sent as `Authorization: Bearer`; None sends none.
         timeout: seconds per request.
+        transport: httpx transport (tests); None: the network.
     """
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         """Open the HTTP client."""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout)
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout, transport=transport
+        )
         self._model = model
         self.name = f"{model} at {base_url}"
 
