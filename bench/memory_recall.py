@@ -69,15 +69,15 @@ def embedded_server() -> Iterator[str]:
 
 
 def _store(client: httpx.Client, convs: list[dict[str, Any]]) -> float:
-    """Store every conversation's memories (batches of 500); returns ms per memory (embedding + insert)."""
+    """Store every conversation's memories (batches of 100); returns ms per memory (embedding + insert)."""
     started = time.perf_counter()
     count = 0
     for conv in convs:
         client.delete(f"/v1/actors/{conv['actor_id']}/memories").raise_for_status()
         memories = conv["memories"]
-        for i in range(0, len(memories), 500):
+        for i in range(0, len(memories), 100):
             client.post(
-                f"/v1/actors/{conv['actor_id']}/memories/batch", json={"memories": memories[i : i + 500]}
+                f"/v1/actors/{conv['actor_id']}/memories/batch", json={"memories": memories[i : i + 100]}
             ).raise_for_status()
         count += len(memories)
     return (time.perf_counter() - started) * 1000 / count
@@ -164,14 +164,14 @@ def run(memories: int = 100_000, actors: int = 1_000, per_actor: int = 100, samp
     results: dict[str, Any] = {"memories": sum(len(c["memories"]) for c in convs)}
     results["embedding"] = _embedding_cost(convs)
     with embedded_server() as admin, scratch_database(admin, prefix="bench") as database_url:
-        with backend(database_url) as url, httpx.Client(base_url=url, timeout=60) as client:
+        with backend(database_url) as url, httpx.Client(base_url=url, timeout=600) as client:
             results["mode"] = client.get("/ready").json()["memory_search"]
             results["add_ms_per_memory"] = _store(client, convs)
             for name, match in RANKINGS.items():
                 results[name] = _recall(client, convs, match)
         _seed_scale(database_url, memories, actors, per_actor)
         many = [f"bench-{i}" for i in range(0, actors, max(1, actors // 50))]
-        with backend(database_url) as url, httpx.Client(base_url=url, timeout=60) as client:
+        with backend(database_url) as url, httpx.Client(base_url=url, timeout=600) as client:
             results["scale"] = {
                 f"{name}_{layout}_p50_ms": _scale_p50(client, ids, samples, match)
                 for name, match in (("default", "hybrid"), ("full_text", "any"))
@@ -213,7 +213,7 @@ def report_rows(r: dict[str, Any], row: Callable[..., dict[str, Any]]) -> list[d
     e = r["embedding"]
     rows.append(row("embedding per memory, batches of 64 (ms)", e["ms_per_memory"]))
     rows.append(row("embedding per query (ms)", e["ms_per_query"]))
-    rows.append(row("memory add per memory, embedding + insert, batches of 500 (ms)", r["add_ms_per_memory"]))
+    rows.append(row("memory add per memory, embedding + insert, batches of 100 (ms)", r["add_ms_per_memory"]))
     return rows
 
 
