@@ -233,12 +233,30 @@ def test_a_search_past_the_timeout_is_cancelled_in_postgresql(pg18_dsn: str) -> 
         "SELECT $1, 'the user said alpha beta gamma delta number ' || g FROM generate_series(1, 30000) g",
         actor_id,
     )
-    with TestClient(create_app(_settings(pg18_dsn, memory_search_timeout_seconds=0.001))) as client:
-        r = client.get(base(actor_id), params={"query": "alpha beta gamma delta user said", "match": "any"})
-        assert r.status_code == 503 and r.headers["content-type"].startswith("application/problem+json")
-        assert "session_backend_memory_search_timeouts_total 1.0" in client.get("/metrics").text
+    # full text only: no start-up backfill embedding these 30,000 rows
+    settings = _settings(pg18_dsn, memory_search_timeout_seconds=0.001, embedder="none")
+    try:
+        with TestClient(create_app(settings)) as client:
+            r = client.get(base(actor_id), params={"query": "alpha beta gamma delta user said", "match": "any"})
+            assert r.status_code == 503 and r.headers["content-type"].startswith("application/problem+json")
+            assert "session_backend_memory_search_timeouts_total 1.0" in client.get("/metrics").text
+    finally:
+        sql(pg18_dsn, "DELETE FROM actor_memories WHERE actor_id = $1", actor_id)
     deadline = time.monotonic() + 10
     running = "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%candidates AS%' AND pid <> pg_backend_pid()"
     while sql(pg18_dsn, running + " AND state = 'active'"):
         assert time.monotonic() < deadline, "the search still runs in PostgreSQL"
         time.sleep(0.05)
+
+
+def test_memories_stored_without_a_vector_are_embedded_at_start_up(pg18_dsn: str) -> None:
+    actor_id = actor()
+    sql(
+        pg18_dsn, "INSERT INTO actor_memories (actor_id, content) VALUES ($1, $2), ($1, $3)", actor_id, PARAPHRASED, "x"
+    )
+    with TestClient(create_app(_settings(pg18_dsn))) as client:
+        deadline = time.monotonic() + 120
+        while sql(pg18_dsn, "SELECT 1 FROM actor_memories WHERE actor_id = $1 AND embedding IS NULL", actor_id):
+            assert time.monotonic() < deadline, "not embedded"
+            time.sleep(0.1)
+        assert search(client, actor_id, QUESTION, match="meaning")[0]["content"] == PARAPHRASED

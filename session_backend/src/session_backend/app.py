@@ -112,15 +112,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.pool = pool
         app.state.storage_store = StorageStore(pool)
         app.state.memory_store = await memories.open_memory_store(pool, settings, metrics.registry)
+        backfill = asyncio.create_task(app.state.memory_store.backfill(), name="memory-backfill")
         sweeper = asyncio.create_task(
             _sweep_forever(store, settings.sweep_interval_seconds, settings.sweep_batch_size, metrics), name="sweeper"
         )
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, backfill):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             metrics.pool = None
             if app.state.memory_store.embedder is not None:
                 await app.state.memory_store.embedder.aclose()

@@ -248,6 +248,35 @@ class ActorMemoryStore:
             raise MemorySearchTimeout("the memory search took too long and was cancelled; narrow the query") from e
         return [str(r[0]) for r in rows]
 
+    async def backfill(self, batch_size: int = 64) -> int:
+        """Embed the memories stored without a vector (before pgvector or the embedder came), a batch at a time.
+
+        Args:
+            batch_size: memories embedded and written per round.
+
+        Returns:
+            How many memories this call embedded (0 without an embedder). Stops at the first embedder or database
+            error (logged): the next start-up goes on where it stopped.
+        """
+        if self.embedder is None:
+            return 0
+        done = 0
+        try:
+            while rows := await self.pool.fetch(sql.SELECT_UNEMBEDDED, batch_size):
+                vectors = await self.embedder.embed([r["content"] for r in rows], query=False)
+                await self.pool.execute(
+                    sql.SET_EMBEDDINGS,
+                    [r["actor_id"] for r in rows],
+                    [r["memory_id"] for r in rows],
+                    [vector_literal(v) for v in vectors],
+                )
+                done += len(rows)
+        except (EmbedderError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            logger.warning("embedded=<%d>, error=<%r> | memory embedding backfill stopped", done, e)
+        if done:
+            logger.info("embedded=<%d> | memories stored without a vector are embedded", done)
+        return done
+
     async def delete(self, actor_id: str, memory_id: uuid.UUID) -> None:
         """Delete one memory of an actor.
 

@@ -73,6 +73,8 @@ BEGIN
         ALTER TABLE actor_memories ADD COLUMN IF NOT EXISTS embedding vector({DIMENSIONS});
         CREATE INDEX IF NOT EXISTS actor_memories_embedding_idx
             ON actor_memories USING hnsw (embedding vector_cosine_ops);
+        -- Memories stored before vectors (or by a writer without an embedder), for the start-up backfill.
+        CREATE INDEX IF NOT EXISTS actor_memories_unembedded_idx ON actor_memories (actor_id) WHERE embedding IS NULL;
     END IF;
 EXCEPTION WHEN insufficient_privilege THEN
     RAISE WARNING 'pgvector not enabled (%): memory search stays full text', SQLERRM;
@@ -208,6 +210,16 @@ FROM actor_memories m
 WHERE m.actor_id = $1
 ORDER BY m.created_at DESC, m.memory_id DESC
 LIMIT $2
+"""
+
+SELECT_UNEMBEDDED = """
+SELECT actor_id, memory_id, content FROM actor_memories WHERE embedding IS NULL LIMIT $1
+"""
+
+SET_EMBEDDINGS = """
+UPDATE actor_memories m SET embedding = v.embedding::vector
+FROM unnest($1::text[], $2::uuid[], $3::text[]) AS v (actor_id, memory_id, embedding)
+WHERE m.actor_id = v.actor_id AND m.memory_id = v.memory_id AND m.embedding IS NULL
 """
 
 DELETE_MEMORY = """
