@@ -104,8 +104,8 @@ def _recall(client: httpx.Client, convs: list[dict[str, Any]], match: str) -> di
 def _embedding_cost(convs: list[dict[str, Any]]) -> dict[str, float]:
     """The local embedder alone, in process: ms per memory (batches of 64) and per query (one at a time)."""
     embedder = LocalEmbedder()
-    texts = [m["content"] for conv in convs for m in conv["memories"]][:640]
-    queries = [q for conv in convs for q, _ in conv["questions"]][:100]
+    texts = [m["content"] for conv in convs for m in conv["memories"]][:256]
+    queries = [q for conv in convs for q, _ in conv["questions"]][:50]
 
     async def run() -> tuple[float, float]:
         await embedder.embed(texts[:8], query=False)  # load the model
