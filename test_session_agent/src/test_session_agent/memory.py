@@ -33,15 +33,52 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_SEARCH_RESULTS = 10
 MAX_SEARCH_RESULTS = 100  # the backend's page limit
 BATCH_SIZE = 1_000  # the backend's batch limit
+MAX_QUERY_CHARS = 2_000  # the backend's longest query (422 beyond)
+MAX_CONTENT_CHARS = 16_384  # the backend's longest memory (422 beyond)
+# A query over MAX_QUERY_CHARS is reduced to at most this many of its distinct words (the backend's full-text bound).
+MAX_QUERY_TERMS = 32
+MAX_TERM_CHARS = 64  # a longer "word" (a hash, a base64 blob) is no search term
+
+Match = Literal["hybrid", "meaning", "any", "all"]
+
+_WORD = re.compile(r"\w+")
+
+
+def query_terms(query: str, max_chars: int = MAX_QUERY_CHARS) -> str:
+    """A search query the backend accepts: `query` itself when short enough, else its terms.
+
+    Args:
+        query: the query, e.g. the user's whole prompt.
+        max_chars: the longest query sent.
+
+    Returns:
+        `query` unchanged when it has at most `max_chars` characters; else its `MAX_QUERY_TERMS` longest distinct
+        words (lowercased; at most `MAX_TERM_CHARS` each: longer words are rarer and carry the content), in their
+        order of first appearance, separated by spaces, at most `max_chars` characters in all.
+    """
+    if len(query) <= max_chars:
+        return query
+    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query) if len(w) <= MAX_TERM_CHARS))
+    keep: set[str] = set()
+    used = 0
+    for word in sorted(words, key=len, reverse=True):
+        if len(keep) == MAX_QUERY_TERMS:
+            break
+        if used + len(word) + 1 <= max_chars:
+            keep.add(word)
+            used += len(word) + 1
+    return " ".join(w for w in words if w in keep)
 
 
 class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
     """Memories of one actor in PostgreSQL, through the session backend; plug it into Strands' `MemoryManager`.
 
-    Search is PostgreSQL full text (english stemming, ranked by `ts_rank_cd`). With `match="any"` (the default) a
-    whole question finds memories sharing any of its words, those sharing the most first: what `MemoryManager`'s
-    injection needs, since it searches with the user's latest message. `add` is idempotent (identical content of an
-    actor is stored once), so extraction's at-least-once writes never pile up copies.
+    Search uses the backend's default ranking (`match=None`): hybrid, by meaning and by words fused, where the
+    backend has pgvector; else full text, any term, ranked. A whole question (what `MemoryManager`'s injection sends:
+    the user's latest message) thus finds the memories it is about; a prompt too long for a query is reduced to its
+    terms (`query_terms`). A search is never retried once it may have reached the backend (a timed-out search is not
+    sent again), and `search_timeout` bounds its wait. `add` is idempotent (identical content of an actor is stored
+    once), so extraction's at-least-once writes never pile up copies.
 
     Strands' synchronous `Agent` runs each invocation on a fresh event loop and an `httpx.AsyncClient`'s pooled
     connections belong to the loop that opened them; so the store keeps one loop-independent keep-alive
@@ -69,9 +106,10 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         max_search_results: int | None = None,
         writable: bool = True,
         extraction: ExtractionConfig | bool | None = None,
-        match: Literal["any", "all"] = "any",
+        match: Match | None = None,
         message_roles: Sequence[str] = ("user",),
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        search_timeout: float | None = None,
         client: httpx.Client | None = None,
         retries: int = 3,
     ) -> None:
@@ -87,10 +125,14 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
             writable: whether `add` / `add_messages` are allowed.
             extraction: Strands' automatic extraction for this store (see `ExtractionConfig`); with an extractor
                 facts are written through `add`, without one raw messages through `add_messages`.
-            match: `"any"`: a memory sharing any query term matches; `"all"`: every term must (web-search syntax).
+            match: the ranking: None (the backend's default: hybrid where it can), `"hybrid"`, `"meaning"`, or plain
+                full text: `"any"` (a memory sharing any query term matches) or `"all"` (every term must; web-search
+                syntax).
             message_roles: the roles whose text `add_messages` stores; the assistant's replies are left out by
                 default because they repeat injected memories back.
             timeout: per-request timeout in seconds, or an `httpx.Timeout`.
+            search_timeout: a search's own timeout in seconds (each phase: connect, wait for the answer); None:
+                `timeout`.
             client: an `httpx.Client` to use instead of creating one (not closed by `close()`).
             retries: attempts per call when the backend is unreachable or answers 502/503/504.
 
@@ -109,6 +151,7 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         self.writable = writable
         self.extraction = extraction
         self.match = match
+        self.search_timeout = search_timeout
         self.message_roles = frozenset(message_roles)
         self._adopt_client(client, base_url, api_key, timeout, retries)
         self._path = f"/v1/actors/{segment(actor_id)}/memories"
@@ -123,10 +166,20 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         body: Any = None,
         params: dict[str, Any] | None = None,
         missing_ok: bool = False,
+        idempotent: bool = True,
+        timeout: float | None = None,
     ) -> httpx.Response | None:
-        # Every memory call is idempotent (an add of stored content returns the stored memory), so all retry.
+        # Every memory write is idempotent (an add of stored content returns the stored memory), so writes retry.
         return request(
-            self._client, method, path, body=body, params=params, retries=self._retries, missing_ok=missing_ok
+            self._client,
+            method,
+            path,
+            body=body,
+            params=params,
+            retries=self._retries,
+            missing_ok=missing_ok,
+            idempotent=idempotent,
+            timeout=timeout,
         )
 
     async def _call(
@@ -137,8 +190,19 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         body: Any = None,
         params: dict[str, Any] | None = None,
         missing_ok: bool = False,
+        idempotent: bool = True,
+        request_timeout: float | None = None,
     ) -> httpx.Response | None:
-        return await asyncio.to_thread(self._send, method, path, body=body, params=params, missing_ok=missing_ok)
+        return await asyncio.to_thread(
+            self._send,
+            method,
+            path,
+            body=body,
+            params=params,
+            missing_ok=missing_ok,
+            idempotent=idempotent,
+            timeout=request_timeout,
+        )
 
     def _require_writable(self) -> None:
         if not self.writable:
@@ -160,16 +224,19 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         """Memories of the actor best matching `query`, best first.
 
         Args:
-            query: natural language or web-search syntax (`"a phrase"`, `or`, `-word`).
+            query: natural language (a prompt over 2,000 characters is reduced to its terms), or web-search syntax
+                (`"a phrase"`, `or`, `-word`) with `match="any"` or `"all"`.
             options: `max_search_results` (at most 100; default: the store's, else 10).
 
         Returns:
-            The matches; each entry's metadata is the stored metadata plus `memory_id`, `score` (in (0, 1)) and
-            `created_at`. A query without searchable words (only stop words) matches nothing.
+            The matches; each entry's metadata is the stored metadata plus `memory_id`, `score` (higher is better;
+            its scale depends on the ranking) and `created_at`. In full text, a query without searchable words (only
+            stop words) matches nothing.
 
         Raises:
             ValueError: `max_search_results` is less than 1.
-            BackendUnavailableError: the backend is unreachable or failing.
+            BackendUnavailableError: the backend is unreachable, failing or timed out (a search that may have
+                reached the backend is not sent again: a slow search would only pile up in PostgreSQL).
         """
         requested = options.get("max_search_results") if options else None
         if requested is not None and requested < 1:
@@ -177,8 +244,12 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         limit = requested or self.max_search_results or DEFAULT_MAX_SEARCH_RESULTS
         if not query.strip():
             return []
-        params = {"query": query, "limit": min(limit, MAX_SEARCH_RESULTS), "match": self.match}
-        response = await self._call("GET", self._path, params=params)
+        params: dict[str, Any] = {"query": query_terms(query), "limit": min(limit, MAX_SEARCH_RESULTS)}
+        if self.match is not None:
+            params["match"] = self.match
+        response = await self._call(
+            "GET", self._path, params=params, idempotent=False, request_timeout=self.search_timeout
+        )
         assert response is not None
         items = orjson.loads(response.content)["items"]
         logger.debug("actor_id=<%s>, hits=<%d> | searched memories", self.actor_id, len(items))
