@@ -3,10 +3,15 @@ sessions of a profile, invoke (+ streaming) with tools and long-term memory per 
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -244,6 +249,52 @@ def test_memory_is_per_actor(service: TestClient) -> None:
     # the session's actor is the turn's when the turn names none
     again = invoke(service, agent_id, question, session_id=known["session_id"])
     assert "San Francisco" in (again["status"]["injected_memory"] or "")
+
+
+@contextmanager
+def memories_stalled(database_url: str) -> Iterator[None]:
+    """Every statement on `actor_memories` waits (the table locked by another transaction) until the block ends."""
+    locked, release = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            async with conn.transaction():
+                await conn.execute("LOCK TABLE actor_memories IN ACCESS EXCLUSIVE MODE")
+                locked.set()
+                await asyncio.to_thread(release.wait)
+        finally:
+            await conn.close()
+
+    holder = threading.Thread(target=asyncio.run, args=(hold(),))
+    holder.start()
+    try:
+        assert locked.wait(60)
+        yield
+    finally:
+        release.set()
+        holder.join()
+
+
+def metric(client: TestClient, name: str) -> float:
+    lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith(f"{name} ")]
+    return float(lines[0].split()[1]) if lines else 0.0
+
+
+def test_memory_recall_waits_at_most_its_budget(agent_settings: AgentSettings, database_url: str) -> None:
+    settings = agent_settings.model_copy(update={"memory_recall_budget_seconds": 0.3})  # the default
+    with TestClient(create_app(settings, model=ScriptedModel())) as service:
+        agent_id = create_profile(service)["agent_id"]
+        actor = f"user-r-{uuid.uuid4().hex[:6]}"
+        invoke(service, agent_id, "I keep bees on my balcony in Porto.", actor_id=actor)
+        assert metric(service, "agent_memory_recall_timeouts_total") == 0
+        question = "Where do I keep my bees?"  # a question: nothing to extract, so the turn writes no memory
+        with memories_stalled(database_url):
+            stalled = invoke(service, agent_id, question, actor_id=actor)
+        assert stalled["status"]["injected_memory"] is None and "Porto" not in stalled["response"]
+        assert metric(service, "agent_memory_recall_timeouts_total") == 1
+        recalled = invoke(service, agent_id, question, actor_id=actor)
+        assert "I keep bees on my balcony in Porto" in (recalled["status"]["injected_memory"] or "")
 
 
 def test_memories_routes(service: TestClient) -> None:

@@ -49,6 +49,12 @@ class AgentMetrics(HttpMetrics):
         self.backend_errors = Counter(
             "agent_backend_errors", "Session backend failures met by turns, by kind.", ["kind"], registry=self.registry
         )
+        self.memory_recall_timeouts = Counter(
+            "agent_memory_recall_timeouts",
+            "Memory recalls before a model call that ran past MEMORY_RECALL_BUDGET_SECONDS (the call ran without "
+            "memories).",
+            registry=self.registry,
+        )
         self.turns_in_progress = Gauge(
             "agent_turns_in_progress", "Turns running or waiting for their session now.", registry=self.registry
         )

@@ -143,6 +143,13 @@ class AgentSettings(BaseSettings):
         validation_alias="SESSION_WAIT_SECONDS",
         description="Longest wait of a turn for its busy session, in seconds (then 409).",
     )
+    memory_recall_budget_seconds: float = Field(
+        default=0.3,
+        gt=0,
+        validation_alias="MEMORY_RECALL_BUDGET_SECONDS",
+        description="Longest wait for an actor's memories before a model call, in seconds; past it the call runs "
+        "without them (counted in `agent_memory_recall_timeouts_total`).",
+    )
     log_level: str = Field(default="info", validation_alias="LOG_LEVEL", description="Log level.")
     log_format: Literal["text", "json"] = Field(
         default="text", validation_alias="LOG_FORMAT", description="Log lines as text or JSON."
