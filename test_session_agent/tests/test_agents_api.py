@@ -297,6 +297,16 @@ def test_memory_recall_waits_at_most_its_budget(agent_settings: AgentSettings, d
         assert "I keep bees on my balcony in Porto" in (recalled["status"]["injected_memory"] or "")
 
 
+def test_memories_extracted_per_turn_are_capped(service: TestClient) -> None:
+    agent_id = create_profile(service)["agent_id"]
+    actor = f"user-c-{uuid.uuid4().hex[:6]}"
+    before = metric(service, 'agent_memories_not_extracted_total{reason="turn_cap"}')
+    invoke(service, agent_id, " ".join(f"I like item {i:02}." for i in range(30)), actor_id=actor)
+    stored = service.get(f"/api/v1/actors/{actor}/memories", params={"limit": 100}).json()["items"]
+    assert sorted(m["content"] for m in stored) == [f"I like item {i:02}" for i in range(20)]  # the first 20
+    assert metric(service, 'agent_memories_not_extracted_total{reason="turn_cap"}') == before + 10
+
+
 def test_memories_routes(service: TestClient) -> None:
     actor = f"actor-m-{uuid.uuid4().hex[:6]}"
     path = f"/api/v1/actors/{actor}/memories"

@@ -373,3 +373,36 @@ def test_extraction_without_extractor_stores_raw_user_messages(make_store: Any) 
     memory_agent(store, RecordingScript())("Please remember that the wifi password is on the fridge")
     recent = asyncio.run(store.list_recent())
     assert [e.content for e in recent] == ["Please remember that the wifi password is on the fridge"]
+
+
+async def test_extraction_is_bounded_per_turn_and_skips_facts_too_long() -> None:
+    dropped: list[tuple[str, int]] = []
+    extractor = FirstPersonExtractor(max_facts=3, on_dropped=lambda reason, count: dropped.append((reason, count)))
+    text = " ".join(f"I like item {i}." for i in range(50)) + " I wrote " + "very " * 4_000 + "long words."
+    results = await extractor.extract([{"role": "user", "content": [{"text": text}]}])
+    assert [r.content for r in results] == ["I like item 0", "I like item 1", "I like item 2"]
+    assert dropped == [("too_long", 1), ("turn_cap", 47)]
+
+
+def test_one_fact_too_long_does_not_fail_the_batch_nor_come_back(
+    make_store: Any, recorded: tuple[httpx.Client, list[httpx.Request]]
+) -> None:
+    client, sent = recorded
+    extraction = ExtractionConfig(trigger=InvocationTrigger(), extractor=FirstPersonExtractor())
+    store = make_store(client=client, extraction=extraction)
+    raw = make_store(store.actor_id, client=client, extraction=ExtractionConfig(trigger=InvocationTrigger()))
+    agent = memory_agent(store, RecordingScript())
+    agent("I live in Lisbon. I wrote " + "very " * 4_000 + "long words.")
+    agent("I have a cat called Tom.")
+    assert sorted(e.content for e in asyncio.run(store.list_recent())) == [
+        "I have a cat called Tom",
+        "I live in Lisbon",
+    ]
+    # one add per fact, each once: the first turn's batch was not re-sent after the second
+    assert [r.method for r in sent if r.url.path.endswith("/memories")].count("POST") == 2
+    # raw messages (no extractor): a message too long for a memory is skipped, the others stored
+    messages: list[Message] = [
+        {"role": "user", "content": [{"text": "x" * 16_385}]},
+        {"role": "user", "content": [{"text": "Remember the blue door"}]},
+    ]
+    assert len(asyncio.run(raw.add_messages(messages))) == 1

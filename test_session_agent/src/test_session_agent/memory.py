@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import httpx
@@ -297,11 +297,11 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
             context: the manager's per-message sequence numbers (unused).
 
         Returns:
-            The memory_ids, in message order (messages without text skipped).
+            The memory_ids, in message order (messages without text, or longer than a memory may be, skipped).
 
         Raises:
             ValueError: the store is not writable.
-            BackendRequestError: the backend refused a memory (e.g. a message over 16,384 characters).
+            BackendRequestError: the backend refused a memory.
             BackendUnavailableError: the backend is unreachable or failing.
         """
         self._require_writable()
@@ -310,6 +310,13 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
             if message["role"] not in self.message_roles:
                 continue
             text = "\n".join(block["text"] for block in message["content"] if "text" in block).strip()
+            if len(text) > MAX_CONTENT_CHARS:
+                # One message the backend would refuse must not fail the batch (Strands would re-send it, and
+                # everything buffered after it, after every later turn).
+                logger.warning(
+                    "actor_id=<%s>, chars=<%d> | message too long for a memory; skipped", self.actor_id, len(text)
+                )
+                continue
             if text:
                 memories.append({"content": text, "metadata": {"role": message["role"]}})
         ids: list[str] = []
@@ -377,21 +384,40 @@ class FirstPersonExtractor:
     question is one fact, stored verbatim (trailing punctuation removed). No model call: for the scripted model and
     for small local models whose `ModelExtractor` output is unreliable.
 
+    Bounded: at most `max_facts` facts per extraction (Strands writes each with its own request), and a fact longer
+    than a memory may be (`max_chars`) is skipped rather than failing the whole batch (which Strands would retry after
+    every later turn with everything buffered since). `on_dropped(reason, count)` hears of both: `"turn_cap"`,
+    `"too_long"`.
+
     Example:
         ```python
-        ExtractionConfig(trigger=InvocationTrigger(), extractor=FirstPersonExtractor())
+        ExtractionConfig(trigger=InvocationTrigger(), extractor=FirstPersonExtractor(max_facts=20))
         ```
     """
 
-    def __init__(self, roles: Sequence[str] = ("user",), min_words: int = 3) -> None:
+    def __init__(
+        self,
+        roles: Sequence[str] = ("user",),
+        min_words: int = 3,
+        *,
+        max_facts: int | None = None,
+        max_chars: int = MAX_CONTENT_CHARS,
+        on_dropped: Callable[[str, int], None] | None = None,
+    ) -> None:
         """Create the extractor.
 
         Args:
             roles: the roles whose messages are read.
             min_words: shorter sentences ("I see.") are not facts.
+            max_facts: most facts one extraction returns (the first ones); None: no cap.
+            max_chars: longest fact kept, in characters (the backend's memory limit).
+            on_dropped: called with a reason and a count when facts are left out.
         """
         self.roles = frozenset(roles)
         self.min_words = min_words
+        self.max_facts = max_facts
+        self.max_chars = max_chars
+        self.on_dropped = on_dropped
 
     async def extract(self, messages: list[Message], context: ExtractorContext | None = None) -> list[ExtractionResult]:
         """Extract the first-person statements of `messages`, in order, each once.
@@ -401,9 +427,10 @@ class FirstPersonExtractor:
             context: unused (no model is called).
 
         Returns:
-            One result per fact, with metadata `{"extractor": "first_person", "role": ...}`.
+            One result per fact, with metadata `{"extractor": "first_person", "role": ...}`; at most `max_facts`.
         """
         facts: dict[str, str] = {}
+        too_long = 0
         for message in messages:
             if message["role"] not in self.roles:
                 continue
@@ -413,8 +440,19 @@ class FirstPersonExtractor:
                     if fact.endswith("?") or not _FIRST_PERSON.match(fact) or _QUESTION_START.match(fact):
                         continue
                     fact = fact.rstrip(".!").strip()
-                    if len(fact.split()) >= self.min_words:
-                        facts.setdefault(fact, message["role"])
-        return [
-            ExtractionResult(content=f, metadata={"extractor": "first_person", "role": r}) for f, r in facts.items()
-        ]
+                    if len(fact.split()) < self.min_words:
+                        continue
+                    if len(fact) > self.max_chars:
+                        too_long += 1
+                        continue
+                    facts.setdefault(fact, message["role"])
+        kept = list(facts.items())
+        over = 0 if self.max_facts is None else max(0, len(kept) - self.max_facts)
+        if over:
+            kept = kept[: self.max_facts]
+        for reason, count in (("too_long", too_long), ("turn_cap", over)):
+            if count:
+                logger.warning("reason=<%s>, count=<%d> | facts not extracted", reason, count)
+                if self.on_dropped is not None:
+                    self.on_dropped(reason, count)
+        return [ExtractionResult(content=f, metadata={"extractor": "first_person", "role": r}) for f, r in kept]

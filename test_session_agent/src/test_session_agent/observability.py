@@ -55,6 +55,13 @@ class AgentMetrics(HttpMetrics):
             "memories).",
             registry=self.registry,
         )
+        self.memories_not_extracted = Counter(
+            "agent_memories_not_extracted",
+            "Facts of a turn not stored as memories, by reason: turn_cap (past MEMORY_MAX_EXTRACTED_PER_TURN) or "
+            "too_long (longer than a memory may be).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.turns_in_progress = Gauge(
             "agent_turns_in_progress", "Turns running or waiting for their session now.", registry=self.registry
         )

@@ -86,8 +86,8 @@ class ActorMemory:
     Args:
         actor_id: whose memories are read and written.
         client: the service's HTTP client of the session backend.
-        settings: the service's settings (`MEMORY_RECALL_BUDGET_SECONDS`).
-        metrics: where recalls past the budget are counted.
+        settings: the service's settings (`MEMORY_RECALL_BUDGET_SECONDS`, `MEMORY_MAX_EXTRACTED_PER_TURN`).
+        metrics: where recalls past the budget and facts not extracted are counted.
     """
 
     def __init__(self, actor_id: str, client: httpx.Client, settings: AgentSettings, metrics: AgentMetrics) -> None:
@@ -98,7 +98,13 @@ class ActorMemory:
             client,
             settings.memory_recall_budget_seconds,
             metrics.memory_recall_timeouts.inc,
-            extraction=ExtractionConfig(trigger=InvocationTrigger(), extractor=FirstPersonExtractor()),
+            extraction=ExtractionConfig(
+                trigger=InvocationTrigger(),
+                extractor=FirstPersonExtractor(
+                    max_facts=settings.memory_max_extracted_per_turn,
+                    on_dropped=lambda reason, count: metrics.memories_not_extracted.labels(reason=reason).inc(count),
+                ),
+            ),
         )
         self.manager = MemoryManager(
             stores=[self.store],
