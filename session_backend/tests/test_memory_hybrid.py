@@ -188,6 +188,52 @@ def test_source_is_stored_and_cleared_when_its_session_is_deleted(
     assert (kept["memory_id"], kept["source"]) == (memory["memory_id"], None)
 
 
+def test_redaction_and_session_delete_forget_the_memories_derived_from_them(full_text: TestClient) -> None:
+    client, actor_id = full_text, actor()
+    sessions = [f"s-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    for sid in sessions:
+        r = client.post("/v1/sessions", json={"session_id": sid, "session_type": "AGENT", "actor_id": actor_id})
+        assert r.status_code == 201, r.text
+        assert client.post(f"/v1/sessions/{sid}/agents", json={"agent_id": "default", "state": {}}).status_code == 201
+        for mid in (0, 1, 2):
+            message = {"message_id": mid, "message": {"role": "user", "content": [{"text": f"I said {mid}"}]}}
+            r = client.post(f"/v1/sessions/{sid}/agents/default/messages", json=message)
+            assert r.status_code == 201, r.text
+    a, b, c = sessions
+
+    def add(content: str, sid: str, message_ids: list[int]) -> None:
+        source = {"session_id": sid, "agent_id": "default", "message_ids": message_ids}
+        assert client.post(base(actor_id), json={"content": content, "source": source}).status_code == 201
+
+    add("from a0", a, [0])
+    add("from a1 and a2", a, [1, 2])
+    add("from b1", b, [1])
+    add("from c0", c, [0])
+    add("from c1", c, [1])
+    redacted = {"message_id": 1, "message": {"role": "user", "content": [{"text": "[redacted]"}]}}
+
+    def contents() -> set[str]:
+        return {m["content"] for m in client.get(base(actor_id), params={"limit": 100}).json()["items"]}
+
+    # redaction (PUT of the message) forgets what was extracted from it, by default; other messages' memories stay
+    assert client.put(f"/v1/sessions/{a}/agents/default/messages/1", json=redacted).status_code == 200
+    assert contents() == {"from a0", "from b1", "from c0", "from c1"}
+    # unless asked not to
+    r = client.put(f"/v1/sessions/{b}/agents/default/messages/1", params={"forget_memories": "false"}, json=redacted)
+    assert r.status_code == 200 and "from b1" in contents()
+    # a batch's update_message too (the agent's write path)
+    op = {"op": "update_message", "agent_id": "default", "message": redacted}
+    r = client.post(f"/v1/sessions/{c}/batch", json={"operations": [op]})
+    assert r.status_code == 200, r.text
+    assert contents() == {"from a0", "from b1", "from c0"}
+    # deleting a session keeps its memories by default (their source cleared); forget_memories=true deletes them
+    assert client.delete(f"/v1/sessions/{b}").status_code == 204
+    assert client.delete(f"/v1/sessions/{a}", params={"forget_memories": "true"}).status_code == 204
+    assert contents() == {"from b1", "from c0"}
+    # a failed delete (no such session) forgets nothing
+    assert client.delete(f"/v1/sessions/{a}", params={"forget_memories": "true"}).status_code == 404
+
+
 def test_memories_per_actor_are_capped_and_counted(vectors: TestClient) -> None:
     actor_id = actor()
     stored = store(vectors, actor_id, [f"Fact number {i} about the user" for i in range(48)])

@@ -38,11 +38,12 @@ class SqlFunction:
 # `check_incarnation` {incarnation} refuses (SB412) a writer whose copy predates a delete and re-create of the id;
 # `record_turn` {turn_id, idempotency_key, result} names the turn the batch commits (see `sql/turns.py`);
 # `release_lease` {} ends `p_lease_owner`'s lease with the commit (version 2; version 2 also holds the fenced lease
-# row FOR SHARE until the commit). Every
+# row FOR SHARE until the commit); an `update_message` deletes the memories extracted from the message unless its
+# `forget_memories` is false (version 3). Every
 # successful call moves the expiry of a session with a `ttl_seconds` (sliding expiry, see `sql/sessions.py`).
 SESSION_BACKEND_WRITE = SqlFunction(
     "session_backend_write",
-    version=2,
+    version=3,
     definition=rf"""
 CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops jsonb, p_lease_owner text)
 RETURNS TABLE (status text, version bigint, body text)
@@ -177,6 +178,13 @@ BEGIN
             IF NOT FOUND THEN
                 RAISE EXCEPTION 'message % of agent % not found in session %', v_message_id, v_agent, p_session_id
                     USING ERRCODE = 'SB404';
+            END IF;
+            -- A replaced message (a redaction) takes the memories extracted from it along, unless the op says not
+            -- to (version 3; `forget_memories`: false keeps them).
+            IF coalesce((op->>'forget_memories')::boolean, true) THEN
+                DELETE FROM actor_memories am
+                WHERE am.source_session_id = p_session_id AND am.source_agent_id = v_agent
+                  AND v_message_id = ANY (am.source_message_ids);
             END IF;
 
         ELSE

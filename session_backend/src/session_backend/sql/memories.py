@@ -171,3 +171,8 @@ DELETE FROM actor_memories WHERE actor_id = $1 AND memory_id = $2 RETURNING 1
 DELETE_ACTOR_MEMORIES = """
 DELETE FROM actor_memories WHERE actor_id = $1
 """
+
+# Before a session is deleted (its delete sets the sources to NULL): the memories extracted from it.
+DELETE_SESSION_MEMORIES = """
+DELETE FROM actor_memories WHERE source_session_id = $1
+"""
