@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
+import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -305,6 +306,25 @@ def test_memories_extracted_per_turn_are_capped(service: TestClient) -> None:
     stored = service.get(f"/api/v1/actors/{actor}/memories", params={"limit": 100}).json()["items"]
     assert sorted(m["content"] for m in stored) == [f"I like item {i:02}" for i in range(20)]  # the first 20
     assert metric(service, 'agent_memories_not_extracted_total{reason="turn_cap"}') == before + 10
+
+
+def test_extracted_memories_record_their_source_and_go_with_a_redaction(
+    service: TestClient, agent_settings: AgentSettings
+) -> None:
+    agent_id = create_profile(service)["agent_id"]
+    actor = f"user-p-{uuid.uuid4().hex[:6]}"
+    first = invoke(service, agent_id, "Hello there, what time is it?", actor_id=actor)
+    sid = first["session_id"]
+    invoke(service, agent_id, "I grow tomatoes on my roof.", actor_id=actor, session_id=sid)
+    [memory] = service.get(f"/api/v1/actors/{actor}/memories").json()["items"]
+    assert memory["content"] == "I grow tomatoes on my roof"
+    # the second turn's messages: the prompt (2) and the answer (3), after the first turn's 0 and 1
+    assert memory["source"] == {"session_id": sid, "agent_id": "default", "message_ids": [2, 3]}
+    # a guardrail-style redaction of the prompt (Strands' update_message) takes the memory along
+    redacted = {"message_id": 2, "message": {"role": "user", "content": [{"text": "[redacted]"}]}}
+    r = httpx.put(f"{agent_settings.backend_url}/v1/sessions/{sid}/agents/default/messages/2", json=redacted)
+    assert r.status_code == 200, r.text
+    assert service.get(f"/api/v1/actors/{actor}/memories").json()["items"] == []
 
 
 def test_memories_routes(service: TestClient) -> None:

@@ -406,3 +406,17 @@ def test_one_fact_too_long_does_not_fail_the_batch_nor_come_back(
         {"role": "user", "content": [{"text": "Remember the blue door"}]},
     ]
     assert len(asyncio.run(raw.add_messages(messages))) == 1
+
+
+def test_the_opt_in_forget_tool_deletes_what_it_names(make_store: Any) -> None:
+    assert make_store().get_tools() == []  # off by default
+    store = make_store(forget_tool=True)
+    for fact in ("My dog is called Biscuit", "My cat is called Biscuit too", "I live in Lisbon"):
+        asyncio.run(store.add(fact))
+    agent = Agent(model=ScriptedModel(), memory_manager=MemoryManager(stores=[store]), callback_handler=None)
+    assert "forget_memory" in agent.tool_names
+    agent('use forget_memory {"about": "dog Biscuit"}')
+    assert sorted(e.content for e in asyncio.run(store.list_recent())) == [
+        "I live in Lisbon",
+        "My cat is called Biscuit too",
+    ]

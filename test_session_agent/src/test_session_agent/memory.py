@@ -10,10 +10,11 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import httpx
 import orjson
+from strands import tool
 from strands.memory import (
     AddMessagesContext,
     ExtractionConfig,
@@ -110,6 +111,7 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         message_roles: Sequence[str] = ("user",),
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         search_timeout: float | None = None,
+        forget_tool: bool = False,
         client: httpx.Client | None = None,
         retries: int = 3,
     ) -> None:
@@ -133,6 +135,8 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
             timeout: per-request timeout in seconds, or an `httpx.Timeout`.
             search_timeout: a search's own timeout in seconds (each phase: connect, wait for the answer); None:
                 `timeout`.
+            forget_tool: give the agent a `forget_memory` tool (`get_tools`): it deletes the memories that contain
+                every word the model passes (opt-in: a model can then delete the actor's memories).
             client: an `httpx.Client` to use instead of creating one (not closed by `close()`).
             retries: attempts per call when the backend is unreachable or answers 502/503/504.
 
@@ -152,6 +156,7 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         self.extraction = extraction
         self.match = match
         self.search_timeout = search_timeout
+        self.forget_tool = forget_tool
         self.message_roles = frozenset(message_roles)
         self._adopt_client(client, base_url, api_key, timeout, retries)
         self._path = f"/v1/actors/{segment(actor_id)}/memories"
@@ -230,8 +235,8 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
 
         Returns:
             The matches; each entry's metadata is the stored metadata plus `memory_id`, `score` (higher is better;
-            its scale depends on the ranking) and `created_at`. In full text, a query without searchable words (only
-            stop words) matches nothing.
+            its scale depends on the ranking), `created_at` and `memory_source` (see `add`'s `source`, or None).
+            In full text, a query without searchable words (only stop words) matches nothing.
 
         Raises:
             ValueError: `max_search_results` is less than 1.
@@ -244,9 +249,12 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         limit = requested or self.max_search_results or DEFAULT_MAX_SEARCH_RESULTS
         if not query.strip():
             return []
-        params: dict[str, Any] = {"query": query_terms(query), "limit": min(limit, MAX_SEARCH_RESULTS)}
-        if self.match is not None:
-            params["match"] = self.match
+        return await self._search(query, min(limit, MAX_SEARCH_RESULTS), self.match)
+
+    async def _search(self, query: str, limit: int, match: Match | None) -> list[MemoryEntry]:
+        params: dict[str, Any] = {"query": query_terms(query), "limit": limit}
+        if match is not None:
+            params["match"] = match
         response = await self._call(
             "GET", self._path, params=params, idempotent=False, request_timeout=self.search_timeout
         )
@@ -255,12 +263,16 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         logger.debug("actor_id=<%s>, hits=<%d> | searched memories", self.actor_id, len(items))
         return [_entry(item) for item in items]
 
-    async def add(self, content: str, metadata: dict[str, Any] | None = None) -> str:
+    async def add(
+        self, content: str, metadata: dict[str, Any] | None = None, *, source: dict[str, Any] | None = None
+    ) -> str:
         """Store one memory of the actor; identical content already stored is not stored again.
 
         Args:
             content: the text to remember (not blank; at most 16,384 characters).
             metadata: JSON metadata kept with it (at most 16 KiB).
+            source: where it was extracted from, `{session_id, agent_id, message_ids}` (an agent of a session that
+                exists): redacting one of those messages, or deleting the session with `forget_memories`, deletes it.
 
         Returns:
             The memory_id (of the stored copy when the content was already there).
@@ -270,17 +282,24 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
             BackendRequestError: the backend refused the memory (422: too long, metadata too large; 413).
             BackendUnavailableError: the backend is unreachable or failing.
         """
-        return str((await self._post(content, metadata))["memory_id"])
+        return str((await self._post(content, metadata, source))["memory_id"])
 
-    async def add_entry(self, content: str, metadata: dict[str, Any] | None = None) -> MemoryEntry:
+    async def add_entry(
+        self, content: str, metadata: dict[str, Any] | None = None, *, source: dict[str, Any] | None = None
+    ) -> MemoryEntry:
         """`add`, answering with the stored memory (metadata plus `memory_id` and `created_at`, as `search`)."""
-        return _entry(await self._post(content, metadata))
+        return _entry(await self._post(content, metadata, source))
 
-    async def _post(self, content: str, metadata: dict[str, Any] | None) -> dict[str, Any]:
+    async def _post(
+        self, content: str, metadata: dict[str, Any] | None, source: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         self._require_writable()
         if not content.strip():
             raise ValueError("PostgreSQLMemoryStore: content must not be empty")
-        response = await self._call("POST", self._path, body={"content": content, "metadata": metadata or {}})
+        body: dict[str, Any] = {"content": content, "metadata": metadata or {}}
+        if source is not None:
+            body["source"] = source
+        response = await self._call("POST", self._path, body=body)
         assert response is not None
         item: dict[str, Any] = orjson.loads(response.content)
         logger.debug("actor_id=<%s>, memory_id=<%s> | added memory", self.actor_id, item["memory_id"])
@@ -329,8 +348,30 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         return ids
 
     def get_tools(self) -> list[AgentTool]:
-        """No store-specific tools: `MemoryManager`'s `search_memory` / `add_memory` cover this store."""
-        return []
+        """`forget_memory` when the store was made with `forget_tool=True`, else none.
+
+        `MemoryManager`'s `search_memory` / `add_memory` cover search and add.
+        """
+        return [self._forget_tool()] if self.forget_tool else []
+
+    def _forget_tool(self) -> AgentTool:
+        store = self
+
+        @tool(name="forget_memory")
+        async def forget_memory(about: str) -> dict[str, Any]:
+            """Forget what the user asks you to forget: delete the user's memories containing every word of `about`.
+
+            At most 10 memories per call; returns the forgotten ones.
+
+            Args:
+                about: the words the memories to forget contain, e.g. "dog Biscuit".
+            """
+            hits = await store._search(about, DEFAULT_MAX_SEARCH_RESULTS, "all")
+            forgotten = [hit.content for hit in hits if await store.delete(str((hit.metadata or {})["memory_id"]))]
+            logger.debug("actor_id=<%s>, count=<%d> | forgot memories", store.actor_id, len(forgotten))
+            return {"forgotten": forgotten}
+
+        return cast(AgentTool, forget_memory)
 
     # beyond the MemoryStore contract
 
@@ -367,6 +408,7 @@ def _entry(item: dict[str, Any]) -> MemoryEntry:
         "memory_id": item["memory_id"],
         "score": item.get("score"),
         "created_at": item["created_at"],
+        "memory_source": item.get("source"),
     }
     return MemoryEntry(content=item["content"], metadata=metadata)
 

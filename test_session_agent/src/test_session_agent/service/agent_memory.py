@@ -22,9 +22,10 @@ from strands.memory import (
     SearchOptions,
 )
 
-from ..exceptions import BackendUnavailableError
+from ..exceptions import BackendRequestError, BackendUnavailableError
 from ..memory import FirstPersonExtractor, PostgreSQLMemoryStore
 from ..observability import AgentMetrics
+from ..session_manager import PostgreSQLSessionManager
 from ..settings import AgentSettings
 
 logger = logging.getLogger(__name__)
@@ -50,11 +51,32 @@ class RecallStore(PostgreSQLMemoryStore):
     """
 
     def __init__(
-        self, actor_id: str, client: httpx.Client, budget: float, on_timeout: Callable[[], None], **kwargs: Any
+        self,
+        actor_id: str,
+        client: httpx.Client,
+        budget: float,
+        on_timeout: Callable[[], None],
+        source: Callable[[], dict[str, Any] | None] = lambda: None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(actor_id, client=client, search_timeout=budget, **kwargs)
         self.budget = budget
         self._on_timeout = on_timeout
+        self._source = source
+
+    async def add(
+        self, content: str, metadata: dict[str, Any] | None = None, *, source: dict[str, Any] | None = None
+    ) -> str:
+        """`PostgreSQLMemoryStore.add`, recording the running turn's messages as the source (when there is one)."""
+        source = source if source is not None else self._source()
+        try:
+            return await super().add(content, metadata, source=source)
+        except BackendRequestError as e:
+            if source is None or e.status != 422:
+                raise
+            # The source's session is gone (deleted meanwhile): keep the fact, without provenance.
+            logger.warning("actor_id=<%s>, error=<%s> | memory stored without its source", self.actor_id, e)
+            return await super().add(content, metadata)
 
     async def initialize(self) -> None:
         """Nothing to check: the service validated the actor id, and a memory outage must not fail an agent's build."""
@@ -88,16 +110,28 @@ class ActorMemory:
         client: the service's HTTP client of the session backend.
         settings: the service's settings (`MEMORY_RECALL_BUDGET_SECONDS`, `MEMORY_MAX_EXTRACTED_PER_TURN`).
         metrics: where recalls past the budget and facts not extracted are counted.
+        session: the agent's session manager and agent id, when its messages are rows (`SESSION_MANAGER=repository`):
+            extracted memories then record the session, agent and the turn's message ids as their source.
     """
 
-    def __init__(self, actor_id: str, client: httpx.Client, settings: AgentSettings, metrics: AgentMetrics) -> None:
+    def __init__(
+        self,
+        actor_id: str,
+        client: httpx.Client,
+        settings: AgentSettings,
+        metrics: AgentMetrics,
+        session: tuple[PostgreSQLSessionManager, str] | None = None,
+    ) -> None:
         self.actor_id = actor_id
         self.injected: str | None = None
+        self._session = session
+        self._turn_start: int | None = None
         self.store = RecallStore(
             actor_id,
             client,
             settings.memory_recall_budget_seconds,
             metrics.memory_recall_timeouts.inc,
+            self.source,
             extraction=ExtractionConfig(
                 trigger=InvocationTrigger(),
                 extractor=FirstPersonExtractor(
@@ -118,5 +152,20 @@ class ActorMemory:
         return self.injected
 
     def begin_turn(self) -> None:
-        """Forget what was injected into the previous turn."""
+        """Forget what was injected into the previous turn; the turn's messages start after the agent's newest."""
         self.injected = None
+        if self._session is not None:
+            manager, agent_id = self._session
+            latest = manager.latest_message_id(agent_id)
+            self._turn_start = 0 if latest is None else latest + 1
+
+    def source(self) -> dict[str, Any] | None:
+        """`{session_id, agent_id, message_ids}` of the running turn's messages so far; None without a session."""
+        if self._session is None or self._turn_start is None:
+            return None
+        manager, agent_id = self._session
+        latest = manager.latest_message_id(agent_id)
+        if latest is None or latest < self._turn_start:
+            return None
+        ids = list(range(self._turn_start, latest + 1))
+        return {"session_id": manager.session_id, "agent_id": agent_id, "message_ids": ids}
