@@ -27,8 +27,10 @@ from test_session_agent.settings import AgentSettings
 
 pytestmark = pytest.mark.integration
 
-ALICE, BOB = "alice-key-0123456789", "bob-key-9876543210"
-KEYS = f"{ALICE}:alice,{BOB}:bob"
+ALICE, BOB, CAROL = "alice-key-0123456789", "bob-key-9876543210", "carol-key-1357924680"
+KEYS = f"{ALICE}:alice,{BOB}:bob,{CAROL}:carol"
+# Erasing an actor with its own key would erase Alice's session the later tests use: Carol erases herself instead.
+ERASE_ACTOR = "/api/v1/actors/{actor_id}"
 
 # Reachable without a key on purpose: liveness, the page (it asks for the key) and the API docs.
 PUBLIC_PATHS = {"/health", "/", "/static", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
@@ -308,7 +310,10 @@ def test_own_key_reaches_every_route(client: TestClient, database_url: str) -> N
     failures = []
     for endpoint in sorted(endpoints, key=lambda e: e.method == "DELETE"):
         sid = client.post("/process", json={"prompt": "own"}, headers=auth(ALICE)).json()["session_id"]
-        r = call(client, endpoint, auth(ALICE), **ids_for(sid))
+        if endpoint.path == ERASE_ACTOR:
+            r = call(client, endpoint, auth(CAROL), **(ids_for(sid) | {"actor_id": "carol"}))
+        else:
+            r = call(client, endpoint, auth(ALICE), **ids_for(sid))
         assert r is not None
         if r.status_code in (401, 403) or r.status_code >= 500:
             failures.append(f"{endpoint} -> {r.status_code} {r.text[:120]}")

@@ -36,6 +36,7 @@ def test_agent_service_restart_keeps_conversation(
 
 
 @pytest.mark.slow  # the real local model: `make test` runs it, `pytest -m "not slow"` skips it
+@pytest.mark.timeout(1200)  # above the demo's own 900 s: on a loaded 2-core machine it has taken 10 min
 def test_demo_on_real_local_model(database_url: str) -> None:
     env = os.environ | {"DATABASE_URL": database_url, "MODEL_PROVIDER": "local"}
     out = subprocess.run([sys.executable, str(DEMO)], env=env, capture_output=True, text=True, timeout=900)

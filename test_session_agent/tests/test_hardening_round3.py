@@ -180,7 +180,6 @@ def test_expired_snapshot_session_does_not_leak_to_next_owner(
 
 
 @pytest.mark.slow
-@xfail(2, "a reply reaching max_tokens is a plain-text 500 and nothing is stored")
 def test_reply_reaching_max_tokens_is_answered_and_stored_with_its_stop_reason(
     sweeping_backend: str, service_runner: Any, port_factory: Any, tmp_path: Path
 ) -> None:
@@ -275,7 +274,6 @@ async def _ws_reply(ws: ClientConnection) -> dict[str, Any]:
             return dict(event)
 
 
-@xfail(5, "an idle /ws connection holds the session's lease: every HTTP turn gets 409")
 def test_idle_websocket_does_not_hold_the_session_lease(agent: Callable[..., Any]) -> None:
     """Chosen behaviour: `/ws` takes the session's lease per message, not per connection. With a socket open and idle
     on the session, an HTTP turn answers 200 (not 409 after `SESSION_WAIT_SECONDS`); the socket's next message then
@@ -347,7 +345,6 @@ def test_embedded_postgres_recovers_from_a_crash_by_itself(
         assert user_texts(url, sid) == ["one", "two"]
 
 
-@xfail(7, "a profile may set max_tokens up to 1,000,000 (no per-deployment cap)")
 def test_profile_max_tokens_is_capped_per_deployment(agent: Callable[..., Any]) -> None:
     """Chosen behaviour: `MODEL_MAX_TOKENS_CAP` (agent service) caps a profile's `max_tokens`; a profile asking for more
     is refused with 422 problem+json on create and update, at the cap it is accepted, and a deployment that sets no cap
@@ -372,7 +369,6 @@ def test_profile_max_tokens_is_capped_per_deployment(agent: Callable[..., Any]) 
 
 
 @pytest.mark.slow
-@xfail(7, "one actor's long turn holds the local model's single slot; every other actor's turn waits behind it")
 def test_local_model_queue_is_bounded_with_503_and_retry_after(
     sweeping_backend: str, service_runner: Any, port_factory: Any, tmp_path: Path
 ) -> None:
@@ -433,7 +429,6 @@ def test_deeply_nested_memory_metadata_is_422_problem_on_the_agent(agent: Callab
         assert httpx.get(f"{url}/api/v1/actors/{actor}/memories", timeout=30).json()["items"] == []
 
 
-@xfail(9, "a model failure is a plain-text 500 on /process and invoke")
 def test_model_failure_is_502_problem_without_provider_internals(agent: Callable[..., Any], port_factory: Any) -> None:
     """A profile on Bedrock whose endpoint refuses connections (a port nobody listens on): invoke and `/process` on a
     session routed to that profile (active agent) answer 502 problem+json ("the model failed") whose body names no
@@ -477,7 +472,6 @@ def test_model_failure_is_502_problem_without_provider_internals(agent: Callable
         assert_model_failure(httpx.post(f"{url}/process", json={"prompt": "again", "session_id": sid}, timeout=120))
 
 
-@xfail(10, "X-Device-ID on invoke answers 409 naming another device's session's profile; P, P, Q, P loses P")
 def test_device_id_on_invoke_is_no_oracle_and_keeps_continuity_per_profile(agent: Callable[..., Any]) -> None:
     """Another device's session reads as 404 on invoke, with the same problem as a session that does not exist (no
     profile named), whichever profile the caller asks for. A device alternating profiles P, P, Q, P continues its P
@@ -533,7 +527,6 @@ def test_docs_need_the_key_and_health_reports_no_usage(agent: Callable[..., Any]
         assert "cached_agents" not in r.json() and not figures, r.json()
 
 
-@xfail(12, "/ws stores user, user, assistant, assistant for two messages sent back to back")
 def test_websocket_messages_sent_back_to_back_keep_history_alternating(agent: Callable[..., Any]) -> None:
     """Two `/ws` messages sent without waiting for the first reply are both answered (queued, or merged into one user
     message) and the stored history alternates user / assistant, so the next HTTP turn works on any provider."""
@@ -569,7 +562,6 @@ def test_websocket_messages_sent_back_to_back_keep_history_alternating(agent: Ca
         assert all(a != b for a, b in itertools.pairwise(history)), history
 
 
-@xfail(13, "/ws parses frames up to 16 MiB; a NUL closes the socket with a detail naming backend internals")
 def test_websocket_caps_frames_and_refuses_nul_with_a_plain_422_event(agent: Callable[..., Any]) -> None:
     """A `/ws` frame over the agent's body limit (`AGENT_MAX_REQUEST_BYTES`, 1 MiB) is refused unparsed, as an HTTP body
     would be: the socket is closed with 1009 (message too big), or an error event with status 413 is sent and the

@@ -146,7 +146,14 @@ class ServingSettings(Protocol):
     def max_connections(self) -> int: ...  # noqa: D102
 
 
-def serve(app_factory: str, settings: ServingSettings, *, workers: int = 1, access_log: bool = True) -> None:
+def serve(
+    app_factory: str,
+    settings: ServingSettings,
+    *,
+    workers: int = 1,
+    access_log: bool = True,
+    ws_max_bytes: int = 16 * 1024 * 1024,
+) -> None:
     """Run an app factory with uvicorn until SIGINT/SIGTERM, bounded and logged as `settings` say.
 
     Args:
@@ -155,6 +162,7 @@ def serve(app_factory: str, settings: ServingSettings, *, workers: int = 1, acce
             `BoundedHttpProtocol` (seconds), and the most concurrent connections (beyond them uvicorn answers 503).
         workers: worker processes.
         access_log: one log line per answered request (uvicorn's access log, at level info).
+        ws_max_bytes: the largest WebSocket message read (bytes); a larger one closes the socket with 1009 unread.
     """
     configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
@@ -165,6 +173,7 @@ def serve(app_factory: str, settings: ServingSettings, *, workers: int = 1, acce
         workers=workers,
         http=functools.partial(BoundedHttpProtocol, read_timeout=settings.read_timeout_seconds),  # type: ignore[arg-type]
         limit_concurrency=settings.max_connections,
+        ws_max_size=ws_max_bytes,
         log_level=settings.log_level,
         access_log=access_log,
         # A worker process still importing on a loaded host is not taken for dead (uvicorn's default: 5 s).

@@ -18,10 +18,12 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from service_kit.logs import bind_log_context, configure_logging
 from service_kit.problems import BodySizeLimit
 
-from .api import health, memories, profiles, sessions, storage, turns
+from .api import actors, health, memories, profiles, sessions, storage, turns
 from .api.deps import require_api_key
 from .api.errors import EXCEPTION_HANDLERS
 from .api.hotpath import HotPath
+from .db.convert import SessionConverter
+from .db.erasure import ErasureStore
 from .db.errors import UNAVAILABLE_ERRORS
 from .db.group_commit import Writer
 from .db.housekeeping import Housekeeping
@@ -120,6 +122,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.profiles = ProfileStore(pool)
         app.state.memories = memory_store = await open_memory_store(pool, settings, metrics.registry)
         app.state.storage = StorageStore(pool)
+        app.state.erasures = ErasureStore(pool)
+        app.state.converter = SessionConverter(pool)
         app.state.housekeeping = Housekeeping(pool)
         metrics.pool = pool
         sweeper = asyncio.create_task(
@@ -158,7 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # The key check and the log context, once for every v1 router.
     v1 = [Depends(require_api_key), Depends(bind_log_context)]
-    for module in (sessions, turns, profiles, memories, storage):
+    for module in (sessions, turns, profiles, memories, storage, actors):
         app.include_router(module.router, dependencies=v1)
     app.include_router(health.router)
     app.state.settings = settings

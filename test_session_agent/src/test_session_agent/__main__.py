@@ -9,7 +9,9 @@ from .settings import get_settings
 
 def main() -> None:
     """Run the agent service until SIGINT/SIGTERM; settings come from the environment (README.md, Configuration)."""
-    serve("test_session_agent.api.app:create_app", get_settings(), access_log=False)
+    settings = get_settings()
+    # A /ws message is capped like a request body.
+    serve("test_session_agent.api.app:create_app", settings, access_log=False, ws_max_bytes=settings.max_request_bytes)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ across processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -96,6 +97,8 @@ class SessionAgents:
             self._lease_executor,
         )
         self._workers = TurnWorkers(max_workers)
+        # The local model admits turns through its own bounded queue (`models/local.py`); other models admit all.
+        self._model_admission: Any = getattr(model, "admit", None)
         # Live while a turn holds or waits for it; vanishes with the last user, so memory follows active sessions.
         self._session_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -131,6 +134,7 @@ class SessionAgents:
         Raises:
             SessionBusyError: earlier turns of the session, or another writer's lease, outlasted
                 `SESSION_WAIT_SECONDS`.
+            ModelBusyError: the local model's queue is full (`LOCAL_MODEL_QUEUE_SIZE`); nothing ran.
             SessionNotFoundError, TurnNotStoredError, TurnOutcomeUnknownError, SessionException: see
                 `TurnRunner.run`; the cached agent is dropped so the next turn starts from what the backend holds.
         """
@@ -156,7 +160,10 @@ class SessionAgents:
         except TimeoutError as e:
             raise SessionBusyError(f"session {session_id!r} is busy: earlier turns are still running") from e
         try:
-            return await self._workers.run(lambda: self.runner.run(request, deadline))
+            # The model's queue is entered after the session's own (same-session turns wait there, not here) and
+            # before any work: a refused turn (`ModelBusyError`) has stored nothing, not even a new session.
+            with self._model_admission() if self._model_admission is not None else contextlib.nullcontext():
+                return await self._workers.run(lambda: self.runner.run(request, deadline))
         finally:
             lock.release()
 

@@ -66,6 +66,21 @@ class SessionOfAnotherAgentError(SessionConflictError):
         self.owner = owner
 
 
+class ModelFailedError(Exception):
+    """The turn's model failed (its provider unreachable, refusing or erroring); the provider's error is the cause.
+
+    Its message names no provider internals: it may be shown to a client, the cause only logged.
+    """
+
+    def __init__(self) -> None:
+        """Create the error (raise it `from` the provider's error)."""
+        super().__init__("the model failed")
+
+
+class ModelBusyError(Exception):
+    """The model cannot take the turn now (the local model's queue is full); retry shortly. Nothing ran or is stored."""
+
+
 class AgentProfileNotFoundError(LookupError):
     """No agent profile has this id."""
 

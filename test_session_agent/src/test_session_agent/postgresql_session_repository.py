@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 from strands.session.session_repository import SessionRepository
-from strands.types.session import Session, SessionAgent, SessionMessage
+from strands.types.session import Session, SessionAgent, SessionMessage, decode_bytes_values
 
 from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, BackendClientOwner, request
 from ._http import segment as _seg
@@ -272,6 +272,19 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
             "GET", f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}/messages", params=params, missing_ok=True
         )
         return session_messages(response.content) if response is not None else []
+
+    def read_context_window(self, session_id: str, agent_id: str) -> list[dict[str, Any]] | None:
+        """The agent's context window as its last turn recorded it, or None when none was recorded.
+
+        Returns:
+            `[{"message_id": int | None, "message": Message, "stored": bool}]` in window order (bytes decoded).
+        """
+        response = self._call(
+            "GET", f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}/context-window", missing_ok=True
+        )
+        if response is None:
+            return None
+        return list(decode_bytes_values(orjson.loads(response.content))["items"])
 
     # batches
 

@@ -23,7 +23,8 @@ class AgentProfile:
     """A stored profile: what an agent is (name, system prompt), which model it runs and which tools it may use.
 
     `model_config` holds any of `provider`, `model_id`, `max_tokens`, `temperature`; absent keys mean the agent
-    service's defaults. Timestamps are ISO 8601 strings in UTC.
+    service's defaults. Timestamps are ISO 8601 strings in UTC. `owner_actor_id` is the actor that created it (None:
+    created without access control); `shared` lets other actors read and use it.
     """
 
     agent_id: str
@@ -33,6 +34,8 @@ class AgentProfile:
     tools: list[str] = field(default_factory=list)
     created_at: str = ""
     updated_at: str = ""
+    owner_actor_id: str | None = None
+    shared: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AgentProfile:
@@ -45,11 +48,17 @@ class AgentProfile:
             tools=list(data.get("tools") or []),
             created_at=str(data.get("created_at", "")),
             updated_at=str(data.get("updated_at", "")),
+            owner_actor_id=data.get("owner_actor_id"),
+            shared=bool(data.get("shared", False)),
         )
 
     def to_dict(self) -> dict[str, Any]:
         """The profile as the backend's JSON."""
         return asdict(self)
+
+    def usable_by(self, actor_id: str | None) -> bool:
+        """Whether `actor_id` may read and use this profile: its owner's, shared, or nobody's (None: anyone may)."""
+        return actor_id is None or self.shared or self.owner_actor_id in (None, actor_id)
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,8 @@ class AgentProfileClient(BackendClientOwner):
         model_config: dict[str, Any] | None = None,
         tools: list[str] | None = None,
         agent_id: str | None = None,
+        shared: bool = False,
+        owner_actor_id: str | None = None,
     ) -> AgentProfile:
         """Store a new profile.
 
@@ -132,6 +143,8 @@ class AgentProfileClient(BackendClientOwner):
             model_config: any of `provider`, `model_id`, `max_tokens`, `temperature`.
             tools: tool names (unique, at most 128).
             agent_id: the id to use; None lets the backend generate one (32 hex digits).
+            shared: whether actors other than the owner may read and use it.
+            owner_actor_id: the actor it belongs to (set once); None: nobody's.
 
         Returns:
             The stored profile.
@@ -141,7 +154,10 @@ class AgentProfileClient(BackendClientOwner):
             BackendRequestError: the backend refused the profile (422).
             BackendUnavailableError: the backend is unreachable or failing.
         """
-        body = _body(name, system_prompt, model_config, tools) | ({"agent_id": agent_id} if agent_id else {})
+        body = _body(name, system_prompt, model_config, tools, shared)
+        body |= ({"agent_id": agent_id} if agent_id else {}) | (
+            {"owner_actor_id": owner_actor_id} if owner_actor_id else {}
+        )
         # Without a chosen id a retry could create a second profile: only resend what never reached the server.
         response = self._call("POST", PATH, body=body, idempotent=agent_id is not None)
         assert response is not None
@@ -154,17 +170,21 @@ class AgentProfileClient(BackendClientOwner):
         response = self._call("GET", f"{PATH}/{_seg(agent_id)}", missing_ok=True)
         return AgentProfile.from_dict(orjson.loads(response.content)) if response is not None else None
 
-    def list_profiles(self, *, limit: int = 50, cursor: str | None = None) -> ProfilePage:
+    def list_profiles(
+        self, *, limit: int = 50, cursor: str | None = None, visible_to: str | None = None
+    ) -> ProfilePage:
         """One page of profiles ordered by agent_id.
 
         Args:
             limit: page size (1 to 1000).
             cursor: `next_cursor` of the previous page; None for the first.
+            visible_to: an actor: only the profiles it may use (`AgentProfile.usable_by`); None: all.
 
         Returns:
             The page.
         """
         params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+        params |= {"visible_to": visible_to} if visible_to else {}
         response = self._call("GET", PATH, params=params)
         assert response is not None
         data = orjson.loads(response.content)
@@ -188,8 +208,9 @@ class AgentProfileClient(BackendClientOwner):
         system_prompt: str | None = None,
         model_config: dict[str, Any] | None = None,
         tools: list[str] | None = None,
+        shared: bool = False,
     ) -> AgentProfile | None:
-        """Replace a profile's content (fields left out are reset to their defaults).
+        """Replace a profile's content (fields left out are reset to their defaults; the owner stays).
 
         Returns:
             The stored profile, or None when there is none with this id.
@@ -198,7 +219,7 @@ class AgentProfileClient(BackendClientOwner):
             BackendRequestError: the backend refused the profile (422).
             BackendUnavailableError: the backend is unreachable or failing.
         """
-        body = _body(name, system_prompt, model_config, tools)
+        body = _body(name, system_prompt, model_config, tools, shared)
         response = self._call("PUT", f"{PATH}/{_seg(agent_id)}", body=body, missing_ok=True)
         if response is None:
             return None
@@ -213,6 +234,12 @@ class AgentProfileClient(BackendClientOwner):
 
 
 def _body(
-    name: str, system_prompt: str | None, model_config: dict[str, Any] | None, tools: list[str] | None
+    name: str, system_prompt: str | None, model_config: dict[str, Any] | None, tools: list[str] | None, shared: bool
 ) -> dict[str, Any]:
-    return {"name": name, "system_prompt": system_prompt, "model_config": model_config or {}, "tools": tools or []}
+    return {
+        "name": name,
+        "system_prompt": system_prompt,
+        "model_config": model_config or {},
+        "tools": tools or [],
+        "shared": shared,
+    }

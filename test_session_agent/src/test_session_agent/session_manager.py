@@ -13,10 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from strands.agent.agent_result import AgentResult
+from strands.agent.conversation_manager import NullConversationManager
 from strands.bidi.agent import BidiAgent
 from strands.bidi.hooks import BidiAgentStopEvent, BidiBeforeConnectionRestartEvent
 from strands.hooks import (
     AfterInvocationEvent,
+    AfterModelCallEvent,
     AfterMultiAgentInvocationEvent,
     AfterNodeCallEvent,
     AgentInitializedEvent,
@@ -29,12 +32,29 @@ from strands.hooks import (
 from strands.session.repository_session_manager import RepositorySessionManager
 from strands.types.session import SessionAgent, SessionMessage
 
+from ._context_window import StoredMessages
 from ._http import DEFAULT_BASE_URL
 from ._messages import gc_paused
 from .exceptions import BackendUnavailableError
 from .postgresql_session_repository import PostgreSQLSessionRepository
 
 logger = logging.getLogger(__name__)
+
+
+def max_tokens_result(agent: Any) -> AgentResult:
+    """The result of an invocation that Strands ended with `MaxTokensReachedException`: its partial reply.
+
+    Strands' guidance for that exception: the partial message is already in `agent.messages` (tool uses in it
+    replaced by error results) and the conversation continues with the next call. So the reply is answered and
+    stored as what the model produced, with `stop_reason` "max_tokens".
+
+    Args:
+        agent: the agent whose invocation reached the model's `max_tokens`.
+
+    Returns:
+        An `AgentResult` on the agent's last message (the partial reply).
+    """
+    return AgentResult(stop_reason="max_tokens", message=agent.messages[-1], metrics=agent.event_loop_metrics, state={})
 
 
 @dataclass(frozen=True)
@@ -106,12 +126,16 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         # The turn id of the last batch that was sent but whose answer was lost (see `resolve_turn`).
         self.unresolved_turn_id: str | None = None
         self._pending: list[dict[str, Any]] | None = None
+        # The running invocation's model stopped at `max_tokens`: Strands raises, yet the partial reply is answered.
+        self._max_tokens = False
         self._unsent: list[dict[str, Any]] = []
         # BidiAgent writes: one at a time, in the order the agent made them; agent state as last stored.
         self._bidi_write_lock: asyncio.Lock | None = None
         self._bidi_synced_state: dict[str, Any] = {}
         self._bidi_kept_state: dict[str, dict[str, Any]] = {}
         self._restoring: Any = None
+        # Per agent: what the backend holds of its messages, to record its reduced context window with each turn.
+        self._stored: dict[str, StoredMessages] = {}
         RepositorySessionManager.__init__(self, session_id=session_id, session_repository=self)
 
     def begin_turn(self, context: TurnContext) -> None:
@@ -153,6 +177,7 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         registry.add_callback(MessageAddedEvent, self._agent_message_added)
         registry.add_callback(AfterInvocationEvent, lambda event: self.sync_agent(event.agent))
         registry.add_callback(BeforeInvocationEvent, self._begin_batch)
+        registry.add_callback(AfterModelCallEvent, self._model_stopped)
         registry.add_callback(MessageAddedEvent, self._bidi_message_added)
         registry.add_callback(MessageUpdatedEvent, self._bidi_message_updated)
         registry.add_callback([BidiAgentStopEvent, BidiBeforeConnectionRestartEvent], self._bidi_sync_agent)
@@ -170,8 +195,28 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         try:
             with gc_paused():
                 super().initialize(agent, **kwargs)
+                if not isinstance(agent, BidiAgent):
+                    self._restore_context_window(agent)
         finally:
             self._restoring = None
+
+    def _restore_context_window(self, agent: Any) -> None:
+        """Rebuild the context window the agent's last turn recorded (#4270, #4027); none: Strands' restore stands."""
+        stored = self._stored[agent.agent_id] = StoredMessages()
+        records = self._held_records.get(agent.agent_id, [])
+        for record in records:
+            stored.stored(record.message_id, record.to_message())
+        if not records:
+            return
+        window = self.read_context_window(self.session_id, agent.agent_id)
+        if window is None:
+            return
+        stored.window_stored = True
+        agent.messages = [item["message"] for item in window]
+        for item in window:
+            if item["stored"]:
+                stored.stored(item["message_id"], item["message"])
+        logger.debug("session_id=<%s>, messages=<%d> | restored context window", self.session_id, len(window))
 
     def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
         """Read the agent; while restoring, reconcile what an `Agent` and a `BidiAgent` store of it.
@@ -192,6 +237,24 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         elif not session_agent.conversation_manager_state and hasattr(agent, "conversation_manager"):
             session_agent.conversation_manager_state = agent.conversation_manager.get_state()
         return session_agent
+
+    def append_message(self, message: Any, agent: Any, **kwargs: Any) -> None:
+        """Append a message; one Strands merged into the latest (same `tracking_id`) replaces that one in place.
+
+        Strands 1.62 merges a same-role continuation into the live message and reports it as added (strands-agents
+        #4420): stored as a new row, a restore would show the turn twice. It is written as an update of the held
+        row instead, so message ids stay contiguous (the backend also replaces a row by tracking id).
+        """
+        latest = self._latest_agent_message.get(agent.agent_id)
+        tracking_id = message.get("tracking_id")
+        if latest is not None and tracking_id is not None and latest.message.get("tracking_id") == tracking_id:
+            logger.debug(
+                "session_id=<%s>, tracking_id=<%s> | merged message replaces its row", self.session_id, tracking_id
+            )
+            latest.message = message
+            self.update_message(self.session_id, agent.agent_id, latest)
+            return
+        super().append_message(message, agent, **kwargs)
 
     def _agent_message_added(self, event: MessageAddedEvent[Any]) -> None:
         if isinstance(event.agent, BidiAgent):
@@ -233,6 +296,18 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
     async def _bidi_sync_agent(self, event: BidiAgentStopEvent | BidiBeforeConnectionRestartEvent) -> None:
         await self._bidi_write(event.agent)
 
+    async def end_bidi_reply(self, agent: BidiAgent) -> None:
+        """Store a `BidiAgent`'s state after one reply, as a turn's commit does: the update bumps the agent's version.
+
+        Its messages are already stored (written through); the version bump tells every other copy of the session
+        (another process's cached agent) that it is behind.
+
+        Raises:
+            SessionException: the backend refused (e.g. the lease fencing the writes is no longer held) or is down.
+        """
+        self._bidi_synced_state.pop(agent.agent_id, None)
+        await self._bidi_write(agent)
+
     async def _bidi_write(self, agent: BidiAgent, *operations: dict[str, Any]) -> None:
         """Send `operations`, plus the agent's state when it changed, as one batch on a worker thread, in order."""
         if self._bidi_write_lock is None:
@@ -255,7 +330,12 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             await asyncio.to_thread(self.apply_batch, self.session_id, ops, self.lease_owner, incarnation=incarnation)
             self._bidi_synced_state[agent.agent_id] = state
 
+    def _model_stopped(self, event: AfterModelCallEvent) -> None:
+        if event.stop_response is not None and not event.retry:
+            self._max_tokens = event.stop_response.stop_reason == "max_tokens"
+
     def _begin_batch(self, event: BeforeInvocationEvent) -> None:
+        self._max_tokens = False
         if not self.batch_writes:
             return
         if self._unsent and self.unresolved_turn_id is not None:
@@ -276,11 +356,14 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             return
         messages = event.agent.messages
         last = messages[-1] if messages else None
+        result = event.result
+        if result is None and self._max_tokens and last is not None and last["role"] == "assistant":
+            result = max_tokens_result(event.agent)  # Strands raises, and its guidance is to go on: a reply
         # A caller recording turns (the agent service) answers a failed invocation with an error, so none of it
         # may be stored, let alone recorded as the answer to its Idempotency-Key.
         context = self._context
         recorded = context is not None and context.turn_id is not None
-        answered = event.result is not None or (
+        answered = result is not None or (
             not recorded
             and last is not None
             and (last["role"] == "assistant" or any("toolResult" in block for block in last["content"]))
@@ -292,13 +375,14 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         if not any(op["op"] == "update_agent" for op in pending):
             # Every committed turn bumps the agent's version, so a writer holding a stale copy is refused (412).
             pending.append({"op": "update_agent", "agent": SessionAgent.from_agent(event.agent).to_dict()})
+        pending += self._context_window_ops(event.agent)
         operations = _coalesce(pending, self._agent_versions, self.session_id)
         # Every batch names its turn, so that a commit whose answer is lost can be resolved (`_begin_batch`).
-        result = event.result
         answer = {
             "response": str(result).strip() if result is not None else "",
             "conversation_length": len(messages),
             "usage": dict(result.metrics.accumulated_usage) if result is not None else {},
+            "stop_reason": result.stop_reason if result is not None else None,
         }
         turn_id = context.turn_id if context is not None and context.turn_id is not None else uuid.uuid4().hex
         turn = {
@@ -326,14 +410,33 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             self.unresolved_turn_id = turn_id
             raise
 
+    def _context_window_ops(self, agent: Any) -> list[dict[str, Any]]:
+        """The `set_context_window` operation recording the agent's window after the turn's reductions, if needed."""
+        manager = getattr(agent, "conversation_manager", None)
+        if manager is None or isinstance(manager, NullConversationManager):
+            return []  # it never reduces: the log is the window (and no fingerprints are computed per turn)
+        stored = self._stored.setdefault(agent.agent_id, StoredMessages())
+        removed = getattr(manager, "removed_message_count", 0)
+        window = stored.window(agent.messages, removed)
+        if window is None and not stored.window_stored:
+            return []
+        stored.window_stored = window is not None
+        return [{"op": "set_context_window", "agent_id": agent.agent_id, "window": window}]
+
     def create_message(self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any) -> None:
         """Append a message now, or at the end of the running invocation when batching."""
+        self._stored.setdefault(agent_id, StoredMessages()).stored(
+            session_message.message_id, session_message.to_message()
+        )
         if self._pending is None:
             return super().create_message(session_id, agent_id, session_message, **kwargs)
         self._pending.append({"op": "create_message", "agent_id": agent_id, "message": session_message.to_dict()})
 
     def update_message(self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any) -> None:
         """Replace a message now, or at the end of the running invocation when batching."""
+        self._stored.setdefault(agent_id, StoredMessages()).stored(
+            session_message.message_id, session_message.to_message()
+        )
         if self._pending is None:
             return super().update_message(session_id, agent_id, session_message, **kwargs)
         self._pending.append({"op": "update_message", "agent_id": agent_id, "message": session_message.to_dict()})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service_kit.identifiers import Identifier
@@ -64,6 +64,20 @@ class AgentSettings(BaseSettings):
     max_tokens: int = Field(
         default=512, ge=1, validation_alias="MODEL_MAX_TOKENS", description="Most tokens a model call may generate."
     )
+    local_model_queue_size: int | None = Field(
+        default=16,
+        ge=0,
+        validation_alias="LOCAL_MODEL_QUEUE_SIZE",
+        description="Turns that may wait for the local model's single slot (beyond: 503 with `Retry-After`, nothing "
+        "stored).",
+    )
+    max_tokens_cap: int = Field(
+        default=32768,
+        ge=1,
+        validation_alias="MODEL_MAX_TOKENS_CAP",
+        description="Most tokens an agent profile's `max_tokens` may ask for (422 beyond); a stored profile, or "
+        "`MODEL_MAX_TOKENS`, above it is held to it.",
+    )
     system_prompt: str = Field(
         default=(
             "You are a helpful AI assistant chatting with a human user. You do not know the user's name unless they "
@@ -95,7 +109,7 @@ class AgentSettings(BaseSettings):
         default=1024 * 1024,
         ge=1024,
         validation_alias="AGENT_MAX_REQUEST_BYTES",
-        description="Largest request body accepted (413 beyond), in bytes.",
+        description="Largest request body accepted (413 beyond) and `/ws` message read (close 1009 beyond), in bytes.",
     )
     session_fallback: Literal["fail", "stateless"] = Field(
         default="fail",
@@ -172,17 +186,27 @@ class AgentSettings(BaseSettings):
         repr=False,
         description="Comma-separated `key:actor_id` pairs; unset: no access control (local development).",
     )
+    admin_keys: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        validation_alias="AGENT_ADMIN_KEYS",
+        repr=False,
+        description=(
+            "Comma-separated `key:actor_id` pairs of operators: their actor's key, plus every profile and erasing "
+            "any actor; needs `AGENT_API_KEYS`."
+        ),
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         validation_alias="AGENT_CORS_ORIGINS",
         description="Comma-separated origins allowed to call from a browser page served elsewhere; unset: CORS off.",
     )
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod
-    def _key_pairs(cls, value: object) -> object:
+    def _key_pairs(cls, value: object, info: ValidationInfo) -> object:
         if not isinstance(value, str):
             return value
+        variable = "AGENT_API_KEYS" if info.field_name == "api_keys" else "AGENT_ADMIN_KEYS"
         actor_ids = TypeAdapter(Identifier)
         pairs: dict[str, str] = {}
         for n, item in enumerate((i.strip() for i in value.split(",")), start=1):
@@ -195,18 +219,30 @@ class AgentSettings(BaseSettings):
             except ValidationError:
                 valid = False
             if not valid:
-                raise ValueError(
-                    f"AGENT_API_KEYS pair {n} is not `key:actor_id` (actor_id: 1-256 of A-Z a-z 0-9 ._:@+=-)"
-                )
+                raise ValueError(f"{variable} pair {n} is not `key:actor_id` (actor_id: 1-256 of A-Z a-z 0-9 ._:@+=-)")
             if key in pairs:
-                raise ValueError(f"AGENT_API_KEYS pair {n} repeats a key")
+                raise ValueError(f"{variable} pair {n} repeats a key")
             pairs[key] = actor_id
         return pairs
+
+    @model_validator(mode="after")
+    def _admin_keys_need_access_control(self) -> AgentSettings:
+        if self.admin_keys and not self.api_keys:
+            raise ValueError("AGENT_ADMIN_KEYS needs AGENT_API_KEYS (without them the service is open to everyone)")
+        if set(self.admin_keys) & set(self.api_keys):
+            raise ValueError("a key is in both AGENT_API_KEYS and AGENT_ADMIN_KEYS")
+        return self
 
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return [o.strip().rstrip("/") for o in value.split(",") if o.strip()] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _max_tokens_within_cap(self) -> AgentSettings:
+        # One cap for every model of the deployment, the service's own included.
+        self.max_tokens = min(self.max_tokens, self.max_tokens_cap)
+        return self
 
     @field_validator("backend_url")
     @classmethod

@@ -30,6 +30,7 @@ class FakeBackend:
         self.sessions: dict[str, dict[str, Any]] = {}
         self.agents: dict[tuple[str, str], dict[str, Any]] = {}
         self.messages: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+        self.context_windows: dict[tuple[str, str], dict[str, Any]] = {}
         self.lease_holder: str | None = None
         self.requests: list[httpx.Request] = []
         self.fail: list[int] = []
@@ -91,6 +92,9 @@ class FakeBackend:
             case "GET", ["sessions", sid, "agents", aid, "messages", mid]:
                 found = self.messages.get((sid, aid), {}).get(int(mid))
                 return self._json(200, found) if found else missing
+            case "GET", ["sessions", sid, "agents", aid, "context-window"]:
+                window = self.context_windows.get((sid, aid))
+                return self._json(200, {"items": self._resolve(sid, aid, window)}) if window else missing
             case "POST", ["sessions", sid, "batch"]:
                 return self._batch(sid, body)
             case "POST", ["sessions", sid, "lease"]:
@@ -113,6 +117,17 @@ class FakeBackend:
         stored.update(agent | {"version": stored["version"] + 1})
         return self._json(200, stored)
 
+    def _resolve(self, sid: str, aid: str, window: dict[str, Any]) -> list[dict[str, Any]]:
+        stored = self.messages.get((sid, aid), {})
+        items = [
+            {"message_id": e.get("message_id"), "message": e["message"], "stored": False}
+            if "message" in e
+            else {"message_id": e["message_id"], "message": stored[e["message_id"]]["message"], "stored": True}
+            for e in window["entries"]
+        ]
+        later = sorted(i for i in stored if i > window["upto"])
+        return items + [{"message_id": i, "message": stored[i]["message"], "stored": True} for i in later]
+
     def _batch(self, sid: str, body: dict[str, Any]) -> httpx.Response:
         versions: dict[str, int] = {}
         created = 0
@@ -123,6 +138,8 @@ class FakeBackend:
                 if response.status_code != 200:
                     return response
                 versions[op["agent"]["agent_id"]] = self.agents[(sid, op["agent"]["agent_id"])]["version"]
+            elif op["op"] == "set_context_window":
+                self.context_windows[(sid, op["agent_id"])] = op["window"]
             else:
                 self.messages.setdefault((sid, op["agent_id"]), {})[op["message"]["message_id"]] = op["message"]
                 created += op["op"] == "create_message"

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from ..db.convert import SessionConverter
+from ..db.erasure import ErasureStore
 from ..db.memories import ActorMemoryStore
 from ..db.profiles import ProfileStore
 from ..db.sessions import SessionStore
@@ -57,6 +59,8 @@ Turns = Annotated[TurnStore, Depends(_state("turns"))]
 Profiles = Annotated[ProfileStore, Depends(_state("profiles"))]
 Memories = Annotated[ActorMemoryStore, Depends(_state("memories"))]
 Storage = Annotated[StorageStore, Depends(_state("storage"))]
+Erasures = Annotated[ErasureStore, Depends(_state("erasures"))]
+Converter = Annotated[SessionConverter, Depends(_state("converter"))]
 
 SessionId = Annotated[Identifier, Path()]
 AgentId = Annotated[Identifier, Path()]

@@ -16,8 +16,8 @@ router = v1_router("/agent-profiles", tags=["agent profiles"])
 
 @router.post("", status_code=201, response_model=ProfilePublic)
 async def create_profile(body: ProfileCreate, store: Profiles) -> Response:
-    """Create a profile (409 when `agent_id` is given and taken)."""
-    return json_response(await store.create(body.agent_id, body), 201)
+    """Create a profile (409 when `agent_id` is given and taken), owned by `owner_actor_id` when given."""
+    return json_response(await store.create(body.agent_id, body, body.owner_actor_id), 201)
 
 
 @router.get("", response_model=ProfilePage)
@@ -25,9 +25,10 @@ async def list_profiles(
     store: Profiles,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN, max_length=256)] = None,
+    visible_to: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN, max_length=256)] = None,
 ) -> Response:
-    """List profiles ordered by agent_id, with keyset pagination."""
-    items, next_cursor = await store.page(limit=limit, after=cursor)
+    """List profiles ordered by agent_id, with keyset pagination; `visible_to`: only those that actor may use."""
+    items, next_cursor = await store.page(limit=limit, after=cursor, visible_to=visible_to)
     return json_response(f'{{"items":[{",".join(items)}],"next_cursor":{orjson.dumps(next_cursor).decode()}}}')
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import Header, HTTPException, Query, Response
+from fastapi import Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from ..db.sessions import StoredAgent
 from ..schemas.common import IDENTIFIER_PATTERN, json_size
@@ -24,13 +26,16 @@ from ..schemas.sessions import (
     MultiAgentCreate,
     MultiAgentPublic,
     MultiAgentUpdate,
+    SessionConvert,
+    SessionConverted,
     SessionCreate,
+    SessionFilter,
     SessionFork,
     SessionForkPublic,
     SessionPage,
     SessionPublic,
 )
-from .deps import AgentId, MessageIdPath, MultiAgentId, SessionId, Sessions, json_response, v1_router
+from .deps import AgentId, Converter, MessageIdPath, MultiAgentId, SessionId, Sessions, json_response, v1_router
 from .errors import PROBLEM_RESPONSES
 
 router = v1_router("/sessions", tags=["sessions"])
@@ -41,16 +46,30 @@ def _agent(agent: StoredAgent, status_code: int = 200) -> Response:
     return json_response(agent.body, status_code, {"ETag": f'"{agent.version}"'})
 
 
-def _encode_cursor(key: tuple[datetime, str]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([key[0].isoformat(), key[1]])).decode().rstrip("=")
+def _encode_cursor(key: tuple[datetime, str], order_by: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([key[0].isoformat(), key[1], order_by])).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+def _decode_cursor(cursor: str, order_by: str) -> tuple[datetime, str]:
     try:
-        created_at, session_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(created_at), str(session_id)
+        # Cursors issued before `order_by` existed hold two fields and mean `created_at`.
+        at, session_id, *rest = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        key = datetime.fromisoformat(at), str(session_id)
     except (binascii.Error, ValueError, TypeError) as e:
         raise HTTPException(422, "cursor is not one this service returned") from e
+    if (rest[0] if rest else "created_at") != order_by:
+        raise HTTPException(422, "cursor was issued for another order_by")
+    return key
+
+
+def _session_filter(request: Request, order_by: str, awaiting_input: bool | None) -> SessionFilter:
+    metadata = {k.removeprefix("metadata."): v for k, v in request.query_params.items() if k.startswith("metadata.")}
+    try:
+        return SessionFilter.model_validate(
+            {"order_by": order_by, "awaiting_input": awaiting_input, "metadata": metadata}
+        )
+    except ValidationError as e:
+        raise RequestValidationError(e.errors()) from e
 
 
 def _parse_if_match(if_match: str | None) -> int | None:
@@ -89,15 +108,23 @@ async def create_session(body: SessionCreate, store: Sessions) -> Response:
 
 @router.get("", response_model=SessionPage)
 async def list_sessions(
+    request: Request,
     store: Sessions,
     actor_id: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN, max_length=256)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    order_by: Annotated[Literal["created_at", "updated_at"], Query()] = "created_at",
+    awaiting_input: Annotated[bool | None, Query()] = None,
 ) -> Response:
-    """List live sessions newest first, optionally of one actor, with keyset pagination."""
-    after = _decode_cursor(cursor) if cursor else None
-    items, next_key = await store.list_sessions(actor_id=actor_id, limit=limit, after=after)
-    next_cursor = orjson.dumps(_encode_cursor(next_key) if next_key else None).decode()
+    """List live sessions newest first (`order_by`), optionally of one actor, with keyset pagination.
+
+    `awaiting_input=true` keeps sessions whose agent holds a pending interrupt; `metadata.<key>=<value>` (repeatable
+    with other keys) keeps sessions whose metadata holds that value (see `SessionFilter`).
+    """
+    filters = _session_filter(request, order_by, awaiting_input)
+    after = _decode_cursor(cursor, order_by) if cursor else None
+    items, next_key = await store.list_sessions(actor_id=actor_id, limit=limit, after=after, filters=filters)
+    next_cursor = orjson.dumps(_encode_cursor(next_key, order_by) if next_key else None).decode()
     return json_response(f'{{"items":[{",".join(items)}],"next_cursor":{next_cursor}}}')
 
 
@@ -228,3 +255,25 @@ async def fork_session(session_id: SessionId, body: SessionFork, store: Sessions
         session_id, body.new_session_id, ttl_seconds=body.ttl_seconds, actor_id=body.actor_id
     )
     return json_response(f'{{"session":{session},{orjson.dumps(counts).decode()[1:]}', 201)
+
+
+@router.post("/{session_id}/convert", response_model=SessionConverted, responses=PROBLEM_RESPONSES)
+async def convert_session(session_id: SessionId, body: SessionConvert, converter: Converter) -> SessionConverted:
+    """Convert the session's message log to Strands' `SnapshotSessionManager` snapshots, or back (one transaction).
+
+    404: no such session (or no snapshot of it); 409: the target holds an agent already and `replace` is false;
+    422: a stored snapshot Strands did not write, or a bad `storage_prefix`.
+    """
+    agents = await converter.convert(session_id, body.to, prefix=body.storage_prefix, replace=body.replace)
+    return SessionConverted.model_validate({"session_id": session_id, "to": body.to, "agents": agents})
+
+
+@router.get("/{session_id}/agents/{agent_id}/context-window", responses=PROBLEM_RESPONSES)
+async def get_context_window(session_id: SessionId, agent_id: AgentId, store: Sessions) -> dict[str, Any]:
+    """The agent's context window as its last turn left it (after its conversation manager's reductions).
+
+    `{items: [{message_id, message}]}`: stored messages by id, summaries and changed messages as recorded
+    (`message_id` null, or the id of the message it replaces), then messages stored since. 404 when none was recorded
+    (restore as Strands does). `/messages` keeps the full log.
+    """
+    return await store.get_context_window(session_id, agent_id)

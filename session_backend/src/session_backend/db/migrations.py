@@ -191,7 +191,40 @@ MIGRATIONS: list[str] = [
     """,
     # 10: each installed SQL function's version, so a rolling deploy never installs an older one over a newer one.
     "ALTER TABLE schema_functions ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 0",
-    # 11: provenance: the (session, agent) a memory was extracted from, and its message ids. Vectors (384 wide, the
+    # 11: profiles have owners (the actor that created one; NULL: created without access control) and a `shared` flag.
+    """
+    ALTER TABLE agent_profiles
+        ADD COLUMN IF NOT EXISTS owner_actor_id text,
+        ADD COLUMN IF NOT EXISTS shared boolean NOT NULL DEFAULT false;
+    CREATE INDEX IF NOT EXISTS agent_profiles_owner_idx ON agent_profiles (owner_actor_id, agent_id)
+        WHERE owner_actor_id IS NOT NULL;
+    """,
+    # 12: a receipt per erasure of an actor (DELETE /v1/actors/{actor_id}): counts and time, no content; the actor
+    # only as a sha256 digest, so an auditor who knows the id can find its receipt and the table names nobody.
+    """
+    CREATE TABLE IF NOT EXISTS erasures (
+        erase_id     uuid PRIMARY KEY,
+        actor_digest text NOT NULL,
+        counts       jsonb NOT NULL,
+        erased_at    timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX IF NOT EXISTS erasures_actor_idx ON erasures (actor_digest, erased_at);
+    """,
+    # 13: each message's Strands `tracking_id` (one row per tracking id: a message merged in place by Strands is
+    # replaced in place, strands-agents #4420), sessions listed by their last committed turn, and each agent's
+    # context window after its conversation manager's reductions (#4270, #4027; see `db/context_window.py`).
+    """
+    ALTER TABLE agents ADD COLUMN IF NOT EXISTS context_window jsonb;
+    ALTER TABLE messages ADD COLUMN IF NOT EXISTS tracking_id text;
+    UPDATE messages SET tracking_id = message->>'tracking_id'
+    WHERE tracking_id IS NULL AND message->>'tracking_id' IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS messages_tracking_idx
+        ON messages (session_id, agent_id, tracking_id) WHERE tracking_id IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS sessions_updated_idx ON sessions (updated_at DESC, session_id DESC);
+    CREATE INDEX IF NOT EXISTS sessions_actor_updated_idx
+        ON sessions (actor_id, updated_at DESC, session_id DESC) WHERE actor_id IS NOT NULL;
+    """,
+    # 14: provenance: the (session, agent) a memory was extracted from, and its message ids. Vectors (384 wide, the
     # embedder's `DIMENSIONS`): only where the server offers pgvector (Debian's PostgreSQL 15 does not; the embedded
     # PostgreSQL 18 does); without the column, search is full text and /ready says so. A role not allowed to create
     # the extension gets full text too.

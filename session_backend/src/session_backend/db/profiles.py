@@ -26,12 +26,13 @@ class ProfileStore:
         """Wrap the pool."""
         self.pool = pool
 
-    async def create(self, agent_id: str | None, body: ProfileBody) -> str:
+    async def create(self, agent_id: str | None, body: ProfileBody, owner_actor_id: str | None = None) -> str:
         """Store a new profile.
 
         Args:
             agent_id: the id to use; None generates one.
             body: the profile's content.
+            owner_actor_id: the actor it belongs to; None: nobody's.
 
         Returns:
             The stored profile as JSON text.
@@ -40,7 +41,7 @@ class ProfileStore:
             AlreadyExists: a profile has this agent_id.
         """
         agent_id = agent_id or uuid.uuid4().hex
-        text = await self.pool.fetchval(sql.INSERT_PROFILE, agent_id, *_columns(body))
+        text = await self.pool.fetchval(sql.INSERT_PROFILE, agent_id, *_columns(body), owner_actor_id)
         if text is None:
             raise AlreadyExists(f"agent profile {agent_id!r} already exists")
         logger.debug("agent_id=<%s> | created agent profile", agent_id)
@@ -57,23 +58,26 @@ class ProfileStore:
             raise NotFound(f"agent profile {agent_id!r} not found")
         return str(text)
 
-    async def page(self, *, limit: int, after: str | None) -> tuple[list[str], str | None]:
+    async def page(
+        self, *, limit: int, after: str | None, visible_to: str | None = None
+    ) -> tuple[list[str], str | None]:
         """One page of profiles ordered by agent_id.
 
         Args:
             limit: page size.
             after: the last agent_id of the previous page (None: first page).
+            visible_to: an actor: only the profiles it may use (its own, shared, ownerless); None: all.
 
         Returns:
             The profiles as JSON texts, and the cursor of the next page (None when this is the last).
         """
-        rows = await self.pool.fetch(sql.LIST_PROFILES, after, limit + 1)
+        rows = await self.pool.fetch(sql.LIST_PROFILES, after, limit + 1, visible_to)
         more = len(rows) > limit
         rows = rows[:limit]
         return [str(r[1]) for r in rows], (str(rows[-1][0]) if more and rows else None)
 
     async def update(self, agent_id: str, body: ProfileBody) -> str:
-        """Replace a profile's content (its agent_id and created_at stay).
+        """Replace a profile's content (its agent_id, owner and created_at stay).
 
         Returns:
             The stored profile as JSON text.
@@ -98,5 +102,5 @@ class ProfileStore:
         logger.debug("agent_id=<%s> | deleted agent profile", agent_id)
 
 
-def _columns(body: ProfileBody) -> tuple[str, str | None, dict[str, Any], list[str]]:
-    return body.name, body.system_prompt, body.model_settings.model_dump(exclude_none=True), body.tools
+def _columns(body: ProfileBody) -> tuple[str, str | None, dict[str, Any], list[str], bool]:
+    return body.name, body.system_prompt, body.model_settings.model_dump(exclude_none=True), body.tools, body.shared

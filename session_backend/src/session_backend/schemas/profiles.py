@@ -44,12 +44,18 @@ class ProfileBody(BaseModel):
     ) = None
     model_settings: ModelConfig = Field(default_factory=ModelConfig, alias="model_config")
     tools: Annotated[list[ToolName], Field(max_length=MAX_TOOLS), AfterValidator(_unique)] = Field(default_factory=list)
+    shared: bool = Field(default=False, description="Whether actors other than the owner may read and use it.")
 
 
 class ProfileCreate(ProfileBody):
-    """A new profile; without `agent_id` the backend generates one (32 hex digits)."""
+    """A new profile; without `agent_id` the backend generates one (32 hex digits).
+
+    `owner_actor_id` is the actor it belongs to (set once, here; None: nobody's). The agent service decides who may
+    read, use, change or delete it.
+    """
 
     agent_id: Identifier | None = None
+    owner_actor_id: Identifier | None = None
 
 
 class ProfileUpdate(ProfileBody):
@@ -62,6 +68,7 @@ class ProfilePublic(ProfileBody):
     """A stored profile."""
 
     agent_id: str
+    owner_actor_id: str | None = None
     created_at: datetime
     updated_at: datetime
 

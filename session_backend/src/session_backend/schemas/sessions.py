@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -50,6 +50,29 @@ class SessionForkPublic(Body):
     agents: int
     messages: int
     multi_agents: int
+
+
+MAX_METADATA_FILTERS = 16
+
+
+class SessionFilter(Body):
+    """How `GET /v1/sessions` orders and filters (query `order_by`, `awaiting_input`, `metadata.<key>=<value>`).
+
+    Attributes:
+        order_by: `created_at` (newest created first) or `updated_at` (most recently written first: every committed
+            turn moves it), as LangGraph's thread search sorts.
+        awaiting_input: true: only sessions with an agent holding a pending interrupt (waiting for a human); false:
+            only those without; None: both.
+        metadata: key → value: only sessions whose metadata holds each key with that value (compared as JSON text,
+            strings unquoted: `metadata.tier=gold`, `metadata.priority=3`, `metadata.vip=true`).
+    """
+
+    order_by: Literal["created_at", "updated_at"] = "created_at"
+    awaiting_input: bool | None = None
+    metadata: Annotated[
+        dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], Annotated[str, Field(max_length=1024)]],
+        Field(max_length=MAX_METADATA_FILTERS),
+    ] = Field(default_factory=dict)
 
 
 class SessionPage(Body):
@@ -122,3 +145,34 @@ class MultiAgentPublic(Body):
 
     id: str
     state: JsonObject
+
+
+class SessionConvert(Body):
+    """`POST /v1/sessions/{session_id}/convert`: the message log to Strands' snapshots, or back (#3663).
+
+    Attributes:
+        to: `snapshot`: each agent's log becomes its `SnapshotSessionManager` `snapshot_latest`; `messages`: each
+            agent's `snapshot_latest` becomes its message log (the session is created when missing).
+        storage_prefix: the `PostgreSQLStorage(prefix=...)` of the snapshot side ("" or ending with `/`).
+        replace: overwrite what the target holds already (else 409, nothing written).
+    """
+
+    to: Literal["snapshot", "messages"]
+    storage_prefix: Annotated[str, StringConstraints(max_length=512)] = ""
+    replace: bool = False
+
+
+class ConvertedAgent(Body):
+    """An agent converted: its messages converted and the snapshot's storage key (source or target)."""
+
+    agent_id: str
+    messages: int
+    key: str
+
+
+class SessionConverted(Body):
+    """The result of a conversion; the source is kept."""
+
+    session_id: str
+    to: Literal["snapshot", "messages"]
+    agents: list[ConvertedAgent]

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StrictBool, model_validator
 
-from .common import MAX_TTL_SECONDS, Body, Identifier, JsonObject, Token
+from .common import MAX_MESSAGE_ID, MAX_TTL_SECONDS, Body, Identifier, JsonObject, Token
 from .sessions import AgentBody, MessageBody
 
 
@@ -39,7 +39,49 @@ class UpdateAgentOp(Body):
     if_version: Annotated[int, Field(ge=1)] | None = None
 
 
-BatchOperation = Annotated[CreateMessageOp | UpdateMessageOp | UpdateAgentOp, Field(discriminator="op")]
+class ContextWindowEntry(Body):
+    """One message of a context window: a stored message by `message_id`, or a `message` of its own.
+
+    A message of its own is a summary, or a stored message its conversation manager changed (then `message_id` names
+    the message it replaces).
+    """
+
+    message_id: Annotated[int, Field(ge=0, le=MAX_MESSAGE_ID)] | None = None
+    message: JsonObject | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ContextWindowEntry:
+        if self.message_id is None and self.message is None:
+            raise ValueError("a context window entry needs a message_id or a message")
+        return self
+
+
+class ContextWindow(Body):
+    """The agent's context window after its conversation manager's reductions (strands-agents #4270, #4027).
+
+    Attributes:
+        upto: the last message_id stored when the window was taken: messages after it follow the window on restore.
+        entries: the window in order.
+    """
+
+    upto: Annotated[int, Field(ge=-1, le=MAX_MESSAGE_ID)]
+    entries: list[ContextWindowEntry]
+
+
+class SetContextWindowOp(Body):
+    """Record the agent's context window with the turn (restored by `GET .../agents/{agent_id}/context-window`).
+
+    A null `window` clears it: the agent's context is the log's tail again, restored as Strands does.
+    """
+
+    op: Literal["set_context_window"]
+    agent_id: Identifier
+    window: ContextWindow | None
+
+
+BatchOperation = Annotated[
+    CreateMessageOp | UpdateMessageOp | UpdateAgentOp | SetContextWindowOp, Field(discriminator="op")
+]
 
 
 class TurnRecord(Body):

@@ -24,14 +24,16 @@ WITH source AS (
     RETURNING *
 ), copied_agents AS (
     INSERT INTO agents (session_id, agent_id, state, conversation_manager_state, internal_state, version,
-                        created_at, updated_at)
+                        created_at, updated_at, context_window)
     SELECT s.session_id, a.agent_id, a.state, a.conversation_manager_state, a.internal_state, 1,
-           a.created_at, a.updated_at
+           a.created_at, a.updated_at, a.context_window
     FROM agents a, s WHERE a.session_id = $1
     RETURNING 1
 ), copied_messages AS (
-    INSERT INTO messages (session_id, agent_id, message_id, message, redact_message, created_at, updated_at, body)
-    SELECT s.session_id, m.agent_id, m.message_id, m.message, m.redact_message, m.created_at, m.updated_at, m.body
+    INSERT INTO messages (session_id, agent_id, message_id, message, redact_message, created_at, updated_at, body,
+                          tracking_id)
+    SELECT s.session_id, m.agent_id, m.message_id, m.message, m.redact_message, m.created_at, m.updated_at, m.body,
+           m.tracking_id
     FROM messages m, s WHERE m.session_id = $1
     RETURNING 1
 ), copied_multi_agents AS (

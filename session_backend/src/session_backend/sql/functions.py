@@ -38,12 +38,14 @@ class SqlFunction:
 # `check_incarnation` {incarnation} refuses (SB412) a writer whose copy predates a delete and re-create of the id;
 # `record_turn` {turn_id, idempotency_key, result} names the turn the batch commits (see `sql/turns.py`);
 # `release_lease` {} ends `p_lease_owner`'s lease with the commit (version 2; version 2 also holds the fenced lease
-# row FOR SHARE until the commit); an `update_message` deletes the memories extracted from the message unless its
-# `forget_memories` is false (version 3). Every
+# row FOR SHARE until the commit; version 3: a `create_message` whose `tracking_id` is held by another row of the agent
+# replaces that row in place, strands-agents #4420, every call moves the session's `updated_at`, and
+# `set_context_window` {agent_id, window} stores the agent's reduced context window; version 4: an `update_message`
+# deletes the memories extracted from the message unless its `forget_memories` is false). Every
 # successful call moves the expiry of a session with a `ttl_seconds` (sliding expiry, see `sql/sessions.py`).
 SESSION_BACKEND_WRITE = SqlFunction(
     "session_backend_write",
-    version=3,
+    version=4,
     definition=rf"""
 CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops jsonb, p_lease_owner text)
 RETURNS TABLE (status text, version bigint, body text)
@@ -57,6 +59,7 @@ DECLARE
     v_created timestamptz;
     v_updated timestamptz;
     v_same boolean;
+    v_tracking text;
 BEGIN
     -- $1 is p_session_id: the guard shared with the single-row inserts.
     IF NOT {LIVE_SESSION_EXISTS} THEN
@@ -101,6 +104,19 @@ BEGIN
             body := NULL;
             RETURN NEXT;
             CONTINUE;
+        ELSIF op->>'op' = 'set_context_window' THEN
+            -- The agent's context window after its conversation manager's reductions (version 3, see
+            -- `db/context_window.py`): references to stored messages and the messages it replaced or summarized.
+            UPDATE agents a SET context_window = CASE WHEN op->>'window' IS NULL THEN NULL ELSE op->'window' END
+            WHERE a.session_id = p_session_id AND a.agent_id = op->>'agent_id';
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'agent % not found in session %', op->>'agent_id', p_session_id USING ERRCODE = 'SB404';
+            END IF;
+            status := 'windowed';
+            version := NULL;
+            body := NULL;
+            RETURN NEXT;
+            CONTINUE;
         ELSIF op->>'op' = 'release_lease' THEN
             -- Last of a turn's batch: the writer's lease ends with its commit, one round trip fewer per turn.
             IF p_lease_owner IS NULL THEN
@@ -120,6 +136,7 @@ BEGIN
             msg := op->'message';
             v_agent := op->>'agent_id';
             v_message_id := (msg->>'message_id')::integer;
+            v_tracking := msg->'message'->>'tracking_id';
             v_redact := CASE WHEN jsonb_typeof(msg->'redact_message') = 'object' THEN msg->'redact_message' END;
             PERFORM 1 FROM agents a WHERE a.session_id = p_session_id AND a.agent_id = v_agent;
             IF NOT FOUND THEN
@@ -149,10 +166,22 @@ BEGIN
 
         WHEN 'create_message' THEN
             v_created := coalesce((msg->>'created_at')::timestamptz, now());
+            -- A message Strands merged in place (same tracking_id, strands-agents #4420) replaces its row in place.
+            UPDATE messages AS m
+            SET message = msg->'message', redact_message = v_redact, updated_at = v_updated,
+                body = {message_json("msg->'message'", "m.message_id", "v_redact", "m.created_at", "v_updated")}::text
+            WHERE m.session_id = p_session_id AND m.agent_id = v_agent AND m.tracking_id = v_tracking
+              AND m.message_id <> v_message_id
+            RETURNING 'replaced', NULL::bigint, m.body INTO status, version, body;
+            IF FOUND THEN
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
             INSERT INTO messages AS m
-                (session_id, agent_id, message_id, message, redact_message, created_at, updated_at, body)
+                (session_id, agent_id, message_id, message, redact_message, created_at, updated_at, body, tracking_id)
             VALUES (p_session_id, v_agent, v_message_id, msg->'message', v_redact, v_created, v_updated,
-                    {message_json("msg->'message'", "v_message_id", "v_redact", "v_created", "v_updated")}::text)
+                    {message_json("msg->'message'", "v_message_id", "v_redact", "v_created", "v_updated")}::text,
+                    v_tracking)
             ON CONFLICT (session_id, agent_id, message_id) DO NOTHING
             RETURNING 'created', NULL::bigint, m.body INTO status, version, body;
             IF NOT FOUND THEN
@@ -171,7 +200,7 @@ BEGIN
 
         WHEN 'update_message' THEN
             UPDATE messages AS m
-            SET message = msg->'message', redact_message = v_redact, updated_at = v_updated,
+            SET message = msg->'message', redact_message = v_redact, updated_at = v_updated, tracking_id = v_tracking,
                 body = {message_json("msg->'message'", "m.message_id", "v_redact", "m.created_at", "v_updated")}::text
             WHERE m.session_id = p_session_id AND m.agent_id = v_agent AND m.message_id = v_message_id
             RETURNING 'updated', NULL::bigint, m.body INTO status, version, body;
@@ -180,7 +209,7 @@ BEGIN
                     USING ERRCODE = 'SB404';
             END IF;
             -- A replaced message (a redaction) takes the memories extracted from it along, unless the op says not
-            -- to (version 3; `forget_memories`: false keeps them).
+            -- to (version 4; `forget_memories`: false keeps them).
             IF coalesce((op->>'forget_memories')::boolean, true) THEN
                 DELETE FROM actor_memories am
                 WHERE am.source_session_id = p_session_id AND am.source_agent_id = v_agent
@@ -193,8 +222,12 @@ BEGIN
         RETURN NEXT;
     END LOOP;
     -- Sliding expiry: a session with a lifetime lives `ttl_seconds` past its last write.
-    UPDATE sessions s SET expires_at = now() + make_interval(secs => s.ttl_seconds)
-    WHERE s.session_id = p_session_id AND s.ttl_seconds IS NOT NULL;
+    -- `updated_at` moves with every committed write (sessions listed by their last turn).
+    UPDATE sessions s
+    SET updated_at = now(),
+        expires_at = CASE WHEN s.ttl_seconds IS NULL THEN s.expires_at
+                          ELSE now() + make_interval(secs => s.ttl_seconds) END
+    WHERE s.session_id = p_session_id;
 END
 $fn$
 """,

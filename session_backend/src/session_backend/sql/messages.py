@@ -28,3 +28,16 @@ LEFT JOIN LATERAL (
 ) AS m ON true
 ORDER BY m.message_id
 """
+
+# The agent's stored context window (NULL: none recorded); no row when the session or agent is unknown.
+SELECT_CONTEXT_WINDOW = f"""
+SELECT a.context_window FROM agents a JOIN sessions s ON s.session_id = a.session_id
+WHERE a.session_id = $1 AND a.agent_id = $2 AND {LIVE}
+"""
+
+# The stored messages a context window refers to ($3) and those stored after it was taken (message_id > $4).
+SELECT_WINDOW_MESSAGES = """
+SELECT message_id, message, redact_message FROM messages
+WHERE session_id = $1 AND agent_id = $2 AND (message_id = ANY($3::integer[]) OR message_id > $4)
+ORDER BY message_id
+"""

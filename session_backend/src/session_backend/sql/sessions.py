@@ -20,26 +20,46 @@ SELECT_SESSION = f"""
 SELECT {SESSION_JSON}::text FROM sessions s WHERE s.session_id = $1 AND {LIVE}
 """
 
-# Keyset pagination, newest first: (created_at, session_id) strictly below the cursor. A page ends at $4 rows or
-# once the rows before it hold $5 bytes of JSON, whichever comes first (at least one row); `fetched` tells whether
-# rows were left out, so the caller knows there is a next page.
-LIST_SESSIONS = f"""
-SELECT created_at, session_id, body, fetched FROM (
+# An agent of the session (`s`) holds a pending interrupt: it waits for a human's answer. Plain `->` / `->>` (no
+# jsonb-only operator): valid whether `internal_state` is jsonb or json.
+AWAITING_INPUT = """EXISTS (
+    SELECT 1 FROM agents a
+    WHERE a.session_id = s.session_id AND a.internal_state->'interrupt_state'->>'activated' = 'true')"""
+
+
+def _list_sessions(order: str) -> str:
+    """Keyset pagination, newest first by `order` (a column of `SESSION_ORDERS`, never user text).
+
+    `(order, session_id)` strictly below the cursor ($2, $3). Filters: actor ($1), pending interrupt ($6: true,
+    false or NULL for either), metadata ($7 keys, $8 values: each key's value, as JSON text with strings unquoted,
+    equals the value). A page ends at $4 rows or once the rows before it hold $5 bytes of JSON, whichever comes first
+    (at least one row); `fetched` tells whether rows were left out, so the caller knows there is a next page.
+    """
+    return f"""
+SELECT sort_key, session_id, body, fetched FROM (
     SELECT page.*, count(*) OVER () AS fetched,
-           sum(octet_length(page.body)) OVER (ORDER BY page.created_at DESC, page.session_id DESC) AS upto
+           sum(octet_length(page.body)) OVER (ORDER BY page.sort_key DESC, page.session_id DESC) AS upto
     FROM (
-        SELECT s.created_at, s.session_id, {SESSION_JSON}::text AS body
+        SELECT s.{order} AS sort_key, s.session_id, {SESSION_JSON}::text AS body
         FROM sessions s
         WHERE {LIVE}
           AND ($1::text IS NULL OR s.actor_id = $1)
-          AND ($2::timestamptz IS NULL OR (s.created_at, s.session_id) < ($2, $3))
-        ORDER BY s.created_at DESC, s.session_id DESC
+          AND ($2::timestamptz IS NULL OR (s.{order}, s.session_id) < ($2, $3))
+          AND ($6::boolean IS NULL OR $6 = {AWAITING_INPUT})
+          AND NOT EXISTS (SELECT 1 FROM unnest($7::text[], $8::text[]) AS f(key, value)
+                          WHERE s.metadata->>f.key IS DISTINCT FROM f.value)
+        ORDER BY s.{order} DESC, s.session_id DESC
         LIMIT $4
     ) page
 ) sized
 WHERE sized.upto - octet_length(sized.body) < $5
-ORDER BY created_at DESC, session_id DESC
+ORDER BY sort_key DESC, session_id DESC
 """
+
+
+SESSION_ORDERS = ("created_at", "updated_at")
+LIST_SESSIONS = {order: _list_sessions(order) for order in SESSION_ORDERS}
+"""The page query per order: newest created first, or most recently written (every committed turn) first."""
 
 DELETE_SESSION = f"""
 DELETE FROM sessions s WHERE s.session_id = $1 AND {LIVE} RETURNING 1
@@ -64,4 +84,38 @@ DELETE FROM sessions WHERE session_id IN (
 COUNT_LIVE = f"""
 SELECT (SELECT count(*) FROM sessions s WHERE {LIVE}) AS sessions,
        (SELECT count(*) FROM session_leases l WHERE {LIVE_LEASE}) AS leases
+"""
+
+# Deleting sessions with everything they hold, for erasure (and the sweeper's expired sessions, when unified): each
+# kind counted by its own DELETE … RETURNING, all in the caller's transaction, children before the sessions (whose
+# cascades then find nothing left). $1 is the session ids. The snapshot/Storage objects of a session are the keys
+# under `session/<session_id>/` (Strands' `SnapshotSessionManager` layout, `SNAPSHOT_PREFIX` below): a range scan of
+# the "C"-collated primary key per session ('0' is the byte after '/').
+SNAPSHOT_PREFIX = "session/"
+LOCK_SESSIONS = """
+SELECT session_id FROM sessions WHERE session_id = ANY($1::text[]) ORDER BY session_id FOR UPDATE
+"""
+DELETE_SESSIONS_WITH_STORAGE = f"""
+WITH ids AS (SELECT unnest($1::text[]) AS session_id),
+messages_gone AS (DELETE FROM messages m USING ids WHERE m.session_id = ids.session_id RETURNING 1),
+agents_gone AS (DELETE FROM agents a USING ids WHERE a.session_id = ids.session_id RETURNING 1),
+multi_agents_gone AS (DELETE FROM multi_agents ma USING ids WHERE ma.session_id = ids.session_id RETURNING 1),
+turns_gone AS (DELETE FROM session_turns t USING ids WHERE t.session_id = ids.session_id RETURNING 1),
+leases_gone AS (DELETE FROM session_leases l USING ids WHERE l.session_id = ids.session_id RETURNING 1),
+active_gone AS (DELETE FROM session_active_agents aa USING ids WHERE aa.session_id = ids.session_id RETURNING 1),
+storage_gone AS (
+    DELETE FROM storage_objects o USING ids
+    WHERE o.key >= '{SNAPSHOT_PREFIX}' || ids.session_id || '/' AND o.key < '{SNAPSHOT_PREFIX}' || ids.session_id || '0'
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM messages_gone) AS messages,
+       (SELECT count(*) FROM agents_gone) AS agents,
+       (SELECT count(*) FROM multi_agents_gone) AS multi_agents,
+       (SELECT count(*) FROM turns_gone) AS turns,
+       (SELECT count(*) FROM leases_gone) AS leases,
+       (SELECT count(*) FROM active_gone) AS active_agents,
+       (SELECT count(*) FROM storage_gone) AS storage_objects
+"""
+DELETE_SESSIONS = """
+DELETE FROM sessions WHERE session_id = ANY($1::text[])
 """

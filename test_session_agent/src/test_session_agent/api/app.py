@@ -99,7 +99,15 @@ def create_app(settings: AgentSettings | None = None, model: Model | None = None
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.state.settings = settings
     # Every router but health answers only a caller with a key (when AGENT_API_KEYS is set): add new routers here.
-    for router in (process.router, sessions.router, agents.router, actors.router, active_agent.router, ws.router):
+    for router in (
+        process.router,
+        sessions.router,
+        agents.router,
+        actors.router,
+        actors.erasure_router,
+        active_agent.router,
+        ws.router,
+    ):
         app.include_router(router, dependencies=[Depends(get_caller)])
     app.include_router(health.router)
     metrics.instrument(app)

@@ -69,9 +69,10 @@ IdempotencyKey = Annotated[str | None, Depends(get_idempotency_key)]
 
 @dataclass(frozen=True)
 class CallerIdentity:
-    """Who sent the request: the actor its API key stands for (`AGENT_API_KEYS`)."""
+    """Who sent the request: the actor its API key stands for; `admin` for a key of `AGENT_ADMIN_KEYS`."""
 
     actor_id: str
+    admin: bool = False
 
 
 _bearer = HTTPBearer(auto_error=False, description="A key of `AGENT_API_KEYS` (when set): `Bearer <key>`.")
@@ -106,19 +107,28 @@ def caller_for_key(settings: AgentSettings, key: str | None) -> CallerIdentity |
     if not settings.api_keys:
         return None
     presented = _digest(key) if key is not None else b""
-    actor_id = None
-    for key, key_actor in settings.api_keys.items():
-        # Every key is compared, matched or not, so the time taken does not tell which one matched.
-        if hmac.compare_digest(presented, _digest(key)):
-            actor_id = key_actor
-    if actor_id is None:
+    caller = None
+    for admin, keys in ((False, settings.api_keys), (True, settings.admin_keys)):
+        for key, key_actor in keys.items():
+            # Every key is compared, matched or not, so the time taken does not tell which one matched.
+            if hmac.compare_digest(presented, _digest(key)):
+                caller = CallerIdentity(key_actor, admin)
+    if caller is None:
         detail = "a valid API key is required: Authorization: Bearer <key>"
         raise HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
-    return CallerIdentity(actor_id)
+    return caller
 
 
 Caller = Annotated[CallerIdentity | None, Depends(get_caller)]
 """The caller (None: access control off). Routers include it router-wide; routes name it when they need the actor."""
+
+
+def profile_viewer(caller: CallerIdentity | None) -> str | None:
+    """The actor whose profiles a request may read and use (`AgentProfile.usable_by`); None: every profile.
+
+    Access control off and admin keys see every profile; any other key its actor's own, shared and ownerless ones.
+    """
+    return None if caller is None or caller.admin else caller.actor_id
 
 
 def actor_of(caller: CallerIdentity | None, claimed: str | None) -> str | None:
@@ -192,6 +202,21 @@ async def get_own_actor_id(actor_id: Annotated[Identifier, Path()], caller: Call
 
 OwnActorId = Annotated[str, Depends(get_own_actor_id)]
 """An `{actor_id}` path parameter the caller may use: its own actor when access control is on, any when off."""
+
+
+async def get_erasable_actor_id(actor_id: Annotated[Identifier, Path()], caller: Caller) -> str:
+    """The `{actor_id}` path parameter of an erasure: the caller's own actor, or any with an admin key (or when open).
+
+    Raises:
+        HTTPException: 404 when a non-admin key names another actor (as for its memories).
+    """
+    if caller is not None and not caller.admin and actor_id != caller.actor_id:
+        raise HTTPException(404, "actor not found")
+    return actor_id
+
+
+ErasableActorId = Annotated[str, Depends(get_erasable_actor_id)]
+"""An `{actor_id}` the caller may erase: its own, any with an admin key (`AGENT_ADMIN_KEYS`), any with access off."""
 
 
 async def get_profile_sessions(request: Request) -> ProfileSessions:

@@ -7,7 +7,7 @@ detail in `status_of`, used by the exception handlers and by the SSE route's `er
 from __future__ import annotations
 
 from fastapi import Request, Response
-from strands.types.exceptions import SessionException
+from strands.types.exceptions import ContextWindowOverflowException, ModelThrottledException, SessionException
 
 from service_kit.problems import PROBLEM_HANDLERS, Handler, problem, problem_responses
 
@@ -15,6 +15,8 @@ from ..exceptions import (
     AgentProfileNotFoundError,
     BackendRequestError,
     BackendUnavailableError,
+    ModelBusyError,
+    ModelFailedError,
     SessionBusyError,
     SessionConflictError,
     SessionNotFoundError,
@@ -62,6 +64,11 @@ def status_of(exc: BaseException) -> tuple[int, str]:
         return 422, str(exc)
     if isinstance(exc, SessionException):
         return 502, f"the session backend refused the request: {exc}"
+    if isinstance(exc, ModelBusyError):
+        return 503, "the model is busy with other turns; nothing of this turn ran or was stored, retry shortly"
+    if isinstance(exc, ModelFailedError | ModelThrottledException | ContextWindowOverflowException):
+        # The provider's own error (endpoint, SDK, request ids) stays in the log.
+        return 502, "the model failed; nothing of this turn was stored, retry later"
     return 500, "the turn failed inside the agent"
 
 
@@ -75,6 +82,10 @@ async def _session_error(_: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS: dict[int | type[Exception], Handler] = {
     SessionException: _session_error,
     AgentProfileNotFoundError: _session_error,
+    ModelFailedError: _session_error,
+    ModelBusyError: _session_error,
+    ModelThrottledException: _session_error,
+    ContextWindowOverflowException: _session_error,
     **PROBLEM_HANDLERS,
 }
 """`FastAPI(exception_handlers=...)`: session errors, validation errors and HTTP errors → problem details."""

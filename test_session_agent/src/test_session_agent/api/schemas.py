@@ -26,12 +26,16 @@ def _not_blank(value: str) -> str:
     return value
 
 
+Prompt = Annotated[str, StringConstraints(min_length=1), AfterValidator(_not_blank)]
+"""A user's message (a turn's prompt, a `/ws` text): not blank, no NUL, valid Unicode."""
+
+
 class ProcessRequest(BaseModel):
     """One user turn. A missing `session_id` starts a new session; `actor_id` is recorded on new sessions."""
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: Annotated[str, StringConstraints(min_length=1), AfterValidator(_not_blank)]
+    prompt: Prompt
     session_id: Identifier | None = None
     actor_id: Identifier | None = None
 
@@ -48,6 +52,8 @@ class TurnStatus(BaseModel):
     usage: dict[str, Any] = Field(default_factory=dict)
     replayed: bool = False
     injected_memory: str | None = None
+    # Why the model stopped: "end_turn", or "max_tokens" for a reply cut at the model's limit (answered and stored).
+    stop_reason: str | None = None
 
 
 class ProcessResponse(BaseModel):

@@ -46,6 +46,7 @@ class AgentProfileBody(BaseModel):
     system_prompt: Annotated[str, StringConstraints(max_length=MAX_SYSTEM_PROMPT_CHARS)] | None = None
     model_settings: ModelSettings = Field(default_factory=ModelSettings, alias="model_config")
     tools: Annotated[list[str], Field(max_length=MAX_TOOLS), AfterValidator(_known_tools)] = Field(default_factory=list)
+    shared: bool = Field(default=False, description="Other actors may read and use it (never change or delete it).")
 
     def client_arguments(self) -> dict[str, Any]:
         """Keyword arguments of `AgentProfileClient.create` / `update`."""
@@ -54,6 +55,7 @@ class AgentProfileBody(BaseModel):
             "system_prompt": self.system_prompt,
             "model_config": self.model_settings.model_dump(exclude_none=True),
             "tools": self.tools,
+            "shared": self.shared,
         }
 
 
@@ -67,6 +69,8 @@ class AgentProfilePublic(BaseModel):
     system_prompt: str | None
     model_settings: dict[str, Any] = Field(alias="model_config")
     tools: list[str]
+    owner_actor_id: str | None = None
+    shared: bool = False
     created_at: str
     updated_at: str
 
@@ -134,3 +138,17 @@ class MemoryPage(BaseModel):
     """An actor's memories: best match first with a query, else newest first."""
 
     items: list[MemoryPublic]
+
+
+class ErasureReceipt(BaseModel):
+    """What erasing an actor deleted, when, and the erase id the backend keeps for audit (no content).
+
+    `counts` has rows per kind: `sessions`, `agents`, `messages`, `multi_agents`, `turns`, `leases`, `active_agents`,
+    `storage_objects`, `memories`, `profiles`.
+    """
+
+    erase_id: uuid.UUID
+    actor_id: str
+    erased_at: str
+    counts: dict[str, int]
+    session_ids: list[str]

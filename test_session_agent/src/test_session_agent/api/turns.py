@@ -51,6 +51,7 @@ def turn_status(result: TurnResult, settings: AgentSettings) -> TurnStatus:
         usage=result.usage,
         replayed=result.replayed,
         injected_memory=result.injected_memory,
+        stop_reason=result.stop_reason,
     )
 
 

@@ -30,13 +30,13 @@ def build_model(settings: AgentSettings) -> Model:
     provider = settings.model_provider
     model_id = settings.model_id
     if provider == "local":
-        from .local import LocalLlamaModel, resolve_model_path
+        from .local import LocalLlamaModel, local_model_queue, resolve_model_path
 
         path = resolve_model_path(settings.local_model_path)
         config: dict[str, Any] = {"max_tokens": settings.max_tokens}
         if path is not None:
             config["model_path"] = str(path)
-        return LocalLlamaModel(**config)
+        return LocalLlamaModel(queue=local_model_queue(settings.local_model_queue_size), **config)
     if provider == "scripted":
         from .scripted import ScriptedModel
 
@@ -85,6 +85,8 @@ def build_profile_model(settings: AgentSettings, model_config: Mapping[str, Any]
     for key in ("model_id", "max_tokens"):
         if model_config.get(key) is not None:
             update[key] = model_config[key]
+    if "max_tokens" in update:  # a profile stored before the deployment's cap was lowered is held to it
+        update["max_tokens"] = min(int(update["max_tokens"]), settings.max_tokens_cap)
     model = build_model(settings.model_copy(update=update))
     temperature = model_config.get("temperature")
     if temperature is not None:

@@ -20,8 +20,11 @@ from typing import Any, Generic, TypeVar, cast
 
 from strands.models.model import Model
 from strands.types.content import Messages
+from strands.types.exceptions import ContextWindowOverflowException, ModelThrottledException
 from strands.types.streaming import StreamEvent
 from strands.types.tools import ToolSpec
+
+from ..exceptions import ModelFailedError
 
 Gate = Callable[[], Awaitable[None]]
 """Called as the model starts: sends whatever request decides the turn, then returns what waits for the decision (it
@@ -94,7 +97,11 @@ class _Pump(Generic[T]):
 
 
 class LeaseGatedModel(Model):
-    """Wraps `inner` (the model doing the work); everything but the gating is `inner`'s.
+    """Wraps `inner` (the model doing the work); all but the gating, and the naming of its failures, is `inner`'s.
+
+    A failure of `inner`'s stream is raised as `ModelFailedError` from the provider's error (the turn answers 502
+    without provider internals), except Strands' own model exceptions, which Strands acts on (throttling is retried,
+    a context window overflow reduces the conversation).
 
     Args:
         inner: the Strands model (shared by many agents: the wrapper holds no state of its own).
@@ -145,13 +152,28 @@ class LeaseGatedModel(Model):
         """The inner model's stream, its first event held behind the turn's gate when it has one."""
         state = kwargs.get("invocation_state") or {}
         start = state.get(MODEL_START_KEY)
-        if not isinstance(start, ModelStart):
-            return self.inner.stream(messages, tool_specs, system_prompt, **kwargs)
 
         def events() -> AsyncIterable[StreamEvent]:
-            return self.inner.stream(messages, tool_specs, system_prompt, **kwargs)
+            return _named_failures(self.inner.stream(messages, tool_specs, system_prompt, **kwargs))
 
+        if not isinstance(start, ModelStart):
+            return events()
         return _gated(events, start)
+
+
+async def _named_failures(events: AsyncIterable[T]) -> AsyncGenerator[T, None]:
+    """`events`, an error of theirs raised as `ModelFailedError` (Strands' own model exceptions pass unchanged)."""
+    iterator = aiter(events)
+    while True:
+        try:
+            event = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except (ContextWindowOverflowException, ModelThrottledException, ModelFailedError):
+            raise
+        except Exception as e:
+            raise ModelFailedError() from e
+        yield event
 
 
 async def _gated(start: Callable[[], AsyncIterable[T]], turn: ModelStart) -> AsyncGenerator[T, None]:

@@ -8,6 +8,7 @@ messages. `xllamacpp` ships prebuilt wheels, so installing the `local` extra com
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -15,7 +16,8 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar
 
@@ -26,6 +28,7 @@ from strands.types.exceptions import ContextWindowOverflowException
 from strands.types.streaming import StreamEvent
 from strands.types.tools import ToolSpec
 
+from ..exceptions import ModelBusyError
 from ._streaming import stop_events, to_chat_messages
 
 logger = logging.getLogger(__name__)
@@ -99,6 +102,45 @@ def get_server(model_path: str, n_ctx: int) -> Any:
         return _servers[key]
 
 
+class LocalModelQueue:
+    """The turns admitted to the local model: one generating in llama.cpp's single slot, at most `size` waiting.
+
+    A turn beyond them is refused at once (`ModelBusyError`: 503 with `Retry-After`) rather than held for as long as
+    every generation ahead of it takes, so one actor's long replies cannot make everyone else wait without bound.
+
+    Args:
+        size: turns that may wait behind the one generating; None: no bound.
+    """
+
+    def __init__(self, size: int | None) -> None:
+        self.size = size
+        self._admitted = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold a place in the queue for the block (a whole turn: refused before anything of it is stored).
+
+        Raises:
+            ModelBusyError: the slot is taken and `size` turns already wait.
+        """
+        with self._lock:
+            if self.size is not None and self._admitted > self.size:
+                raise ModelBusyError(f"the local model is busy: {self._admitted} turns admitted, {self.size} may wait")
+            self._admitted += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._admitted -= 1
+
+
+@lru_cache(maxsize=8)
+def local_model_queue(size: int | None) -> LocalModelQueue:
+    """The process's queue of the local model (every `LocalLlamaModel` built by the factory shares it)."""
+    return LocalModelQueue(size)
+
+
 def _raise_for_error(error: dict[str, Any]) -> None:
     if error.get("type") == "exceed_context_size_error":
         raise ContextWindowOverflowException(str(error.get("message")))
@@ -112,10 +154,12 @@ class LocalLlamaModel(Model):
     model. Generations run one at a time (llama.cpp queues the others).
 
     Args:
+        queue: the turns admitted to the model (`LOCAL_MODEL_QUEUE_SIZE`); None: an unbounded one of its own.
         **model_config: see `LocalModelConfig`.
     """
 
-    def __init__(self, **model_config: Any) -> None:
+    def __init__(self, queue: LocalModelQueue | None = None, **model_config: Any) -> None:
+        self.queue = queue if queue is not None else LocalModelQueue(None)
         self.config: LocalModelConfig = {"n_ctx": 8192, "max_tokens": 512, "temperature": 0.2, "seed": 0}
         self.update_config(**model_config)
         if "model_path" not in self.config:
@@ -130,6 +174,10 @@ class LocalLlamaModel(Model):
     def get_config(self) -> LocalModelConfig:
         """Return the configuration."""
         return self.config
+
+    def admit(self) -> contextlib.AbstractContextManager[None]:
+        """A place in the model's queue for a turn (see `LocalModelQueue.admit`)."""
+        return self.queue.admit()
 
     def load(self) -> None:
         """Load the model now rather than on the first request."""

@@ -44,6 +44,9 @@ class ServiceSnapshotSessionManager(SnapshotSessionManager):
         """End the turn: its lease was not ended by a snapshot write (False)."""
         return False
 
+    async def end_bidi_reply(self, agent: Any) -> None:
+        """End a BidiAgent's reply (see `PostgreSQLSessionManager.end_bidi_reply`): its snapshot is already written."""
+
     def agent_version(self, session_id: str, agent_id: str) -> int | None:
         """No version to compare with the lease's: report one that never matches, so a cached agent is restored."""
         return -1

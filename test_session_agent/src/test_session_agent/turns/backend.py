@@ -7,6 +7,7 @@ only the agent service asks of the backend, on the same keep-alive `httpx.Client
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -122,15 +123,45 @@ class ServiceBackend(BackendClientOwner):
         """
         self._call("DELETE", f"/v1/sessions/{_seg(session_id)}/active-agent")
 
+    # actors
+
+    def erase_actor(self, actor_id: str) -> dict[str, Any]:
+        """Erase everything of an actor (`DELETE /v1/actors/{actor_id}`, one transaction; idempotent, so retried).
+
+        Returns:
+            The receipt: `{erase_id, actor_id, erased_at, counts: {kind: rows}, session_ids}`.
+
+        Raises:
+            BackendUnavailableError: the backend is unreachable or failing.
+        """
+        response = self._call("DELETE", f"/v1/actors/{_seg(actor_id)}")
+        assert response is not None
+        receipt: dict[str, Any] = orjson.loads(response.content)
+        logger.debug("erase_id=<%s> | erased an actor", receipt.get("erase_id"))
+        return receipt
+
     # sessions
 
-    def list_sessions_json(self, actor_id: str | None = None, limit: int = 50, cursor: str | None = None) -> bytes:
+    def list_sessions_json(
+        self,
+        actor_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        filters: Mapping[str, str] | None = None,
+    ) -> bytes:
         """A page of sessions, newest first, as the backend's JSON bytes (passed on unchanged by the service).
+
+        Args:
+            actor_id: only this actor's sessions.
+            limit: page size.
+            cursor: `next_cursor` of the previous page.
+            filters: the backend's other query parameters, passed as given (`order_by`, `awaiting_input`,
+                `metadata.<key>`).
 
         Raises:
             BackendRequestError: the backend refused the query (e.g. a cursor it never issued: status 422).
         """
-        params: dict[str, Any] = {"limit": limit}
+        params: dict[str, Any] = dict(filters or {}) | {"limit": limit}
         if actor_id:
             params["actor_id"] = actor_id
         if cursor:
@@ -138,6 +169,16 @@ class ServiceBackend(BackendClientOwner):
         response = self._call("GET", "/v1/sessions", params=params)
         assert response is not None
         return response.content
+
+    def live_sessions(self, actor_id: str, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """The actor's live sessions, newest first (the backend's records), fetched page by page as iterated."""
+        cursor: str | None = None
+        while True:
+            page = orjson.loads(self.list_sessions_json(actor_id=actor_id, limit=page_size, cursor=cursor))
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
 
     def latest_session_id(self, actor_id: str) -> str | None:
         """The id of the actor's newest live session (None: it has none)."""

@@ -51,4 +51,5 @@ class StatelessFallback:
             duration_ms=(time.perf_counter() - started) * 1000,
             usage=dict(result.metrics.accumulated_usage) if result is not None else {},
             session_managed=False,
+            stop_reason=result.stop_reason if result is not None else None,
         )

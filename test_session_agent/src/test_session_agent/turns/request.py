@@ -64,6 +64,8 @@ class TurnResult:
         agent_id: the agent profile that answered (the session's active agent), else `AGENT_ID`.
         session_managed: False when the backend was down and a fresh agent answered without history
             (`SESSION_FALLBACK=stateless`); nothing of such a turn is stored, now or later.
+        stop_reason: why the model stopped (Strands' `StopReason`: "end_turn", "max_tokens" for a reply cut at the
+            model's `max_tokens`, ...); None when not known (a turn recorded before it was kept).
     """
 
     session_id: str
@@ -76,6 +78,7 @@ class TurnResult:
     injected_memory: str | None = None
     agent_id: str = AGENT_ID
     session_managed: bool = True
+    stop_reason: str | None = None
 
     @classmethod
     def from_record(cls, session_id: str, record: dict[str, Any], started: float, *, replayed: bool) -> TurnResult:
@@ -88,4 +91,5 @@ class TurnResult:
             duration_ms=(time.perf_counter() - started) * 1000,
             usage=dict(record.get("usage") or {}),
             replayed=replayed,
+            stop_reason=record.get("stop_reason"),
         )

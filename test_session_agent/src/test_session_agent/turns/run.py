@@ -156,7 +156,7 @@ class TurnRunner:
                 entry = None
             cached = entry is not None
             # The session's active agent, when one is set, takes precedence over the session's own profile.
-            profile = self._routed_profile(session_id, lease) or request.profile
+            profile = self._routed_profile(session_id, lease, request.actor_id) or request.profile
             if entry is not None and entry.fingerprint != fingerprint(profile, request.actor_id):
                 entry, cached = None, False  # another profile (version) or actor: rebuilt around the same history
             if entry is None:
@@ -252,16 +252,23 @@ class TurnRunner:
             usage=dict(result.metrics.accumulated_usage) if result is not None else {},
             injected_memory=entry.memory.injected if entry.memory is not None else None,
             agent_id=profile.agent_id if profile is not None else AGENT_ID,
+            stop_reason=result.stop_reason if result is not None else None,
         )
 
-    def _routed_profile(self, session_id: str, lease: dict[str, Any]) -> AgentProfile | None:
-        """The profile the session's active agent names (the lease carries it), or None: the session's own."""
+    def _routed_profile(self, session_id: str, lease: dict[str, Any], actor_id: str | None) -> AgentProfile | None:
+        """The profile the session's active agent names (the lease carries it), or None: the session's own.
+
+        A profile the turn's actor may not use (another actor's, not shared: a `handoff` the model was talked into)
+        counts as gone, like a deleted one.
+        """
         active = lease.get("active_agent")
         if active is None:
             return None
         profile = self.profiles.get(active["agent_id"])
-        if profile is None:  # deleted since the lease was read: the session is back with its own
+        if profile is None or not profile.usable_by(actor_id):
+            # deleted since the lease was read, or not the actor's to use: the session is back with its own
             logger.info("session_id=<%s>, agent_id=<%s> | active agent profile gone", session_id, active["agent_id"])
+            return None
         return profile
 
     def _resolve(self, session_id: str, turn_id: str, cause: BackendUnavailableError) -> dict[str, Any]:

@@ -24,10 +24,15 @@ Verdict = Literal["confirmed", "busy", "not_found", "replay", "routed", "stale"]
 
 def is_current(entry: CachedAgent, session_id: str, lease: dict[str, Any]) -> bool:
     """Whether a cached agent still is what the backend holds: same incarnation and agent version."""
-    manager = entry.manager
-    return manager.incarnation(session_id) == lease.get("incarnation") and manager.agent_version(
-        session_id, AGENT_ID
-    ) == lease["agent_versions"].get(AGENT_ID)
+    return manager_is_current(entry.manager, session_id, lease)
+
+
+def manager_is_current(manager: Any, session_id: str, lease: dict[str, Any]) -> bool:
+    """Whether what a session manager last read or wrote still is what the backend holds (its lease says)."""
+    return bool(
+        manager.incarnation(session_id) == lease.get("incarnation")
+        and manager.agent_version(session_id, AGENT_ID) == lease["agent_versions"].get(AGENT_ID)
+    )
 
 
 def lease_verdict(lease: dict[str, Any] | None, entry: CachedAgent | None, request: TurnRequest) -> Verdict:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from strands import Agent
+from strands.types.exceptions import MaxTokensReachedException
 
+from ..session_manager import max_tokens_result
 from .request import TextCallback
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -64,13 +69,21 @@ class TurnWorkers:
 async def invoke(
     agent: Agent, prompt: str, on_text: TextCallback | None, invocation_state: dict[str, Any] | None = None
 ) -> Any:
-    """Run one invocation of `agent` on `prompt`, passing each text delta to `on_text`; returns Strands' result."""
+    """Run one invocation of `agent` on `prompt`, passing each text delta to `on_text`; returns Strands' result.
+
+    A reply that reaches the model's `max_tokens` is a result (`stop_reason` "max_tokens", the partial reply), as
+    Strands' guidance for `MaxTokensReachedException` has it; the session manager stores it as such.
+    """
     result = None
-    async for event in agent.stream_async(prompt, invocation_state=invocation_state):
-        if on_text is not None and "data" in event and isinstance(event["data"], str):
-            on_text(event["data"])
-        if "result" in event:
-            result = event["result"]
+    try:
+        async for event in agent.stream_async(prompt, invocation_state=invocation_state):
+            if on_text is not None and "data" in event and isinstance(event["data"], str):
+                on_text(event["data"])
+            if "result" in event:
+                result = event["result"]
+    except MaxTokensReachedException:
+        logger.debug("agent_id=<%s> | reply reached max_tokens, answered as produced", agent.agent_id)
+        result = max_tokens_result(agent)
     if agent.memory_manager is not None:
         # Extraction runs as tasks of the invocation: let them finish before the turn ends.
         await agent.memory_manager.flush()

@@ -10,7 +10,8 @@ import asyncio
 
 from fastapi import APIRouter, HTTPException, Response
 
-from ..deps import Agents, OwnedSessionId
+from ...exceptions import AgentProfileNotFoundError
+from ..deps import Agents, Caller, OwnedSessionId, ProfileSessionsDep, profile_viewer
 from ..errors import PROBLEM_RESPONSES
 from ..schemas import ActiveAgentPublic, ActiveAgentSet
 
@@ -30,8 +31,19 @@ async def get_active_agent(session_id: SessionId, agents: Agents) -> ActiveAgent
 
 
 @router.put("/{session_id}/active-agent", response_model=ActiveAgentPublic)
-async def set_active_agent(session_id: SessionId, body: ActiveAgentSet, agents: Agents) -> ActiveAgentPublic:
-    """Send the session's turns to the profile `agent_id` (422: no such profile), for `ttl_seconds` if given."""
+async def set_active_agent(
+    session_id: SessionId, body: ActiveAgentSet, agents: Agents, sessions: ProfileSessionsDep, caller: Caller
+) -> ActiveAgentPublic:
+    """Send the session's turns to the profile `agent_id` (422: no such profile), for `ttl_seconds` if given.
+
+    With access control on, only a profile the caller may use (own, shared or ownerless): another actor's unshared
+    profile is 422 as an absent one.
+    """
+    if caller is not None:
+        try:
+            await asyncio.to_thread(sessions.profile, body.agent_id, profile_viewer(caller))
+        except AgentProfileNotFoundError:
+            raise HTTPException(422, f"agent {body.agent_id!r} not found") from None
     active = await asyncio.to_thread(agents.backend.set_active_agent, session_id, body.agent_id, body.ttl_seconds)
     return ActiveAgentPublic.model_validate(active)
 

@@ -1,17 +1,33 @@
-"""`/api/v1/actors/{actor_id}/memories`: an actor's long-term memories (those its agents are given)."""
+"""`/api/v1/actors/{actor_id}`: erasing an actor, and its long-term memories (those its agents are given)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
-from ..deps import ActorMemories
+from ..deps import ActorMemories, Agents, ErasableActorId
 from ..errors import PROBLEM_RESPONSES
-from ..schemas_v1 import MemoryCreate, MemoryPage, MemoryPublic
+from ..schemas_v1 import ErasureReceipt, MemoryCreate, MemoryPage, MemoryPublic
 
 router = APIRouter(prefix="/api/v1/actors/{actor_id}/memories", tags=["memories"], responses=PROBLEM_RESPONSES)
+erasure_router = APIRouter(prefix="/api/v1/actors", tags=["actors"], responses=PROBLEM_RESPONSES)
+
+
+@erasure_router.delete("/{actor_id}", response_model=ErasureReceipt)
+async def erase_actor(actor_id: ErasableActorId, agents: Agents) -> ErasureReceipt:
+    """Erase everything of the actor: its sessions with all they hold (snapshots too), memories and owned profiles.
+
+    One transaction in the backend; idempotent (again: all counts 0). The actor's own key, or an admin key
+    (`AGENT_ADMIN_KEYS`). Cached agents of those sessions are dropped here; other processes stop serving them at
+    their next turn (the session's incarnation is gone).
+    """
+    receipt = await asyncio.to_thread(agents.backend.erase_actor, actor_id)
+    for session_id in receipt.get("session_ids", []):
+        agents.drop(session_id)
+    return ErasureReceipt.model_validate(receipt)
 
 
 @router.get("", response_model=MemoryPage)

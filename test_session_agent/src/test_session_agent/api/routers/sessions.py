@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from ...agent import AGENT_ID
 from ...exceptions import SessionConflictError, SessionNotFoundError
@@ -18,22 +18,32 @@ from ..schemas import IDENTIFIER_PATTERN, ForkRequest, ForkResponse, HistoryResp
 router = APIRouter(prefix="/sessions", tags=["sessions"], responses=PROBLEM_RESPONSES)
 
 
+# Query parameters of the backend's list passed through as given (the backend validates them: 422 passed on).
+_LIST_FILTERS = ("order_by", "awaiting_input")
+
+
 @router.get("")
 async def list_sessions(
+    request: Request,
     agents: Agents,
     caller: Caller,
     actor_id: Annotated[str | None, Query(pattern=IDENTIFIER_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    order_by: Annotated[Literal["created_at", "updated_at"], Query()] = "created_at",
+    awaiting_input: Annotated[bool | None, Query()] = None,
 ) -> Response:
     """Sessions from the backend, newest first (`{items, next_cursor}`; pass `cursor` for the next page).
 
-    With access control on, only the caller's own sessions. Pages are bounded in rows and bytes by the backend and
-    passed through as they come: re-serializing them took eight concurrent 1,000-session pages to 2.6 GB (hardening
-    round 2), hence the raw response.
+    `order_by=updated_at` lists the most recently continued first ("recent conversations"); `awaiting_input=true`
+    keeps sessions whose agent waits for a human (a pending interrupt); `metadata.<key>=<value>` filters on session
+    metadata. With access control on, only the caller's own sessions. Pages are bounded in rows and bytes by the
+    backend and passed through as they come: re-serializing them took eight concurrent 1,000-session pages to
+    2.6 GB (hardening round 2), hence the raw response.
     """
     actor_id = actor_of(caller, actor_id)
-    page = await asyncio.to_thread(agents.backend.list_sessions_json, actor_id, limit, cursor)
+    filters = {k: v for k, v in request.query_params.items() if k in _LIST_FILTERS or k.startswith("metadata.")}
+    page = await asyncio.to_thread(agents.backend.list_sessions_json, actor_id, limit, cursor, filters)
     return Response(page, media_type="application/json")
 
 
