@@ -17,6 +17,7 @@ from . import (
     levers,
     list_messages,
     local_model,
+    memory_recall,
     memory_search,
     restore,
     scale,
@@ -35,6 +36,7 @@ TARGETS = {
     "memory": "<= 300 MB and flat once the agent cache is full",
     "streaming": "<= 5 ms beyond the model's time to first token",
     "memory_search": "",
+    "memory_recall": "default ranking R@5 >= 0.75 on LoCoMo",
     "snapshot": "",  # reported against LocalFileStorage, no target yet
     "sessions_load": "every conversation complete and independent",
     "scale": "",  # measured, no target: how far more processes go on this machine, and why it stops
@@ -73,6 +75,13 @@ def main() -> int:
             "memory_search",
             lambda: memory_search.run(
                 memories=10_000 if quick else 100_000, actors=100 if quick else 1_000, samples=50 if quick else 200
+            ),
+        ),
+        (
+            "memory_recall",
+            "memory_recall",
+            lambda: memory_recall.run(
+                memories=10_000 if quick else 100_000, actors=100 if quick else 1_000, samples=30 if quick else 100
             ),
         ),
         ("local_model", "local_model", lambda: local_model.run(samples=1 if quick else 3)),
@@ -232,6 +241,8 @@ def report(results: dict[str, Any]) -> None:
                 r["file_many_actors_p50_ms"],
             )
         )
+    if "memory_recall" in results:
+        rows += memory_recall.report_rows(results["memory_recall"], row)
     if "local_model" in results:
         r = results["local_model"]
         rows.append(row("local model generation (tokens/s)", r["tokens_per_s"]))

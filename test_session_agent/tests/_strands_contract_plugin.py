@@ -103,10 +103,12 @@ class TestMemoryStoreStandIn(PostgreSQLMemoryStore):
             extraction=config.get("extraction"),
         )
 
-    async def add(self, content: str, metadata: dict[str, Any] | None = None) -> Any:
+    async def add(
+        self, content: str, metadata: dict[str, Any] | None = None, *, source: dict[str, Any] | None = None
+    ) -> Any:
         from strands.vended_memory_stores.test_memory_store import TestMemoryAddResult
 
-        return TestMemoryAddResult(id=await super().add(content, metadata))
+        return TestMemoryAddResult(id=await super().add(content, metadata, source=source))
 
 
 swap = os.environ.get("STRANDS_CONTRACT_SWAP", "in_memory")

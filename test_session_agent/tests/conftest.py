@@ -15,8 +15,16 @@ from test_session_agent.settings import AgentSettings
 @pytest.fixture(scope="module")
 def agent_settings(backend_url: str) -> AgentSettings:
     """Settings of an agent service using the module's backend and the scripted model."""
+    # A generous recall budget: tests expecting memories must not miss them on a loaded machine (the budget itself is
+    # tested with its default in test_agents_api.py).
     return AgentSettings.model_validate(
-        {"backend_url": backend_url, "model_provider": "scripted", "backend_api_key": None, "max_prompt_chars": 2000}
+        {
+            "backend_url": backend_url,
+            "model_provider": "scripted",
+            "backend_api_key": None,
+            "max_prompt_chars": 2000,
+            "memory_recall_budget_seconds": 30,
+        }
     )
 
 

@@ -3,10 +3,16 @@ sessions of a profile, invoke (+ streaming) with tools and long-term memory per 
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import asyncpg
+import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -244,6 +250,81 @@ def test_memory_is_per_actor(service: TestClient) -> None:
     # the session's actor is the turn's when the turn names none
     again = invoke(service, agent_id, question, session_id=known["session_id"])
     assert "San Francisco" in (again["status"]["injected_memory"] or "")
+
+
+@contextmanager
+def memories_stalled(database_url: str) -> Iterator[None]:
+    """Every statement on `actor_memories` waits (the table locked by another transaction) until the block ends."""
+    locked, release = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            async with conn.transaction():
+                await conn.execute("LOCK TABLE actor_memories IN ACCESS EXCLUSIVE MODE")
+                locked.set()
+                await asyncio.to_thread(release.wait)
+        finally:
+            await conn.close()
+
+    holder = threading.Thread(target=asyncio.run, args=(hold(),))
+    holder.start()
+    try:
+        assert locked.wait(60)
+        yield
+    finally:
+        release.set()
+        holder.join()
+
+
+def metric(client: TestClient, name: str) -> float:
+    lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith(f"{name} ")]
+    return float(lines[0].split()[1]) if lines else 0.0
+
+
+def test_memory_recall_waits_at_most_its_budget(agent_settings: AgentSettings, database_url: str) -> None:
+    settings = agent_settings.model_copy(update={"memory_recall_budget_seconds": 0.3})  # the default
+    with TestClient(create_app(settings, model=ScriptedModel())) as service:
+        agent_id = create_profile(service)["agent_id"]
+        actor = f"user-r-{uuid.uuid4().hex[:6]}"
+        invoke(service, agent_id, "I keep bees on my balcony in Porto.", actor_id=actor)
+        assert metric(service, "agent_memory_recall_timeouts_total") == 0
+        question = "Where do I keep my bees?"  # a question: nothing to extract, so the turn writes no memory
+        with memories_stalled(database_url):
+            stalled = invoke(service, agent_id, question, actor_id=actor)
+        assert stalled["status"]["injected_memory"] is None and "Porto" not in stalled["response"]
+        assert metric(service, "agent_memory_recall_timeouts_total") == 1
+        recalled = invoke(service, agent_id, question, actor_id=actor)
+        assert "I keep bees on my balcony in Porto" in (recalled["status"]["injected_memory"] or "")
+
+
+def test_memories_extracted_per_turn_are_capped(service: TestClient) -> None:
+    agent_id = create_profile(service)["agent_id"]
+    actor = f"user-c-{uuid.uuid4().hex[:6]}"
+    before = metric(service, 'agent_memories_not_extracted_total{reason="turn_cap"}')
+    invoke(service, agent_id, " ".join(f"I like item {i:02}." for i in range(30)), actor_id=actor)
+    stored = service.get(f"/api/v1/actors/{actor}/memories", params={"limit": 100}).json()["items"]
+    assert sorted(m["content"] for m in stored) == [f"I like item {i:02}" for i in range(20)]  # the first 20
+    assert metric(service, 'agent_memories_not_extracted_total{reason="turn_cap"}') == before + 10
+
+
+def test_extracted_memories_record_their_source_and_go_with_a_redaction(
+    service: TestClient, agent_settings: AgentSettings
+) -> None:
+    agent_id = create_profile(service)["agent_id"]
+    actor = f"user-p-{uuid.uuid4().hex[:6]}"
+    first = invoke(service, agent_id, "Hello there, what time is it?", actor_id=actor)
+    sid = first["session_id"]
+    invoke(service, agent_id, "I grow tomatoes on my roof.", actor_id=actor, session_id=sid)
+    [memory] = service.get(f"/api/v1/actors/{actor}/memories").json()["items"]
+    assert memory["content"] == "I grow tomatoes on my roof"
+    # the second turn's messages: the prompt (2) and the answer (3), after the first turn's 0 and 1
+    assert memory["source"] == {"session_id": sid, "agent_id": "default", "message_ids": [2, 3]}
+    # a guardrail-style redaction of the prompt (Strands' update_message) takes the memory along
+    redacted = {"message_id": 2, "message": {"role": "user", "content": [{"text": "[redacted]"}]}}
+    r = httpx.put(f"{agent_settings.backend_url}/v1/sessions/{sid}/agents/default/messages/2", json=redacted)
+    assert r.status_code == 200, r.text
+    assert service.get(f"/api/v1/actors/{actor}/memories").json()["items"] == []
 
 
 def test_memories_routes(service: TestClient) -> None:

@@ -9,6 +9,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
+import httpx
 import pytest
 from strands import Agent
 from strands.memory import ExtractionConfig, InvocationTrigger, MemoryManager
@@ -21,6 +23,7 @@ from test_session_agent import (
     PostgreSQLMemoryStore,
     PostgreSQLSessionManager,
 )
+from test_session_agent.memory import MAX_QUERY_TERMS, query_terms
 from test_session_agent.models.scripted import ScriptedModel
 
 pytestmark = pytest.mark.integration
@@ -204,6 +207,60 @@ async def test_memory_manager_search_and_add(make_store: Any) -> None:
     assert [e.content for e in await store.search("coffee")] == ["user likes coffee"]
 
 
+@pytest.fixture
+def recorded(backend_url: str) -> Iterator[tuple[httpx.Client, list[httpx.Request]]]:
+    """A client of the module's backend that records every request it sends."""
+    sent: list[httpx.Request] = []
+    client = httpx.Client(base_url=backend_url, event_hooks={"request": [sent.append]})
+    yield client, sent
+    client.close()
+
+
+def test_long_queries_are_reduced_to_their_terms() -> None:
+    assert query_terms("Where do I live?") == "Where do I live?"
+    prompt = "Where does my greyhound sleep? " * 100 + "x" * 5_000 + " " + " ".join(f"w{i:03}" for i in range(300))
+    terms = query_terms(prompt)
+    assert len(terms) <= 2_000 and len(terms.split()) == MAX_QUERY_TERMS
+    assert "greyhound" in terms.split() and "x" * 5_000 not in terms  # the longest words; no blob as a term
+
+
+async def test_search_sends_the_default_ranking_and_long_prompts_as_terms(
+    make_store: Any, recorded: tuple[httpx.Client, list[httpx.Request]]
+) -> None:
+    client, sent = recorded
+    store = make_store(client=client)
+    await store.add("I adopted a greyhound called Pixel")
+    prompt = "Tell me again what my greyhound is called, please, I keep forgetting it. " * 60
+    assert len(prompt) > 2_000
+    [hit] = await store.search(prompt)  # not refused with 422 for its length
+    assert hit.content == "I adopted a greyhound called Pixel"
+    search = [r for r in sent if r.method == "GET"][-1]
+    assert "match" not in search.url.params  # the backend's default ranking (hybrid where it has pgvector)
+    assert len(search.url.params["query"]) <= 2_000 and "greyhound" in search.url.params["query"]
+
+
+async def test_a_timed_out_search_is_never_sent_again(
+    make_store: Any, recorded: tuple[httpx.Client, list[httpx.Request]], database_url: str
+) -> None:
+    client, sent = recorded
+    store = make_store(client=client, search_timeout=0.5)
+    await store.add("I drink rooibos tea")
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            # Searches stall on the lock: this client gives up at its timeout; without one the backend cancels the
+            # statement at its own search timeout (503). Neither is sent again.
+            await conn.execute("LOCK TABLE actor_memories IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(BackendUnavailableError):
+                await store.search("tea")
+            with pytest.raises(BackendUnavailableError, match="503"):
+                await make_store(store.actor_id, client=client).search("tea")
+    finally:
+        await conn.close()
+    assert [r.method for r in sent].count("GET") == 2
+    assert [e.content for e in await store.search("tea")] == ["I drink rooibos tea"]
+
+
 # Extraction
 
 
@@ -316,3 +373,50 @@ def test_extraction_without_extractor_stores_raw_user_messages(make_store: Any) 
     memory_agent(store, RecordingScript())("Please remember that the wifi password is on the fridge")
     recent = asyncio.run(store.list_recent())
     assert [e.content for e in recent] == ["Please remember that the wifi password is on the fridge"]
+
+
+async def test_extraction_is_bounded_per_turn_and_skips_facts_too_long() -> None:
+    dropped: list[tuple[str, int]] = []
+    extractor = FirstPersonExtractor(max_facts=3, on_dropped=lambda reason, count: dropped.append((reason, count)))
+    text = " ".join(f"I like item {i}." for i in range(50)) + " I wrote " + "very " * 4_000 + "long words."
+    results = await extractor.extract([{"role": "user", "content": [{"text": text}]}])
+    assert [r.content for r in results] == ["I like item 0", "I like item 1", "I like item 2"]
+    assert dropped == [("too_long", 1), ("turn_cap", 47)]
+
+
+def test_one_fact_too_long_does_not_fail_the_batch_nor_come_back(
+    make_store: Any, recorded: tuple[httpx.Client, list[httpx.Request]]
+) -> None:
+    client, sent = recorded
+    extraction = ExtractionConfig(trigger=InvocationTrigger(), extractor=FirstPersonExtractor())
+    store = make_store(client=client, extraction=extraction)
+    raw = make_store(store.actor_id, client=client, extraction=ExtractionConfig(trigger=InvocationTrigger()))
+    agent = memory_agent(store, RecordingScript())
+    agent("I live in Lisbon. I wrote " + "very " * 4_000 + "long words.")
+    agent("I have a cat called Tom.")
+    assert sorted(e.content for e in asyncio.run(store.list_recent())) == [
+        "I have a cat called Tom",
+        "I live in Lisbon",
+    ]
+    # one add per fact, each once: the first turn's batch was not re-sent after the second
+    assert [r.method for r in sent if r.url.path.endswith("/memories")].count("POST") == 2
+    # raw messages (no extractor): a message too long for a memory is skipped, the others stored
+    messages: list[Message] = [
+        {"role": "user", "content": [{"text": "x" * 16_385}]},
+        {"role": "user", "content": [{"text": "Remember the blue door"}]},
+    ]
+    assert len(asyncio.run(raw.add_messages(messages))) == 1
+
+
+def test_the_opt_in_forget_tool_deletes_what_it_names(make_store: Any) -> None:
+    assert make_store().get_tools() == []  # off by default
+    store = make_store(forget_tool=True)
+    for fact in ("My dog is called Biscuit", "My cat is called Biscuit too", "I live in Lisbon"):
+        asyncio.run(store.add(fact))
+    agent = Agent(model=ScriptedModel(), memory_manager=MemoryManager(stores=[store]), callback_handler=None)
+    assert "forget_memory" in agent.tool_names
+    agent('use forget_memory {"about": "dog Biscuit"}')
+    assert sorted(e.content for e in asyncio.run(store.list_recent())) == [
+        "I live in Lisbon",
+        "My cat is called Biscuit too",
+    ]

@@ -28,7 +28,7 @@ from .db.erasure import ErasureStore
 from .db.errors import UNAVAILABLE_ERRORS
 from .db.group_commit import Writer
 from .db.housekeeping import Housekeeping
-from .db.memories import ActorMemoryStore
+from .db.memories import open_memory_store
 from .db.migrations import apply_migrations
 from .db.pool import EmbeddedPostgres, create_pool
 from .db.profiles import ProfileStore
@@ -140,7 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = store
         app.state.turns = TurnStore(writer)
         app.state.profiles = ProfileStore(pool)
-        app.state.memories = ActorMemoryStore(pool)
+        app.state.memories = memory_store = await open_memory_store(pool, settings, metrics.registry)
         app.state.storage = StorageStore(pool)
         app.state.erasures = ErasureStore(pool)
         app.state.converter = SessionConverter(pool)
@@ -151,15 +151,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             _sweep_forever(Housekeeping(pool), settings.sweep_interval_seconds, settings.sweep_batch_size, metrics),
             name="sweeper",
         )
+        # Memories stored without a vector (before pgvector or the embedder) are embedded in the background.
+        backfill = asyncio.create_task(memory_store.backfill(), name="memory-backfill")
         try:
             yield
         finally:
-            for task in (sweeper, watcher):
+            for task in (sweeper, watcher, backfill):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
             metrics.pool = None
+            if memory_store.embedder is not None:
+                await memory_store.embedder.aclose()
             await pool.close()
             if embedded is not None:
                 await asyncio.to_thread(embedded.stop)

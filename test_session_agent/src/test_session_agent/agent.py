@@ -94,7 +94,7 @@ class SessionAgents:
         self.runner = TurnRunner(
             settings,
             self.cache,
-            AgentBuilder(settings, self.client, model),
+            AgentBuilder(settings, self.client, model, self.metrics),
             self.leases,
             self.backend,
             self.repository,

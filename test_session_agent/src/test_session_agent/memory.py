@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, cast
 
 import httpx
 import orjson
+from strands import tool
 from strands.memory import (
     AddMessagesContext,
     ExtractionConfig,
@@ -33,15 +34,52 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_SEARCH_RESULTS = 10
 MAX_SEARCH_RESULTS = 100  # the backend's page limit
 BATCH_SIZE = 1_000  # the backend's batch limit
+MAX_QUERY_CHARS = 2_000  # the backend's longest query (422 beyond)
+MAX_CONTENT_CHARS = 16_384  # the backend's longest memory (422 beyond)
+# A query over MAX_QUERY_CHARS is reduced to at most this many of its distinct words (the backend's full-text bound).
+MAX_QUERY_TERMS = 32
+MAX_TERM_CHARS = 64  # a longer "word" (a hash, a base64 blob) is no search term
+
+Match = Literal["hybrid", "meaning", "any", "all"]
+
+_WORD = re.compile(r"\w+")
+
+
+def query_terms(query: str, max_chars: int = MAX_QUERY_CHARS) -> str:
+    """A search query the backend accepts: `query` itself when short enough, else its terms.
+
+    Args:
+        query: the query, e.g. the user's whole prompt.
+        max_chars: the longest query sent.
+
+    Returns:
+        `query` unchanged when it has at most `max_chars` characters; else its `MAX_QUERY_TERMS` longest distinct
+        words (lowercased; at most `MAX_TERM_CHARS` each: longer words are rarer and carry the content), in their
+        order of first appearance, separated by spaces, at most `max_chars` characters in all.
+    """
+    if len(query) <= max_chars:
+        return query
+    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query) if len(w) <= MAX_TERM_CHARS))
+    keep: set[str] = set()
+    used = 0
+    for word in sorted(words, key=len, reverse=True):
+        if len(keep) == MAX_QUERY_TERMS:
+            break
+        if used + len(word) + 1 <= max_chars:
+            keep.add(word)
+            used += len(word) + 1
+    return " ".join(w for w in words if w in keep)
 
 
 class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
     """Memories of one actor in PostgreSQL, through the session backend; plug it into Strands' `MemoryManager`.
 
-    Search is PostgreSQL full text (english stemming, ranked by `ts_rank_cd`). With `match="any"` (the default) a
-    whole question finds memories sharing any of its words, those sharing the most first: what `MemoryManager`'s
-    injection needs, since it searches with the user's latest message. `add` is idempotent (identical content of an
-    actor is stored once), so extraction's at-least-once writes never pile up copies.
+    Search uses the backend's default ranking (`match=None`): hybrid, by meaning and by words fused, where the
+    backend has pgvector; else full text, any term, ranked. A whole question (what `MemoryManager`'s injection sends:
+    the user's latest message) thus finds the memories it is about; a prompt too long for a query is reduced to its
+    terms (`query_terms`). A search is never retried once it may have reached the backend (a timed-out search is not
+    sent again), and `search_timeout` bounds its wait. `add` is idempotent (identical content of an actor is stored
+    once), so extraction's at-least-once writes never pile up copies.
 
     Strands' synchronous `Agent` runs each invocation on a fresh event loop and an `httpx.AsyncClient`'s pooled
     connections belong to the loop that opened them; so the store keeps one loop-independent keep-alive
@@ -69,9 +107,11 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         max_search_results: int | None = None,
         writable: bool = True,
         extraction: ExtractionConfig | bool | None = None,
-        match: Literal["any", "all"] = "any",
+        match: Match | None = None,
         message_roles: Sequence[str] = ("user",),
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        search_timeout: float | None = None,
+        forget_tool: bool = False,
         client: httpx.Client | None = None,
         retries: int = 3,
     ) -> None:
@@ -87,10 +127,16 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
             writable: whether `add` / `add_messages` are allowed.
             extraction: Strands' automatic extraction for this store (see `ExtractionConfig`); with an extractor
                 facts are written through `add`, without one raw messages through `add_messages`.
-            match: `"any"`: a memory sharing any query term matches; `"all"`: every term must (web-search syntax).
+            match: the ranking: None (the backend's default: hybrid where it can), `"hybrid"`, `"meaning"`, or plain
+                full text: `"any"` (a memory sharing any query term matches) or `"all"` (every term must; web-search
+                syntax).
             message_roles: the roles whose text `add_messages` stores; the assistant's replies are left out by
                 default because they repeat injected memories back.
             timeout: per-request timeout in seconds, or an `httpx.Timeout`.
+            search_timeout: a search's own timeout in seconds (each phase: connect, wait for the answer); None:
+                `timeout`.
+            forget_tool: give the agent a `forget_memory` tool (`get_tools`): it deletes the memories that contain
+                every word the model passes (opt-in: a model can then delete the actor's memories).
             client: an `httpx.Client` to use instead of creating one (not closed by `close()`).
             retries: attempts per call when the backend is unreachable or answers 502/503/504.
 
@@ -109,6 +155,8 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         self.writable = writable
         self.extraction = extraction
         self.match = match
+        self.search_timeout = search_timeout
+        self.forget_tool = forget_tool
         self.message_roles = frozenset(message_roles)
         self._adopt_client(client, base_url, api_key, timeout, retries)
         self._path = f"/v1/actors/{segment(actor_id)}/memories"
@@ -123,10 +171,20 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         body: Any = None,
         params: dict[str, Any] | None = None,
         missing_ok: bool = False,
+        idempotent: bool = True,
+        timeout: float | None = None,
     ) -> httpx.Response | None:
-        # Every memory call is idempotent (an add of stored content returns the stored memory), so all retry.
+        # Every memory write is idempotent (an add of stored content returns the stored memory), so writes retry.
         return request(
-            self._client, method, path, body=body, params=params, retries=self._retries, missing_ok=missing_ok
+            self._client,
+            method,
+            path,
+            body=body,
+            params=params,
+            retries=self._retries,
+            missing_ok=missing_ok,
+            idempotent=idempotent,
+            timeout=timeout,
         )
 
     async def _call(
@@ -137,8 +195,19 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         body: Any = None,
         params: dict[str, Any] | None = None,
         missing_ok: bool = False,
+        idempotent: bool = True,
+        request_timeout: float | None = None,
     ) -> httpx.Response | None:
-        return await asyncio.to_thread(self._send, method, path, body=body, params=params, missing_ok=missing_ok)
+        return await asyncio.to_thread(
+            self._send,
+            method,
+            path,
+            body=body,
+            params=params,
+            missing_ok=missing_ok,
+            idempotent=idempotent,
+            timeout=request_timeout,
+        )
 
     def _require_writable(self) -> None:
         if not self.writable:
@@ -160,16 +229,19 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         """Memories of the actor best matching `query`, best first.
 
         Args:
-            query: natural language or web-search syntax (`"a phrase"`, `or`, `-word`).
+            query: natural language (a prompt over 2,000 characters is reduced to its terms), or web-search syntax
+                (`"a phrase"`, `or`, `-word`) with `match="any"` or `"all"`.
             options: `max_search_results` (at most 100; default: the store's, else 10).
 
         Returns:
-            The matches; each entry's metadata is the stored metadata plus `memory_id`, `score` (in (0, 1)) and
-            `created_at`. A query without searchable words (only stop words) matches nothing.
+            The matches; each entry's metadata is the stored metadata plus `memory_id`, `score` (higher is better;
+            its scale depends on the ranking), `created_at` and `memory_source` (see `add`'s `source`, or None).
+            In full text, a query without searchable words (only stop words) matches nothing.
 
         Raises:
             ValueError: `max_search_results` is less than 1.
-            BackendUnavailableError: the backend is unreachable or failing.
+            BackendUnavailableError: the backend is unreachable, failing or timed out (a search that may have
+                reached the backend is not sent again: a slow search would only pile up in PostgreSQL).
         """
         requested = options.get("max_search_results") if options else None
         if requested is not None and requested < 1:
@@ -177,19 +249,30 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         limit = requested or self.max_search_results or DEFAULT_MAX_SEARCH_RESULTS
         if not query.strip():
             return []
-        params = {"query": query, "limit": min(limit, MAX_SEARCH_RESULTS), "match": self.match}
-        response = await self._call("GET", self._path, params=params)
+        return await self._search(query, min(limit, MAX_SEARCH_RESULTS), self.match)
+
+    async def _search(self, query: str, limit: int, match: Match | None) -> list[MemoryEntry]:
+        params: dict[str, Any] = {"query": query_terms(query), "limit": limit}
+        if match is not None:
+            params["match"] = match
+        response = await self._call(
+            "GET", self._path, params=params, idempotent=False, request_timeout=self.search_timeout
+        )
         assert response is not None
         items = orjson.loads(response.content)["items"]
         logger.debug("actor_id=<%s>, hits=<%d> | searched memories", self.actor_id, len(items))
         return [_entry(item) for item in items]
 
-    async def add(self, content: str, metadata: dict[str, Any] | None = None) -> str:
+    async def add(
+        self, content: str, metadata: dict[str, Any] | None = None, *, source: dict[str, Any] | None = None
+    ) -> str:
         """Store one memory of the actor; identical content already stored is not stored again.
 
         Args:
             content: the text to remember (not blank; at most 16,384 characters).
             metadata: JSON metadata kept with it (at most 16 KiB).
+            source: where it was extracted from, `{session_id, agent_id, message_ids}` (an agent of a session that
+                exists): redacting one of those messages, or deleting the session with `forget_memories`, deletes it.
 
         Returns:
             The memory_id (of the stored copy when the content was already there).
@@ -199,17 +282,24 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
             BackendRequestError: the backend refused the memory (422: too long, metadata too large; 413).
             BackendUnavailableError: the backend is unreachable or failing.
         """
-        return str((await self._post(content, metadata))["memory_id"])
+        return str((await self._post(content, metadata, source))["memory_id"])
 
-    async def add_entry(self, content: str, metadata: dict[str, Any] | None = None) -> MemoryEntry:
+    async def add_entry(
+        self, content: str, metadata: dict[str, Any] | None = None, *, source: dict[str, Any] | None = None
+    ) -> MemoryEntry:
         """`add`, answering with the stored memory (metadata plus `memory_id` and `created_at`, as `search`)."""
-        return _entry(await self._post(content, metadata))
+        return _entry(await self._post(content, metadata, source))
 
-    async def _post(self, content: str, metadata: dict[str, Any] | None) -> dict[str, Any]:
+    async def _post(
+        self, content: str, metadata: dict[str, Any] | None, source: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         self._require_writable()
         if not content.strip():
             raise ValueError("PostgreSQLMemoryStore: content must not be empty")
-        response = await self._call("POST", self._path, body={"content": content, "metadata": metadata or {}})
+        body: dict[str, Any] = {"content": content, "metadata": metadata or {}}
+        if source is not None:
+            body["source"] = source
+        response = await self._call("POST", self._path, body=body)
         assert response is not None
         item: dict[str, Any] = orjson.loads(response.content)
         logger.debug("actor_id=<%s>, memory_id=<%s> | added memory", self.actor_id, item["memory_id"])
@@ -226,11 +316,11 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
             context: the manager's per-message sequence numbers (unused).
 
         Returns:
-            The memory_ids, in message order (messages without text skipped).
+            The memory_ids, in message order (messages without text, or longer than a memory may be, skipped).
 
         Raises:
             ValueError: the store is not writable.
-            BackendRequestError: the backend refused a memory (e.g. a message over 16,384 characters).
+            BackendRequestError: the backend refused a memory.
             BackendUnavailableError: the backend is unreachable or failing.
         """
         self._require_writable()
@@ -239,6 +329,13 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
             if message["role"] not in self.message_roles:
                 continue
             text = "\n".join(block["text"] for block in message["content"] if "text" in block).strip()
+            if len(text) > MAX_CONTENT_CHARS:
+                # One message the backend would refuse must not fail the batch (Strands would re-send it, and
+                # everything buffered after it, after every later turn).
+                logger.warning(
+                    "actor_id=<%s>, chars=<%d> | message too long for a memory; skipped", self.actor_id, len(text)
+                )
+                continue
             if text:
                 memories.append({"content": text, "metadata": {"role": message["role"]}})
         ids: list[str] = []
@@ -251,8 +348,30 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         return ids
 
     def get_tools(self) -> list[AgentTool]:
-        """No store-specific tools: `MemoryManager`'s `search_memory` / `add_memory` cover this store."""
-        return []
+        """`forget_memory` when the store was made with `forget_tool=True`, else none.
+
+        `MemoryManager`'s `search_memory` / `add_memory` cover search and add.
+        """
+        return [self._forget_tool()] if self.forget_tool else []
+
+    def _forget_tool(self) -> AgentTool:
+        store = self
+
+        @tool(name="forget_memory")
+        async def forget_memory(about: str) -> dict[str, Any]:
+            """Forget what the user asks you to forget: delete the user's memories containing every word of `about`.
+
+            At most 10 memories per call; returns the forgotten ones.
+
+            Args:
+                about: the words the memories to forget contain, e.g. "dog Biscuit".
+            """
+            hits = await store._search(about, DEFAULT_MAX_SEARCH_RESULTS, "all")
+            forgotten = [hit.content for hit in hits if await store.delete(str((hit.metadata or {})["memory_id"]))]
+            logger.debug("actor_id=<%s>, count=<%d> | forgot memories", store.actor_id, len(forgotten))
+            return {"forgotten": forgotten}
+
+        return cast(AgentTool, forget_memory)
 
     # beyond the MemoryStore contract
 
@@ -289,6 +408,7 @@ def _entry(item: dict[str, Any]) -> MemoryEntry:
         "memory_id": item["memory_id"],
         "score": item.get("score"),
         "created_at": item["created_at"],
+        "memory_source": item.get("source"),
     }
     return MemoryEntry(content=item["content"], metadata=metadata)
 
@@ -306,21 +426,40 @@ class FirstPersonExtractor:
     question is one fact, stored verbatim (trailing punctuation removed). No model call: for the scripted model and
     for small local models whose `ModelExtractor` output is unreliable.
 
+    Bounded: at most `max_facts` facts per extraction (Strands writes each with its own request), and a fact longer
+    than a memory may be (`max_chars`) is skipped rather than failing the whole batch (which Strands would retry after
+    every later turn with everything buffered since). `on_dropped(reason, count)` hears of both: `"turn_cap"`,
+    `"too_long"`.
+
     Example:
         ```python
-        ExtractionConfig(trigger=InvocationTrigger(), extractor=FirstPersonExtractor())
+        ExtractionConfig(trigger=InvocationTrigger(), extractor=FirstPersonExtractor(max_facts=20))
         ```
     """
 
-    def __init__(self, roles: Sequence[str] = ("user",), min_words: int = 3) -> None:
+    def __init__(
+        self,
+        roles: Sequence[str] = ("user",),
+        min_words: int = 3,
+        *,
+        max_facts: int | None = None,
+        max_chars: int = MAX_CONTENT_CHARS,
+        on_dropped: Callable[[str, int], None] | None = None,
+    ) -> None:
         """Create the extractor.
 
         Args:
             roles: the roles whose messages are read.
             min_words: shorter sentences ("I see.") are not facts.
+            max_facts: most facts one extraction returns (the first ones); None: no cap.
+            max_chars: longest fact kept, in characters (the backend's memory limit).
+            on_dropped: called with a reason and a count when facts are left out.
         """
         self.roles = frozenset(roles)
         self.min_words = min_words
+        self.max_facts = max_facts
+        self.max_chars = max_chars
+        self.on_dropped = on_dropped
 
     async def extract(self, messages: list[Message], context: ExtractorContext | None = None) -> list[ExtractionResult]:
         """Extract the first-person statements of `messages`, in order, each once.
@@ -330,9 +469,10 @@ class FirstPersonExtractor:
             context: unused (no model is called).
 
         Returns:
-            One result per fact, with metadata `{"extractor": "first_person", "role": ...}`.
+            One result per fact, with metadata `{"extractor": "first_person", "role": ...}`; at most `max_facts`.
         """
         facts: dict[str, str] = {}
+        too_long = 0
         for message in messages:
             if message["role"] not in self.roles:
                 continue
@@ -342,8 +482,19 @@ class FirstPersonExtractor:
                     if fact.endswith("?") or not _FIRST_PERSON.match(fact) or _QUESTION_START.match(fact):
                         continue
                     fact = fact.rstrip(".!").strip()
-                    if len(fact.split()) >= self.min_words:
-                        facts.setdefault(fact, message["role"])
-        return [
-            ExtractionResult(content=f, metadata={"extractor": "first_person", "role": r}) for f, r in facts.items()
-        ]
+                    if len(fact.split()) < self.min_words:
+                        continue
+                    if len(fact) > self.max_chars:
+                        too_long += 1
+                        continue
+                    facts.setdefault(fact, message["role"])
+        kept = list(facts.items())
+        over = 0 if self.max_facts is None else max(0, len(kept) - self.max_facts)
+        if over:
+            kept = kept[: self.max_facts]
+        for reason, count in (("too_long", too_long), ("turn_cap", over)):
+            if count:
+                logger.warning("reason=<%s>, count=<%d> | facts not extracted", reason, count)
+                if self.on_dropped is not None:
+                    self.on_dropped(reason, count)
+        return [ExtractionResult(content=f, metadata={"extractor": "first_person", "role": r}) for f, r in kept]

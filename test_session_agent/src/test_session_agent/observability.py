@@ -49,6 +49,19 @@ class AgentMetrics(HttpMetrics):
         self.backend_errors = Counter(
             "agent_backend_errors", "Session backend failures met by turns, by kind.", ["kind"], registry=self.registry
         )
+        self.memory_recall_timeouts = Counter(
+            "agent_memory_recall_timeouts",
+            "Memory recalls before a model call that ran past MEMORY_RECALL_BUDGET_SECONDS (the call ran without "
+            "memories).",
+            registry=self.registry,
+        )
+        self.memories_not_extracted = Counter(
+            "agent_memories_not_extracted",
+            "Facts of a turn not stored as memories, by reason: turn_cap (past MEMORY_MAX_EXTRACTED_PER_TURN) or "
+            "too_long (longer than a memory may be).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.turns_in_progress = Gauge(
             "agent_turns_in_progress", "Turns running or waiting for their session now.", registry=self.registry
         )

@@ -157,6 +157,11 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         ended, self._context, self._lease_ended = self._lease_ended, None, False
         return ended
 
+    def latest_message_id(self, agent_id: str) -> int | None:
+        """The message_id of the agent's newest message (None: it has none yet, or it is not initialized)."""
+        latest = self._latest_agent_message.get(agent_id)
+        return latest.message_id if latest is not None else None
+
     @property
     def lease_owner(self) -> str | None:
         """The lease owner fencing the running turn's writes (None: not fenced)."""
@@ -284,7 +289,9 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             )
             return
         record.message = event.message
-        await self._bidi_write(agent, {"op": "update_message", "agent_id": agent.agent_id, "message": record.to_dict()})
+        # A transcript completing its placeholder is no redaction: memories extracted from the message stay.
+        op = {"op": "update_message", "agent_id": agent.agent_id, "message": record.to_dict(), "forget_memories": False}
+        await self._bidi_write(agent, op)
 
     async def _bidi_sync_agent(self, event: BidiAgentStopEvent | BidiBeforeConnectionRestartEvent) -> None:
         await self._bidi_write(event.agent)

@@ -179,6 +179,20 @@ class AgentSettings(BaseSettings):
         description="One actor's turns running and queued (429 beyond); unset: a quarter of the running bound, "
         "at least 4.",
     )
+    memory_recall_budget_seconds: float = Field(
+        default=0.3,
+        gt=0,
+        validation_alias="MEMORY_RECALL_BUDGET_SECONDS",
+        description="Longest wait for an actor's memories before a model call, in seconds; past it the call runs "
+        "without them (counted in `agent_memory_recall_timeouts_total`).",
+    )
+    memory_max_extracted_per_turn: int = Field(
+        default=20,
+        ge=0,
+        validation_alias="MEMORY_MAX_EXTRACTED_PER_TURN",
+        description="Most memories extracted from one turn (the first ones); the rest are counted in "
+        "`agent_memories_not_extracted_total`.",
+    )
     log_level: str = Field(default="info", validation_alias="LOG_LEVEL", description="Log level.")
     log_format: Literal["text", "json"] = Field(
         default="text", validation_alias="LOG_FORMAT", description="Log lines as text or JSON."

@@ -14,7 +14,7 @@ from service_kit.problems import problem
 from ..db.errors import UNAVAILABLE_ERRORS
 from ..db.migrations import MIGRATIONS, current_version
 from ..observability import BackendMetrics
-from .deps import Sessions, require_api_key
+from .deps import Memories, Sessions, require_api_key
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +37,11 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready", responses={503: {"description": "database unreachable or not migrated"}})
-async def ready(store: Sessions) -> Response:
-    """200 when the database answers and its schema is at the latest migration, else 503."""
+async def ready(store: Sessions, memories: Memories) -> Response:
+    """200 when the database answers and its schema is at the latest migration, else 503.
+
+    `memory_search` is `hybrid` (pgvector and an embedder: meaning and words) or `full_text`.
+    """
     try:
         async with asyncio.timeout(2):
             async with store.pool.acquire() as conn:
@@ -49,4 +52,5 @@ async def ready(store: Sessions) -> Response:
         return problem(503, "database unavailable", headers={"Retry-After": "1"})
     if version != len(MIGRATIONS):
         return problem(503, f"schema at version {version}, expected {len(MIGRATIONS)}")
-    return Response(orjson.dumps({"status": "ready", "schema_version": version}), media_type="application/json")
+    body = {"status": "ready", "schema_version": version, "memory_search": memories.mode}
+    return Response(orjson.dumps(body), media_type="application/json")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Query, Response
 
+from ..db.memories import Match
 from ..schemas.memories import MAX_QUERY_CHARS, MemoryBatch, MemoryBatchResult, MemoryCreate, MemoryPage, MemoryPublic
 from .deps import ActorId, Memories, json_response, v1_router
 
@@ -39,14 +40,16 @@ async def search_memories(
     store: Memories,
     query: Annotated[str | None, Query(max_length=MAX_QUERY_CHARS)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
-    match: Annotated[Literal["all", "any"], Query()] = "all",
+    match: Annotated[Match, Query()] = "hybrid",
 ) -> Response:
-    """Full-text search of an actor's memories, best first; without `query`, newest first.
+    """Search an actor's memories, best first; without `query`, newest first (`score` null).
 
-    `query` is web-search syntax (`"a phrase"`, `or`, `-word`). `match=all` (default) requires every term;
-    `match=any` requires one and ranks memories sharing more terms first (for whole questions as queries).
+    `match=hybrid` (default): by meaning and by words, fused by reciprocal rank (score: the fused rank score, in
+    (0, 0.04)); on a server without pgvector (see `/ready`), full text with any term. `match=meaning`: by meaning
+    only (score: cosine similarity). `match=any` / `match=all`: plain full text, `query` in web-search syntax
+    (`"a phrase"`, `or`, `-word`), memories sharing any / every term (score: `ts_rank_cd` in (0, 1)).
     """
-    items = await store.search(actor_id, query, limit=limit, match_any=match == "any")
+    items = await store.search(actor_id, query, limit=limit, match=match)
     return json_response(f'{{"items":[{",".join(items)}]}}')
 
 

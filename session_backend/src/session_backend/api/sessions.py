@@ -135,9 +135,11 @@ async def get_session(session_id: SessionId, store: Sessions) -> Response:
 
 
 @router.delete("/{session_id}", status_code=204)
-async def delete_session(session_id: SessionId, store: Sessions) -> Response:
-    """Delete a session and everything in it."""
-    await store.delete_session(session_id)
+async def delete_session(
+    session_id: SessionId, store: Sessions, forget_memories: Annotated[bool, Query()] = False
+) -> Response:
+    """Delete a session and everything in it; `forget_memories=true` also deletes the memories extracted from it."""
+    await store.delete_session(session_id, forget_memories=forget_memories)
     return Response(status_code=204)
 
 
@@ -201,12 +203,24 @@ async def get_message(session_id: SessionId, agent_id: AgentId, message_id: Mess
 
 @router.put("/{session_id}/agents/{agent_id}/messages/{message_id}", response_model=MessagePublic)
 async def update_message(
-    session_id: SessionId, agent_id: AgentId, message_id: MessageIdPath, body: MessageBody, store: Sessions
+    session_id: SessionId,
+    agent_id: AgentId,
+    message_id: MessageIdPath,
+    body: MessageBody,
+    store: Sessions,
+    forget_memories: Annotated[bool, Query()] = True,
 ) -> Response:
-    """Replace a message (Strands does this when a guardrail redacts it)."""
+    """Replace a message (Strands does this when a guardrail redacts it).
+
+    The memories extracted from the message (their `source` names it) are deleted with it unless `forget_memories`
+    is false.
+    """
     if body.message_id != message_id:
         raise HTTPException(422, "message_id in the body differs from the path")
-    return json_response(await store.update_message(session_id, agent_id, message_id, body.model_dump()))
+    updated = await store.update_message(
+        session_id, agent_id, message_id, body.model_dump(), forget_memories=forget_memories
+    )
+    return json_response(updated)
 
 
 @router.post("/{session_id}/multi-agents", status_code=201, response_model=MultiAgentPublic)

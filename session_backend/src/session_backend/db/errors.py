@@ -79,6 +79,24 @@ class SessionBusy(StoreError):
         self.retry_after = retry_after
 
 
+class MemoryLimitReached(StoreError):
+    """The actor would hold more memories than `SESSION_BACKEND_MAX_MEMORIES_PER_ACTOR`."""
+
+    status = 409
+
+
+class MemorySearchTimeout(StoreError):
+    """A search ran past `SESSION_BACKEND_MEMORY_SEARCH_TIMEOUT_SECONDS` and PostgreSQL cancelled it."""
+
+    status = 503
+
+
+class EmbedderUnavailable(StoreError):
+    """The embedder failed while memories were being stored (nothing was stored)."""
+
+    status = 503
+
+
 # SQLSTATEs raised by the functions of `sql/functions.py` (class SB: "session backend").
 SQLSTATE_ERRORS: dict[str, type[StoreError]] = {
     "SB404": NotFound,

@@ -245,6 +245,44 @@ MIGRATIONS: list[str] = [
     ALTER TABLE session_turns ALTER COLUMN result TYPE json USING result::json;
     ALTER TABLE agents ALTER COLUMN context_window TYPE json USING context_window::json;
     """,
+    # 15: provenance: the (session, agent) a memory was extracted from, and its message ids. Vectors (384 wide, the
+    # embedder's `DIMENSIONS`): only where the server offers pgvector (Debian's PostgreSQL 15 does not; the embedded
+    # PostgreSQL 18 does); without the column, search is full text and /ready says so. A role not allowed to create
+    # the extension gets full text too.
+    """
+    ALTER TABLE actor_memories
+        ADD COLUMN IF NOT EXISTS source_session_id  text,
+        ADD COLUMN IF NOT EXISTS source_agent_id    text,
+        ADD COLUMN IF NOT EXISTS source_message_ids integer[];
+    DO $$
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'actor_memories_source_fk') THEN
+            ALTER TABLE actor_memories
+                ADD CONSTRAINT actor_memories_source_fk FOREIGN KEY (source_session_id, source_agent_id)
+                    REFERENCES agents (session_id, agent_id) ON DELETE SET NULL,
+                ADD CONSTRAINT actor_memories_source_check
+                    CHECK ((source_session_id IS NULL) = (source_agent_id IS NULL));
+        END IF;
+    END
+    $$;
+    CREATE INDEX IF NOT EXISTS actor_memories_source_idx ON actor_memories (source_session_id, source_agent_id)
+        WHERE source_session_id IS NOT NULL;
+    DO $$
+    BEGIN
+        IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') THEN
+            CREATE EXTENSION IF NOT EXISTS vector;
+            ALTER TABLE actor_memories ADD COLUMN IF NOT EXISTS embedding vector(384);
+            CREATE INDEX IF NOT EXISTS actor_memories_embedding_idx
+                ON actor_memories USING hnsw (embedding vector_cosine_ops);
+            -- Memories stored before vectors (or by a writer without an embedder), for the start-up backfill.
+            CREATE INDEX IF NOT EXISTS actor_memories_unembedded_idx
+                ON actor_memories (actor_id) WHERE embedding IS NULL;
+        END IF;
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE WARNING 'pgvector not enabled (%): memory search stays full text', SQLERRM;
+    END
+    $$;
+    """,
 ]
 
 SELECT_FUNCTION_RECORD = "SELECT sha256, version FROM schema_functions WHERE name = $1"

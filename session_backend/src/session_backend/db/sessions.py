@@ -15,6 +15,7 @@ import asyncpg
 from ..schemas.sessions import SessionFilter
 from ..sql import agents as agents_sql
 from ..sql import fork as fork_sql
+from ..sql import memories as memories_sql
 from ..sql import messages as messages_sql
 from ..sql import multi_agents as multi_agents_sql
 from ..sql import sessions as sessions_sql
@@ -134,15 +135,23 @@ class SessionStore:
         next_key = (page[-1][0], page[-1][1]) if more else None
         return [r[2] for r in page], next_key
 
-    async def delete_session(self, session_id: str) -> None:
-        """Delete a session with its agents, messages and multi-agent state (one statement, cascading).
+    async def delete_session(self, session_id: str, *, forget_memories: bool = False) -> None:
+        """Delete a session with its agents, messages and multi-agent state (cascading), in one transaction.
+
+        Args:
+            session_id: the session.
+            forget_memories: also delete the long-term memories extracted from it (else they stay, their source
+                cleared).
 
         Raises:
-            NotFound: no such live session.
+            NotFound: no such live session (nothing is deleted).
         """
-        deleted = await self.pool.fetchval(sessions_sql.DELETE_SESSION, session_id)
-        if deleted is None:
-            raise NotFound(f"session {session_id!r} not found")
+        async with self.pool.acquire() as conn, conn.transaction():
+            if forget_memories:
+                forgotten = await conn.execute(memories_sql.DELETE_SESSION_MEMORIES, session_id)
+                logger.debug("session_id=<%s>, status=<%s> | deleted memories of session", session_id, forgotten)
+            if await conn.fetchval(sessions_sql.DELETE_SESSION, session_id) is None:
+                raise NotFound(f"session {session_id!r} not found")
         logger.debug("session_id=<%s> | deleted session", session_id)
 
     async def fork_session(
@@ -268,13 +277,27 @@ class SessionStore:
             raise NotFound(f"message {message_id} of agent {agent_id!r} not found in session {session_id!r}")
         return str(row)
 
-    async def update_message(self, session_id: str, agent_id: str, message_id: int, message: dict[str, Any]) -> str:
+    async def update_message(
+        self, session_id: str, agent_id: str, message_id: int, message: dict[str, Any], *, forget_memories: bool = True
+    ) -> str:
         """Replace a message's `message` and `redact_message` (Strands does this when redacting).
+
+        Args:
+            session_id: the session.
+            agent_id: the agent.
+            message_id: the message.
+            message: its new body.
+            forget_memories: also delete the long-term memories extracted from the message (the same transaction).
 
         Raises:
             NotFound: no such session, agent or message.
         """
-        op = {"op": "update_message", "agent_id": agent_id, "message": message | {"message_id": message_id}}
+        op = {
+            "op": "update_message",
+            "agent_id": agent_id,
+            "message": message | {"message_id": message_id},
+            "forget_memories": forget_memories,
+        }
         (row,) = await self.writer.write(session_id, [op])
         return str(row["body"])
 

@@ -8,12 +8,13 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from .common import JsonObject, json_size, utf8_text
+from .common import Identifier, JsonObject, json_size, utf8_text
 
 MAX_CONTENT_CHARS = 16_384
 MAX_METADATA_BYTES = 16_384
 MAX_BATCH = 1_000
 MAX_QUERY_CHARS = 2_000
+MAX_SOURCE_MESSAGES = 1_000
 
 
 def _small(metadata: JsonObject) -> JsonObject:
@@ -22,8 +23,20 @@ def _small(metadata: JsonObject) -> JsonObject:
     return metadata
 
 
+class MemorySource(BaseModel):
+    """Where a memory was extracted from: an agent of a session, and the ids of the messages it came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: Identifier
+    agent_id: Identifier
+    message_ids: Annotated[list[Annotated[int, Field(ge=0, le=2**31 - 1)]], Field(max_length=MAX_SOURCE_MESSAGES)] = (
+        Field(default_factory=list)
+    )
+
+
 class MemoryCreate(BaseModel):
-    """A memory to store: text (not blank) and optional JSON metadata."""
+    """A memory to store: text (not blank), optional JSON metadata, optional source (the session it came from)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -31,6 +44,7 @@ class MemoryCreate(BaseModel):
         str, StringConstraints(min_length=1, max_length=MAX_CONTENT_CHARS, pattern=r"\S"), AfterValidator(utf8_text)
     ]
     metadata: Annotated[JsonObject, AfterValidator(_small)] = Field(default_factory=dict)
+    source: MemorySource | None = None
 
 
 class MemoryBatch(BaseModel):
@@ -45,11 +59,12 @@ class MemoryPublic(BaseModel):
     memory_id: uuid.UUID
     content: str
     metadata: JsonObject
+    source: MemorySource | None
     created_at: datetime
 
 
 class MemoryHit(MemoryPublic):
-    """A memory in a listing; `score` is its `ts_rank_cd` in (0, 1) for a search, null without a query."""
+    """A memory in a listing; `score` ranks a search (higher is better, see `search_memories`), null without a query."""
 
     score: float | None
 

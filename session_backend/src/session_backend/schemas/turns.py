@@ -20,11 +20,15 @@ class CreateMessageOp(Body):
 
 
 class UpdateMessageOp(Body):
-    """Replace a message (like `PUT .../messages/{message_id}`)."""
+    """Replace a message (like `PUT .../messages/{message_id}`).
+
+    The memories extracted from it are deleted with it unless `forget_memories` is false.
+    """
 
     op: Literal["update_message"]
     agent_id: Identifier
     message: MessageBody
+    forget_memories: bool = True
 
 
 class UpdateAgentOp(Body):

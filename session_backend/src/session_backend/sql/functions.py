@@ -49,7 +49,8 @@ class SqlFunction:
 # row FOR SHARE until the commit; version 3: a `create_message` whose `tracking_id` is held by another row of the agent
 # replaces that row in place, strands-agents #4420, every call moves the session's `updated_at`, and
 # `set_context_window` {agent_id, window} stores the agent's reduced context window, and the
-# expiry is kept past a live lease's end). Every
+# expiry is kept past a live lease's end; version 4: an `update_message` deletes the memories extracted from the
+# message unless its `forget_memories` is false). Every
 # successful call moves the expiry of a session with a `ttl_seconds` (sliding expiry, see `sql/sessions.py`).
 # Version 3 takes `p_ops` as `json` (an overload next to version 2's `jsonb` one, which older replicas keep calling):
 # content is copied as the text it was sent as (U+0000 and numbers of any size kept, migration 14), and a retry is
@@ -60,7 +61,7 @@ class SqlFunction:
 # them back to json.
 SESSION_BACKEND_WRITE = SqlFunction(
     "session_backend_write",
-    version=3,
+    version=4,
     definition=rf"""
 CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops json, p_lease_owner text)
 RETURNS TABLE (status text, version bigint, body text)
@@ -226,6 +227,13 @@ BEGIN
             IF NOT FOUND THEN
                 RAISE EXCEPTION 'message % of agent % not found in session %', v_message_id, v_agent, p_session_id
                     USING ERRCODE = 'SB404';
+            END IF;
+            -- A replaced message (a redaction) takes the memories extracted from it along, unless the op says not
+            -- to (version 4; `forget_memories`: false keeps them).
+            IF coalesce((op->>'forget_memories')::boolean, true) THEN
+                DELETE FROM actor_memories am
+                WHERE am.source_session_id = p_session_id AND am.source_agent_id = v_agent
+                  AND v_message_id = ANY (am.source_message_ids);
             END IF;
 
         ELSE

@@ -114,11 +114,15 @@ class MemoryCreate(BaseModel):
 
 
 class MemoryPublic(BaseModel):
-    """A stored memory; `score` ranks search results (None outside a search)."""
+    """A stored memory; `score` ranks search results (None outside a search).
+
+    `source`: the session, agent and message ids it was extracted from (None: added directly, or session deleted).
+    """
 
     memory_id: uuid.UUID
     content: str
     metadata: dict[str, Any]
+    source: dict[str, Any] | None = None
     score: float | None = None
     created_at: str
 
@@ -127,7 +131,7 @@ class MemoryPublic(BaseModel):
         """The memory of a `PostgreSQLMemoryStore` entry (whose metadata carries id, score and time)."""
         metadata = dict(entry.metadata or {})
         fields = {key: metadata.pop(key, None) for key in ("memory_id", "score", "created_at")}
-        return cls(content=entry.content, metadata=metadata, **fields)
+        return cls(content=entry.content, metadata=metadata, source=metadata.pop("memory_source", None), **fields)
 
 
 class MemoryPage(BaseModel):

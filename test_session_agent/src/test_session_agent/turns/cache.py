@@ -14,10 +14,12 @@ from strands.models.model import Model
 
 from ..models.factory import ProfileModels
 from ..models.gated import LeaseGatedModel
+from ..observability import AgentMetrics
 from ..profiles import AgentProfile
 from ..service.agent_memory import ActorMemory
 from ..service.session_managers import ServiceSessionManager, build_session_manager
 from ..service.tools import resolve_tools
+from ..session_manager import PostgreSQLSessionManager
 from ..settings import AgentSettings
 from .request import AGENT_ID
 
@@ -95,12 +97,14 @@ class AgentBuilder:
         settings: service settings (session manager, system prompt, session TTL).
         client: the service's backend client (shared by every session manager).
         model: the service's default model.
+        metrics: where the agents' memory recalls past their budget are counted.
     """
 
-    def __init__(self, settings: AgentSettings, client: httpx.Client, model: Model) -> None:
+    def __init__(self, settings: AgentSettings, client: httpx.Client, model: Model, metrics: AgentMetrics) -> None:
         self.settings = settings
         self.client = client
         self.model = model
+        self.metrics = metrics
         self.models = ProfileModels(settings, model)
 
     def build(self, session_id: str, actor_id: str | None = None, profile: AgentProfile | None = None) -> CachedAgent:
@@ -115,7 +119,10 @@ class AgentBuilder:
             SessionException: the backend is unreachable or refused.
         """
         manager = build_session_manager(self.settings, self.client, session_id, actor_id)
-        memory = ActorMemory(actor_id, self.client) if actor_id else None
+        memory = None
+        if actor_id:
+            rows = (manager, AGENT_ID) if isinstance(manager, PostgreSQLSessionManager) else None
+            memory = ActorMemory(actor_id, self.client, self.settings, self.metrics, rows)
         system_prompt = profile.system_prompt if profile is not None else None
         tools: list[Any] | None = resolve_tools(profile.tools) if profile is not None else None
         agent = Agent(
