@@ -22,7 +22,7 @@ def test_write_function_uses_the_shared_shapes() -> None:
     assert definition.lstrip().startswith("CREATE OR REPLACE FUNCTION session_backend_write(")
     assert LIVE_SESSION_EXISTS in definition
     assert AGENT_JSON in definition
-    assert message_json("msg->'message'", "v_message_id", "v_redact", "v_created", "v_updated") in definition
+    assert message_json("v_message", "v_message_id", "v_redact", "v_created", "v_updated") in definition
     for code in ("SB404", "SB409", "SB412", "SB423"):
         assert f"ERRCODE = '{code}'" in definition
 
