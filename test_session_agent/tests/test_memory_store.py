@@ -23,7 +23,7 @@ from test_session_agent import (
     PostgreSQLMemoryStore,
     PostgreSQLSessionManager,
 )
-from test_session_agent.memory import MAX_QUERY_TERMS, query_terms
+from test_session_agent.memory_text import MAX_QUERY_TERMS, query_terms
 from test_session_agent.models.scripted import ScriptedModel
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,8 @@ from .exceptions import (
     SessionConflictError,
     SessionNotFoundError,
 )
-from .memory import FirstPersonExtractor, PostgreSQLMemoryStore
+from .memory import PostgreSQLMemoryStore
+from .memory_text import FirstPersonExtractor
 from .postgresql_session_repository import PostgreSQLSessionRepository
 from .profiles import AgentProfile, AgentProfileClient
 from .session_manager import PostgreSQLSessionManager, TurnContext

@@ -1,4 +1,4 @@
-"""Backend JSON → Strands `SessionMessage`s, fast enough for a restore of thousands of messages."""
+"""Backend JSON → Strands `SessionMessage`s, fast enough for a restore of thousands of messages; a cut-off reply."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from strands.agent.agent_result import AgentResult
 from strands.types.session import SessionMessage, decode_bytes_values
 
 from . import _json
@@ -57,3 +58,19 @@ def session_messages(content: bytes) -> list[SessionMessage]:
     decode = b"__bytes_encoded__" in content
     with gc_paused():
         return [session_message(m, decode) for m in _json.loads(content)]
+
+
+def max_tokens_result(agent: Any) -> AgentResult:
+    """The result of an invocation that Strands ended with `MaxTokensReachedException`: its partial reply.
+
+    Strands' guidance for that exception: the partial message is already in `agent.messages` (tool uses in it
+    replaced by error results) and the conversation continues with the next call. So the reply is answered and
+    stored as what the model produced, with `stop_reason` "max_tokens".
+
+    Args:
+        agent: the agent whose invocation reached the model's `max_tokens`.
+
+    Returns:
+        An `AgentResult` on the agent's last message (the partial reply).
+    """
+    return AgentResult(stop_reason="max_tokens", message=agent.messages[-1], metrics=agent.event_loop_metrics, state={})

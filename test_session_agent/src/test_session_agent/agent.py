@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -134,28 +134,6 @@ class SessionAgents:
         """Forget the cached agent of a session (it is rebuilt from the backend on next use)."""
         self.cache.drop(session_id)
 
-    @contextlib.asynccontextmanager
-    async def admitted(self, actor_id: str | None) -> AsyncIterator[Ticket]:
-        """Admit a turn, and wait for its running place, before its route's first backend call (session lookup).
-
-        Args:
-            actor_id: the turn's actor (counted against `AGENT_MAX_TURNS_PER_ACTOR`), None: none.
-
-        Yields:
-            The turn's ticket, for `run_turn`; released on leaving unless `run_turn` took it over (the turn releases
-            it when it ends).
-
-        Raises:
-            TurnRefusedError: at once, without work: 503 the process is full, 429 the actor floods.
-        """
-        ticket = self.admission.admit(actor_id)
-        try:
-            await self.admission.wait(ticket)
-            yield ticket
-        finally:
-            if not ticket.claimed:
-                self.admission.release(ticket)
-
     def run_turn(self, request: TurnRequest, ticket: Ticket | None = None) -> Coroutine[Any, Any, TurnResult]:
         """Start one turn: admitted at once or refused (`Admission`), then run when its place and session are free.
 
@@ -166,7 +144,8 @@ class SessionAgents:
 
         Args:
             request: the turn.
-            ticket: its admission, taken with `admitted` before the route's own work; None: admitted here.
+            ticket: its admission, taken with `admission.admitted` before the route's own work; None: admitted
+                here.
 
         Returns:
             The turn, to await at once (its place is taken already: a turn never awaited would keep it).
@@ -245,28 +224,6 @@ class SessionAgents:
             if not self.fallback.enabled:
                 raise
             return uuid.uuid4().hex
-
-    def history(self, session_id: str) -> list[dict[str, Any]] | None:
-        """Messages of the session's agent in order, as `{message_id, role, content, created_at}` (blocking).
-
-        Returns:
-            The messages, or None when the session does not exist.
-        """
-        if self.repository.read_session(session_id) is None:
-            return None
-        out = []
-        for m in self.repository.list_messages(session_id, AGENT_ID):
-            shown = m.to_dict()
-            message = shown["redact_message"] or shown["message"]
-            out.append(
-                {
-                    "message_id": m.message_id,
-                    "role": message["role"],
-                    "content": message["content"],
-                    "created_at": m.created_at,
-                }
-            )
-        return out
 
     async def delete(self, session_id: str) -> None:
         """Delete the session in the backend and drop its cached agent, after the session's running turn.

@@ -6,14 +6,12 @@ no invocation bounds, are written through as they are added or updated, off the 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from strands.agent.agent_result import AgentResult
 from strands.agent.conversation_manager import NullConversationManager
 from strands.bidi.agent import BidiAgent
 from strands.bidi.hooks import BidiAgentStopEvent, BidiBeforeConnectionRestartEvent
@@ -32,29 +30,14 @@ from strands.hooks import (
 from strands.session.repository_session_manager import RepositorySessionManager
 from strands.types.session import SessionAgent, SessionMessage
 
+from ._bidi import BidiWrites
 from ._context_window import StoredMessages
 from ._http import DEFAULT_BASE_URL
-from ._messages import gc_paused
+from ._messages import gc_paused, max_tokens_result
 from .exceptions import BackendUnavailableError
 from .postgresql_session_repository import PostgreSQLSessionRepository
 
 logger = logging.getLogger(__name__)
-
-
-def max_tokens_result(agent: Any) -> AgentResult:
-    """The result of an invocation that Strands ended with `MaxTokensReachedException`: its partial reply.
-
-    Strands' guidance for that exception: the partial message is already in `agent.messages` (tool uses in it
-    replaced by error results) and the conversation continues with the next call. So the reply is answered and
-    stored as what the model produced, with `stop_reason` "max_tokens".
-
-    Args:
-        agent: the agent whose invocation reached the model's `max_tokens`.
-
-    Returns:
-        An `AgentResult` on the agent's last message (the partial reply).
-    """
-    return AgentResult(stop_reason="max_tokens", message=agent.messages[-1], metrics=agent.event_loop_metrics, state={})
 
 
 @dataclass(frozen=True)
@@ -130,9 +113,7 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         self._max_tokens = False
         self._unsent: list[dict[str, Any]] = []
         # BidiAgent writes: one at a time, in the order the agent made them; agent state as last stored.
-        self._bidi_write_lock: asyncio.Lock | None = None
-        self._bidi_synced_state: dict[str, Any] = {}
-        self._bidi_kept_state: dict[str, dict[str, Any]] = {}
+        self._bidi = BidiWrites(self)
         self._restoring: Any = None
         # Per agent: what the backend holds of its messages, to record its reduced context window with each turn.
         self._stored: dict[str, StoredMessages] = {}
@@ -178,9 +159,9 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         registry.add_callback(AfterInvocationEvent, lambda event: self.sync_agent(event.agent))
         registry.add_callback(BeforeInvocationEvent, self._begin_batch)
         registry.add_callback(AfterModelCallEvent, self._model_stopped)
-        registry.add_callback(MessageAddedEvent, self._bidi_message_added)
-        registry.add_callback(MessageUpdatedEvent, self._bidi_message_updated)
-        registry.add_callback([BidiAgentStopEvent, BidiBeforeConnectionRestartEvent], self._bidi_sync_agent)
+        registry.add_callback(MessageAddedEvent, self._bidi.message_added)
+        registry.add_callback(MessageUpdatedEvent, self._bidi.message_updated)
+        registry.add_callback([BidiAgentStopEvent, BidiBeforeConnectionRestartEvent], self._bidi.sync_agent)
         registry.add_callback(MultiAgentInitializedEvent, lambda event: self.initialize_multi_agent(event.source))
         registry.add_callback(AfterNodeCallEvent, lambda event: self.sync_multi_agent(event.source))
         registry.add_callback(AfterMultiAgentInvocationEvent, lambda event: self.sync_multi_agent(event.source))
@@ -230,7 +211,7 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         if session_agent is None or agent is None:
             return session_agent
         if isinstance(agent, BidiAgent):
-            self._bidi_kept_state[agent_id] = {
+            self._bidi.kept_state[agent_id] = {
                 "conversation_manager_state": session_agent.conversation_manager_state,
                 "_internal_state": session_agent._internal_state,
             }
@@ -262,73 +243,13 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         self.append_message(event.message, event.agent)
         self.sync_agent(event.agent)
 
-    # BidiAgent: write-through, off the event loop
-
-    async def _bidi_message_added(self, event: MessageAddedEvent[Any]) -> None:
-        agent = event.agent
-        if not isinstance(agent, BidiAgent):
-            return
-        # Strands' bookkeeping (next message_id, records held for redaction) stays on the loop; only HTTP leaves it.
-        latest = self._latest_agent_message[agent.agent_id]
-        record = SessionMessage.from_message(event.message, latest.message_id + 1 if latest else 0)
-        self._latest_agent_message[agent.agent_id] = record
-        self._held_records.setdefault(agent.agent_id, []).append(record)
-        await self._bidi_write(agent, {"op": "create_message", "agent_id": agent.agent_id, "message": record.to_dict()})
-
-    async def _bidi_message_updated(self, event: MessageUpdatedEvent[Any]) -> None:
-        agent = event.agent
-        if not isinstance(agent, BidiAgent):
-            return
-        # A response's placeholder message is replaced by its completed transcript, found by tracking id.
-        for record in reversed(self._held_records.get(agent.agent_id, [])):
-            if record.message.get("tracking_id") == event.tracking_id:
-                break
-        else:
-            logger.warning(
-                "session_id=<%s>, tracking_id=<%s> | updated message not held", self.session_id, event.tracking_id
-            )
-            return
-        record.message = event.message
-        # A transcript completing its placeholder is no redaction: memories extracted from the message stay.
-        op = {"op": "update_message", "agent_id": agent.agent_id, "message": record.to_dict(), "forget_memories": False}
-        await self._bidi_write(agent, op)
-
-    async def _bidi_sync_agent(self, event: BidiAgentStopEvent | BidiBeforeConnectionRestartEvent) -> None:
-        await self._bidi_write(event.agent)
-
     async def end_bidi_reply(self, agent: BidiAgent) -> None:
-        """Store a `BidiAgent`'s state after one reply, as a turn's commit does: the update bumps the agent's version.
-
-        Its messages are already stored (written through); the version bump tells every other copy of the session
-        (another process's cached agent) that it is behind.
+        """Store a `BidiAgent`'s state after one reply, as a turn's commit does (`BidiWrites.end_reply`).
 
         Raises:
             SessionException: the backend refused (e.g. the lease fencing the writes is no longer held) or is down.
         """
-        self._bidi_synced_state.pop(agent.agent_id, None)
-        await self._bidi_write(agent)
-
-    async def _bidi_write(self, agent: BidiAgent, *operations: dict[str, Any]) -> None:
-        """Send `operations`, plus the agent's state when it changed, as one batch on a worker thread, in order."""
-        if self._bidi_write_lock is None:
-            self._bidi_write_lock = asyncio.Lock()
-        async with self._bidi_write_lock:
-            ops = list(operations)
-            session_agent = SessionAgent.from_agent(agent).to_dict() | self._bidi_kept_state.get(agent.agent_id, {})
-            state = {k: session_agent[k] for k in ("state", "conversation_manager_state", "_internal_state")}
-            if state != self._bidi_synced_state.get(agent.agent_id):
-                ops.append(
-                    {
-                        "op": "update_agent",
-                        "agent": session_agent,
-                        "if_version": self.agent_version(self.session_id, agent.agent_id),
-                    }
-                )
-            if not ops:
-                return
-            incarnation = self.incarnation(self.session_id)
-            await asyncio.to_thread(self.apply_batch, self.session_id, ops, self.lease_owner, incarnation=incarnation)
-            self._bidi_synced_state[agent.agent_id] = state
+        await self._bidi.end_reply(agent)
 
     def _model_stopped(self, event: AfterModelCallEvent) -> None:
         if event.stop_response is not None and not event.retry:

@@ -9,10 +9,12 @@ that ends first, in arrival order. Used on the server's event loop only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
 from collections import Counter, deque
+from collections.abc import AsyncIterator
 
 from ..exceptions import TurnRefusedError
 from ..observability import AgentMetrics
@@ -105,6 +107,28 @@ class Admission:
         if actor_id is not None:
             self._per_actor[actor_id] += 1
         return ticket
+
+    @contextlib.asynccontextmanager
+    async def admitted(self, actor_id: str | None) -> AsyncIterator[Ticket]:
+        """Admit a turn, and wait for its running place, before its route's first backend call (session lookup).
+
+        Args:
+            actor_id: the turn's actor (counted against `max_per_actor`), None: none.
+
+        Yields:
+            The turn's ticket, for `SessionAgents.run_turn`; released on leaving unless `run_turn` took it over (the
+            turn releases it when it ends).
+
+        Raises:
+            TurnRefusedError: at once, without work: 503 the process is full, 429 the actor floods.
+        """
+        ticket = self.admit(actor_id)
+        try:
+            await self.wait(ticket)
+            yield ticket
+        finally:
+            if not ticket.claimed:
+                self.release(ticket)
 
     async def wait(self, ticket: Ticket) -> None:
         """Return once `ticket` holds a running place (at once when it holds one already)."""

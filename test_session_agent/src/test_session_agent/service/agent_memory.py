@@ -23,7 +23,8 @@ from strands.memory import (
 )
 
 from ..exceptions import BackendRequestError, BackendUnavailableError
-from ..memory import FirstPersonExtractor, PostgreSQLMemoryStore
+from ..memory import PostgreSQLMemoryStore
+from ..memory_text import FirstPersonExtractor
 from ..observability import AgentMetrics
 from ..session_manager import PostgreSQLSessionManager
 from ..settings import AgentSettings

@@ -175,6 +175,30 @@ async def fork_session(
     return len(_json.loads(snapshot)["data"].get("messages", [])) if snapshot else 0
 
 
+def repository_history(
+    repository: PostgreSQLSessionRepository, session_id: str, agent_id: str
+) -> list[dict[str, Any]] | None:
+    """Messages of the session's agent in order, as `{message_id, role, content, created_at}` (blocking).
+
+    A redacted message is shown as redacted. Returns None when the session does not exist.
+    """
+    if repository.read_session(session_id) is None:
+        return None
+    out = []
+    for m in repository.list_messages(session_id, agent_id):
+        shown = m.to_dict()
+        message = shown["redact_message"] or shown["message"]
+        out.append(
+            {
+                "message_id": m.message_id,
+                "role": message["role"],
+                "content": message["content"],
+                "created_at": m.created_at,
+            }
+        )
+    return out
+
+
 async def snapshot_history(settings: AgentSettings, session_id: str, agent_id: str) -> list[dict[str, Any]]:
     """The messages of a snapshot session's latest snapshot, as `{message_id, role, content, created_at}`."""
     data = await _storage(settings).read(_snapshot_key(session_id, agent_id, snapshot_id=None))

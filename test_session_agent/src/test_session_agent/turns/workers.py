@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from strands import Agent
 from strands.types.exceptions import MaxTokensReachedException
 
-from ..session_manager import max_tokens_result
+from .._messages import max_tokens_result
 from .request import TextCallback
 
 logger = logging.getLogger(__name__)

@@ -228,7 +228,7 @@ async def invoke(
     """
     check_prompt(body.prompt, settings)
     actor_id = turn_actor(body.actor_id, settings, caller, device_id)
-    async with agents.admitted(actor_id) as ticket:
+    async with agents.admission.admitted(actor_id) as ticket:
         turn = await _prepare(agent_id, body, agents, sessions, caller, device_id, actor_id)
         result = await agents.run_turn(
             TurnRequest(
@@ -260,7 +260,7 @@ async def invoke_streaming(
     """Run one turn through the profile as SSE (events as `/process-streaming`)."""
     check_prompt(body.prompt, settings)
     actor_id = turn_actor(body.actor_id, settings, caller, device_id)
-    async with agents.admitted(actor_id) as ticket:
+    async with agents.admission.admitted(actor_id) as ticket:
         turn = await _prepare(agent_id, body, agents, sessions, caller, device_id, actor_id)
         return await turn_stream(
             turn.session_id,

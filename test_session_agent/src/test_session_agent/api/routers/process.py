@@ -84,7 +84,7 @@ async def process(
     """
     check_prompt(body.prompt, settings)
     actor_id = turn_actor(body.actor_id, settings, caller, device_id)
-    async with agents.admitted(actor_id) as ticket:
+    async with agents.admission.admitted(actor_id) as ticket:
         session_id = await _turn_session(body, agents, caller, device_id, actor_id, idempotency_key)
         with log_context(session_id=session_id, actor_id=actor_id, device_id=actor_id if device_id else None):
             result = await agents.run_turn(
@@ -138,7 +138,7 @@ async def stream_turn(
     """
     check_prompt(body.prompt, settings)
     actor_id = turn_actor(body.actor_id, settings, caller, device_id)
-    async with agents.admitted(actor_id) as ticket:
+    async with agents.admission.admitted(actor_id) as ticket:
         session_id = await _turn_session(body, agents, caller, device_id, actor_id, idempotency_key)
 
         def start(on_text: TextCallback, on_model_start: ModelStartCallback) -> asyncio.Task[TurnResult]:

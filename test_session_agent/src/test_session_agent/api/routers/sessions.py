@@ -52,7 +52,7 @@ async def list_sessions(
 @router.get("/{session_id}/history", response_model=HistoryResponse)
 async def history(session_id: OwnedSessionId, agents: Agents, settings: Settings) -> HistoryResponse:
     """The session's conversation in order (a snapshot session's: its latest snapshot's)."""
-    messages = await asyncio.to_thread(agents.history, session_id)
+    messages = await asyncio.to_thread(session_managers.repository_history, agents.repository, session_id, AGENT_ID)
     if messages is None:
         raise SessionNotFoundError(f"session {session_id!r} not found")
     if settings.session_manager == "snapshot":
