@@ -11,7 +11,7 @@ import asyncpg
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random
 
 from ..sql import erasure as sql
-from .sessions import delete_sessions_with_storage
+from ..sql import sessions as sessions_sql
 
 logger = logging.getLogger(__name__)
 
@@ -81,3 +81,31 @@ class ErasureStore:
             "counts": counts,
             "session_ids": session_ids,
         }
+
+
+async def delete_sessions_with_storage(conn: asyncpg.Connection | Any, session_ids: list[str]) -> dict[str, int]:
+    """Delete sessions with everything they hold, their snapshot/Storage objects included, in the caller's transaction.
+
+    The one "delete a session and all of it" of the erasure.
+    The sessions are locked first (in id order, so two deleters do not deadlock), then every kind is deleted and
+    counted, then the session rows.
+
+    Args:
+        conn: a connection inside a transaction.
+        session_ids: the sessions to delete (absent ones are skipped).
+
+    Returns:
+        Rows deleted per kind: `sessions`, `agents`, `messages`, `multi_agents`, `turns`, `leases`, `active_agents`,
+        `storage_objects`.
+    """
+    # The planner cannot estimate the storage prefix ranges per session and guesses millions of rows, which turns on
+    # JIT compilation: 4.2 s of a 5 s erasure of 10,000 sessions (the statement itself takes under a second).
+    await conn.execute("SET LOCAL jit = off")
+    locked = [r[0] for r in await conn.fetch(sessions_sql.LOCK_SESSIONS, session_ids)]
+    # Leases and storage objects have no foreign key to a session row: they go for every id asked, even one whose
+    # session row is already gone (a retried erasure finishes what a crash left).
+    row = await conn.fetchrow(sessions_sql.DELETE_SESSIONS_WITH_STORAGE, session_ids)
+    assert row is not None  # an aggregate row, always one
+    await conn.execute(sessions_sql.DELETE_SESSIONS, locked)
+    logger.debug("sessions=<%d> | deleted sessions with their storage objects", len(locked))
+    return {"sessions": len(locked)} | {k: int(v) for k, v in row.items()}
