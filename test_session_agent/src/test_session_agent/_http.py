@@ -140,6 +140,42 @@ class BackendClientOwner:
         if self._owns_client:
             self._client.close()
 
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        idempotent: bool = True,
+        missing_ok: bool = False,
+        timeout: float | httpx.Timeout | None = None,
+    ) -> httpx.Response | None:
+        """Send one request through `request` (this client, its retries), its outcome mapped there.
+
+        Returns:
+            The response (2xx), or None when it is 404 and `missing_ok`.
+
+        Raises:
+            SessionNotFoundError: 404 and not `missing_ok`.
+            SessionConflictError: 409 or 412.
+            BackendUnavailableError: unreachable, timed out, or 5xx after the retries allowed.
+            BackendRequestError: any other refusal (4xx), with the backend's problem detail.
+        """
+        return request(
+            self._client,
+            method,
+            path,
+            body=body,
+            params=params,
+            headers=headers,
+            retries=self._retries,
+            idempotent=idempotent,
+            missing_ok=missing_ok,
+            timeout=timeout,
+        )
+
 
 def retryable(exc: BaseException) -> bool:
     """True for failures worth retrying an idempotent request on: unreachable, or 502/503/504 (restarting)."""

@@ -24,7 +24,7 @@ from strands.memory import (
 from strands.types.content import Message
 from strands.types.tools import AgentTool
 
-from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, BackendClientOwner, request, segment
+from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, BackendClientOwner, segment
 from .memory_text import MAX_CONTENT_CHARS, query_terms
 
 logger = logging.getLogger(__name__)
@@ -128,30 +128,6 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
 
     # transport
 
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        params: dict[str, Any] | None = None,
-        missing_ok: bool = False,
-        idempotent: bool = True,
-        timeout: float | None = None,
-    ) -> httpx.Response | None:
-        # Every memory write is idempotent (an add of stored content returns the stored memory), so writes retry.
-        return request(
-            self._client,
-            method,
-            path,
-            body=body,
-            params=params,
-            retries=self._retries,
-            missing_ok=missing_ok,
-            idempotent=idempotent,
-            timeout=timeout,
-        )
-
     async def _call(
         self,
         method: str,
@@ -163,8 +139,9 @@ class PostgreSQLMemoryStore(BackendClientOwner, MemoryStore):
         idempotent: bool = True,
         request_timeout: float | None = None,
     ) -> httpx.Response | None:
+        # Every memory write is idempotent (an add of stored content returns the stored memory), so writes retry.
         return await asyncio.to_thread(
-            self._send,
+            self._request,
             method,
             path,
             body=body,

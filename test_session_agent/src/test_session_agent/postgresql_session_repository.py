@@ -15,7 +15,7 @@ from strands.session.session_repository import SessionRepository
 from strands.types.session import Session, SessionAgent, SessionMessage, decode_bytes_values
 
 from . import _json
-from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, BackendClientOwner, request
+from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, BackendClientOwner
 from ._http import segment as _seg
 from ._messages import session_messages
 
@@ -72,42 +72,6 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
         """The agent version this repository last read or wrote (None: it has seen none)."""
         return self._agent_versions.get((session_id, agent_id))
 
-    # transport
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        params: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-        idempotent: bool = True,
-        missing_ok: bool = False,
-    ) -> httpx.Response | None:
-        """Send one request; map the outcome to the Strands contract.
-
-        Returns:
-            The response (2xx), or None when it is 404 and `missing_ok`.
-
-        Raises:
-            SessionNotFoundError: 404 and not `missing_ok`.
-            SessionConflictError: 409 or 412.
-            BackendUnavailableError: unreachable, timed out, or 5xx after the retries allowed.
-            BackendRequestError: any other refusal (4xx), with the backend's problem detail.
-        """
-        return request(
-            self._client,
-            method,
-            path,
-            body=body,
-            params=params,
-            headers=headers,
-            retries=self._retries,
-            idempotent=idempotent,
-            missing_ok=missing_ok,
-        )
-
     # sessions
 
     def create_session(self, session: Session, **kwargs: Any) -> Session:
@@ -122,7 +86,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
         if "metadata" in kwargs:
             body["metadata"] = kwargs["metadata"]
         logger.debug("session_id=<%s> | creating session", session.session_id)
-        response = self._call("POST", "/v1/sessions", body=body, idempotent=False)
+        response = self._request("POST", "/v1/sessions", body=body, idempotent=False)
         assert response is not None
         self._remember_incarnation(session.session_id, _json.loads(response.content))
         return session
@@ -134,7 +98,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
 
     def read_session_record(self, session_id: str) -> dict[str, Any] | None:
         """The backend's session as stored (`actor_id`, `metadata`, `expires_at` too), or None when absent."""
-        response = self._call("GET", f"/v1/sessions/{_seg(session_id)}", missing_ok=True)
+        response = self._request("GET", f"/v1/sessions/{_seg(session_id)}", missing_ok=True)
         if response is None:
             return None
         record: dict[str, Any] = _json.loads(response.content)
@@ -149,7 +113,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
             SessionException: the backend refused or is unreachable.
         """
         logger.debug("session_id=<%s> | deleting session", session_id)
-        self._call("DELETE", f"/v1/sessions/{_seg(session_id)}")
+        self._request("DELETE", f"/v1/sessions/{_seg(session_id)}")
         for key in [k for k in self._agent_versions if k[0] == session_id]:
             del self._agent_versions[key]
         self._incarnations.pop(session_id, None)
@@ -170,7 +134,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
             params["actor_id"] = actor_id
         if cursor:
             params["cursor"] = cursor
-        response = self._call("GET", "/v1/sessions", params=params)
+        response = self._request("GET", "/v1/sessions", params=params)
         assert response is not None
         page: dict[str, Any] = _json.loads(response.content)
         return page
@@ -190,7 +154,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
             SessionException: no such session, the agent exists, or the backend refused or is unreachable.
         """
         logger.debug("session_id=<%s>, agent_id=<%s> | creating agent", session_id, session_agent.agent_id)
-        response = self._call(
+        response = self._request(
             "POST", f"/v1/sessions/{_seg(session_id)}/agents", body=session_agent.to_dict(), idempotent=False
         )
         assert response is not None
@@ -198,7 +162,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
 
     def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
         """Return the agent, or None when it (or its session) does not exist."""
-        response = self._call("GET", f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}", missing_ok=True)
+        response = self._request("GET", f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}", missing_ok=True)
         if response is None:
             return None
         return SessionAgent.from_dict(self._remember_version(session_id, response))
@@ -214,7 +178,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
         agent_id = session_agent.agent_id
         version = self._agent_versions.get((session_id, agent_id))
         headers = {"If-Match": f'"{version}"'} if version is not None else None
-        response = self._call(
+        response = self._request(
             "PUT",
             f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}",
             body=session_agent.to_dict(),
@@ -232,7 +196,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
             SessionConflictError: a different message is stored at that message_id.
             SessionException: no such agent, or the backend refused or is unreachable.
         """
-        self._call(
+        self._request(
             "POST",
             f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}/messages",
             body=session_message.to_dict(),
@@ -240,7 +204,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
 
     def read_message(self, session_id: str, agent_id: str, message_id: int, **kwargs: Any) -> SessionMessage | None:
         """Return the message, or None when it does not exist."""
-        response = self._call(
+        response = self._request(
             "GET", f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}/messages/{message_id}", missing_ok=True
         )
         return SessionMessage.from_dict(_json.loads(response.content)) if response else None
@@ -252,7 +216,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
             SessionNotFoundError: no such message.
             SessionException: the backend refused or is unreachable.
         """
-        self._call(
+        self._request(
             "PUT",
             f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}/messages/{session_message.message_id}",
             body=session_message.to_dict(),
@@ -268,7 +232,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
         params: dict[str, Any] = {"offset": offset}
         if limit is not None:
             params["limit"] = limit
-        response = self._call(
+        response = self._request(
             "GET", f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}/messages", params=params, missing_ok=True
         )
         return session_messages(response.content) if response is not None else []
@@ -279,7 +243,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
         Returns:
             `[{"message_id": int | None, "message": Message, "stored": bool}]` in window order (bytes decoded).
         """
-        response = self._call(
+        response = self._request(
             "GET", f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}/context-window", missing_ok=True
         )
         if response is None:
@@ -333,7 +297,7 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
             body["turn"] = turn
         if release_lease and lease_owner is not None:
             body["release_lease"] = True
-        response = self._call(
+        response = self._request(
             "POST",
             f"/v1/sessions/{_seg(session_id)}/batch",
             body=body,
@@ -356,7 +320,9 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
         Raises:
             BackendUnavailableError: the backend could not be reached within the retries.
         """
-        response = self._call("POST", f"/v1/sessions/{_seg(session_id)}/turns/{_seg(turn_id)}/resolve", missing_ok=True)
+        response = self._request(
+            "POST", f"/v1/sessions/{_seg(session_id)}/turns/{_seg(turn_id)}/resolve", missing_ok=True
+        )
         return _json.loads(response.content) if response is not None else None
 
     # multi-agent state
@@ -368,11 +334,11 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
             SessionException: no such session, the multi-agent exists, or the backend refused or is unreachable.
         """
         body = {"id": multi_agent.id, "state": multi_agent.serialize_state()}
-        self._call("POST", f"/v1/sessions/{_seg(session_id)}/multi-agents", body=body, idempotent=False)
+        self._request("POST", f"/v1/sessions/{_seg(session_id)}/multi-agents", body=body, idempotent=False)
 
     def read_multi_agent(self, session_id: str, multi_agent_id: str, **kwargs: Any) -> dict[str, Any] | None:
         """Return the multi-agent's serialized state, or None when it does not exist."""
-        response = self._call(
+        response = self._request(
             "GET", f"/v1/sessions/{_seg(session_id)}/multi-agents/{_seg(multi_agent_id)}", missing_ok=True
         )
         if response is None:
@@ -388,4 +354,4 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
             SessionException: the backend refused or is unreachable.
         """
         body = {"id": multi_agent.id, "state": multi_agent.serialize_state()}
-        self._call("PUT", f"/v1/sessions/{_seg(session_id)}/multi-agents/{_seg(multi_agent.id)}", body=body)
+        self._request("PUT", f"/v1/sessions/{_seg(session_id)}/multi-agents/{_seg(multi_agent.id)}", body=body)

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import orjson
 
-from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, BackendClientOwner, request
+from ._http import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, BackendClientOwner
 from ._http import segment as _seg
 
 logger = logging.getLogger(__name__)
@@ -103,27 +103,6 @@ class AgentProfileClient(BackendClientOwner):
         """Close the client."""
         self.close()
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        params: dict[str, Any] | None = None,
-        idempotent: bool = True,
-        missing_ok: bool = False,
-    ) -> httpx.Response | None:
-        return request(
-            self._client,
-            method,
-            path,
-            body=body,
-            params=params,
-            retries=self._retries,
-            idempotent=idempotent,
-            missing_ok=missing_ok,
-        )
-
     def create(
         self,
         name: str,
@@ -159,7 +138,7 @@ class AgentProfileClient(BackendClientOwner):
             {"owner_actor_id": owner_actor_id} if owner_actor_id else {}
         )
         # Without a chosen id a retry could create a second profile: only resend what never reached the server.
-        response = self._call("POST", PATH, body=body, idempotent=agent_id is not None)
+        response = self._request("POST", PATH, body=body, idempotent=agent_id is not None)
         assert response is not None
         profile = AgentProfile.from_dict(orjson.loads(response.content))
         logger.debug("agent_id=<%s> | created agent profile", profile.agent_id)
@@ -167,7 +146,7 @@ class AgentProfileClient(BackendClientOwner):
 
     def get(self, agent_id: str) -> AgentProfile | None:
         """Read a profile; None when there is none with this id."""
-        response = self._call("GET", f"{PATH}/{_seg(agent_id)}", missing_ok=True)
+        response = self._request("GET", f"{PATH}/{_seg(agent_id)}", missing_ok=True)
         return AgentProfile.from_dict(orjson.loads(response.content)) if response is not None else None
 
     def list_profiles(
@@ -185,7 +164,7 @@ class AgentProfileClient(BackendClientOwner):
         """
         params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
         params |= {"visible_to": visible_to} if visible_to else {}
-        response = self._call("GET", PATH, params=params)
+        response = self._request("GET", PATH, params=params)
         assert response is not None
         data = orjson.loads(response.content)
         return ProfilePage([AgentProfile.from_dict(p) for p in data["items"]], data["next_cursor"])
@@ -220,7 +199,7 @@ class AgentProfileClient(BackendClientOwner):
             BackendUnavailableError: the backend is unreachable or failing.
         """
         body = _body(name, system_prompt, model_config, tools, shared)
-        response = self._call("PUT", f"{PATH}/{_seg(agent_id)}", body=body, missing_ok=True)
+        response = self._request("PUT", f"{PATH}/{_seg(agent_id)}", body=body, missing_ok=True)
         if response is None:
             return None
         logger.debug("agent_id=<%s> | updated agent profile", agent_id)
@@ -228,7 +207,7 @@ class AgentProfileClient(BackendClientOwner):
 
     def delete(self, agent_id: str) -> bool:
         """Delete a profile; False when there was none with this id."""
-        deleted = self._call("DELETE", f"{PATH}/{_seg(agent_id)}", missing_ok=True) is not None
+        deleted = self._request("DELETE", f"{PATH}/{_seg(agent_id)}", missing_ok=True) is not None
         logger.debug("agent_id=<%s>, deleted=<%s> | deleted agent profile", agent_id, deleted)
         return deleted
 

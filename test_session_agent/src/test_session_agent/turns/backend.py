@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from .. import _json
-from .._http import BackendClientOwner, request
+from .._http import BackendClientOwner
 from .._http import segment as _seg
 from ..exceptions import SessionBusyError, SessionConflictError
 
@@ -30,28 +30,6 @@ class ServiceBackend(BackendClientOwner):
 
     def __init__(self, client: httpx.Client, *, retries: int = 3) -> None:
         self._adopt_client(client, str(client.base_url), None, client.timeout, retries)
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        params: dict[str, Any] | None = None,
-        idempotent: bool = True,
-        missing_ok: bool = False,
-    ) -> httpx.Response | None:
-        """Send one request (errors mapped as in `PostgreSQLSessionRepository._call`)."""
-        return request(
-            self._client,
-            method,
-            path,
-            body=body,
-            params=params,
-            retries=self._retries,
-            idempotent=idempotent,
-            missing_ok=missing_ok,
-        )
 
     # leases
 
@@ -75,7 +53,7 @@ class ServiceBackend(BackendClientOwner):
             SessionException: the backend refused or is unreachable.
         """
         try:
-            response = self._call(
+            response = self._request(
                 "POST",
                 f"/v1/sessions/{_seg(session_id)}/lease",
                 body={"owner": owner, "ttl_seconds": ttl_seconds, "idempotency_key": idempotency_key},
@@ -88,7 +66,7 @@ class ServiceBackend(BackendClientOwner):
 
     def release_lease(self, session_id: str, owner: str) -> None:
         """Release the lease if `owner` still holds it (a lease already gone is not an error)."""
-        self._call("DELETE", f"/v1/sessions/{_seg(session_id)}/lease", params={"owner": owner}, missing_ok=True)
+        self._request("DELETE", f"/v1/sessions/{_seg(session_id)}/lease", params={"owner": owner}, missing_ok=True)
 
     # active agent (turn routing)
 
@@ -98,7 +76,7 @@ class ServiceBackend(BackendClientOwner):
         Returns:
             None when none is set (or it lapsed), or the session does not exist.
         """
-        response = self._call("GET", f"/v1/sessions/{_seg(session_id)}/active-agent", missing_ok=True)
+        response = self._request("GET", f"/v1/sessions/{_seg(session_id)}/active-agent", missing_ok=True)
         return _json.loads(response.content) if response is not None else None
 
     def set_active_agent(self, session_id: str, agent_id: str, ttl_seconds: float | None = None) -> dict[str, Any]:
@@ -109,7 +87,7 @@ class ServiceBackend(BackendClientOwner):
             BackendRequestError: no such agent profile (status 422).
         """
         body = {"agent_id": agent_id, "ttl_seconds": ttl_seconds}
-        response = self._call("PUT", f"/v1/sessions/{_seg(session_id)}/active-agent", body=body)
+        response = self._request("PUT", f"/v1/sessions/{_seg(session_id)}/active-agent", body=body)
         assert response is not None
         logger.debug("session_id=<%s>, agent_id=<%s> | set active agent", session_id, agent_id)
         result: dict[str, Any] = _json.loads(response.content)
@@ -121,7 +99,7 @@ class ServiceBackend(BackendClientOwner):
         Raises:
             SessionNotFoundError: no active agent is set (or no such session).
         """
-        self._call("DELETE", f"/v1/sessions/{_seg(session_id)}/active-agent")
+        self._request("DELETE", f"/v1/sessions/{_seg(session_id)}/active-agent")
 
     # actors
 
@@ -134,7 +112,7 @@ class ServiceBackend(BackendClientOwner):
         Raises:
             BackendUnavailableError: the backend is unreachable or failing.
         """
-        response = self._call("DELETE", f"/v1/actors/{_seg(actor_id)}")
+        response = self._request("DELETE", f"/v1/actors/{_seg(actor_id)}")
         assert response is not None
         receipt: dict[str, Any] = _json.loads(response.content)
         logger.debug("erase_id=<%s> | erased an actor", receipt.get("erase_id"))
@@ -166,7 +144,7 @@ class ServiceBackend(BackendClientOwner):
             params["actor_id"] = actor_id
         if cursor:
             params["cursor"] = cursor
-        response = self._call("GET", "/v1/sessions", params=params)
+        response = self._request("GET", "/v1/sessions", params=params)
         assert response is not None
         return response.content
 
@@ -197,7 +175,7 @@ class ServiceBackend(BackendClientOwner):
             SessionException: the backend refused or is unreachable.
         """
         body = {"new_session_id": new_session_id, "actor_id": actor_id}
-        response = self._call("POST", f"/v1/sessions/{_seg(session_id)}/fork", body=body, idempotent=False)
+        response = self._request("POST", f"/v1/sessions/{_seg(session_id)}/fork", body=body, idempotent=False)
         assert response is not None
         result: dict[str, Any] = _json.loads(response.content)
         return result
