@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from session_backend.app import create_app
 from session_backend.db import group_commit as store_module
 from session_backend.db.errors import UNAVAILABLE_ERRORS, Conflict, LeaseNotHeld, NotFound, PreconditionFailed
-from session_backend.db.group_commit import Writer
+from session_backend.db.group_commit import Writer, embed_content
 from session_backend.db.migrations import apply_migrations
 from session_backend.db.pool import create_pool
 from session_backend.db.sessions import SessionStore
@@ -490,3 +490,30 @@ async def _lock_waiters(conn: Any) -> int:
         "AND wait_event_type = 'Lock' AND datname = current_database()"
     )
     return count
+
+
+async def test_a_write_moves_the_session_row_once_and_never_queues_on_it(grouped: Any) -> None:
+    """Write function version 5: a group of writes to one session moves `updated_at` in one row version, and a write
+    finding the session row held by another transaction in flight commits without waiting for it."""
+    _, single, sid, admin = grouped
+    async with admin.transaction():  # five writes in one transaction, as a group commit makes them
+        for i in range(1, 6):
+            write = embed_content([{"op": "create_message", "agent_id": "a", "message": _msg(i)}])
+            await admin.fetch(
+                "SELECT * FROM session_backend_write($1, $2::text::json, NULL)", sid, orjson.dumps(write).decode()
+            )
+        updates = await admin.fetchval(
+            "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relid = 'sessions'::regclass"
+        )
+    assert updates == 1
+    moved = await admin.fetchval("SELECT updated_at FROM sessions WHERE session_id = $1", sid)
+    holder = admin.transaction()
+    await holder.start()
+    try:
+        await admin.execute("SELECT 1 FROM sessions WHERE session_id = $1 FOR NO KEY UPDATE", sid)
+        # Before version 5 this write waited for `holder` (the hang guard is generous: no timing is asserted).
+        assert await asyncio.wait_for(single.create_message(sid, "a", _msg(10)), timeout=60)
+    finally:
+        await holder.rollback()
+    assert await admin.fetchval("SELECT count(*) FROM messages WHERE session_id = $1 AND message_id = 10", sid) == 1
+    assert await admin.fetchval("SELECT updated_at FROM sessions WHERE session_id = $1", sid) == moved

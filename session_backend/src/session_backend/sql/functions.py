@@ -50,7 +50,8 @@ class SqlFunction:
 # replaces that row in place, strands-agents #4420, every call moves the session's `updated_at`, and
 # `set_context_window` {agent_id, window} stores the agent's reduced context window, and the
 # expiry is kept past a live lease's end; version 4: an `update_message` deletes the memories extracted from the
-# message unless its `forget_memories` is false). Every
+# message unless its `forget_memories` is false; version 5: the session row moves once per transaction, and not when
+# another transaction in flight holds it, see the end of the function). Every
 # successful call moves the expiry of a session with a `ttl_seconds` (sliding expiry, see `sql/sessions.py`).
 # Version 3 takes `p_ops` as `json` (an overload next to version 2's `jsonb` one, which older replicas keep calling):
 # content is copied as the text it was sent as (U+0000 and numbers of any size kept, migration 14), and a retry is
@@ -61,7 +62,7 @@ class SqlFunction:
 # them back to json.
 SESSION_BACKEND_WRITE = SqlFunction(
     "session_backend_write",
-    version=4,
+    version=5,
     definition=rf"""
 CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops json, p_lease_owner text)
 RETURNS TABLE (status text, version bigint, body text)
@@ -242,12 +243,19 @@ BEGIN
         RETURN NEXT;
     END LOOP;
     -- Sliding expiry: a session with a lifetime lives `ttl_seconds` past its last write (and its live lease).
-    -- `updated_at` moves with every committed write (sessions listed by their last turn).
+    -- `updated_at` moves with every committed write (sessions listed by their last turn). Version 5 moves it at most
+    -- once per transaction (the later writes of a group commit would write the same values again, each a new row
+    -- version with an entry in every index of `sessions`), and a write that finds the row locked by another
+    -- transaction in flight leaves the move to that one (SKIP LOCKED): concurrent writers of one session (agents of
+    -- a swarm, the group commits of several replicas) no longer queue on the row through each other's commit. The
+    -- row then carries the other transaction's start time, at most one transaction's duration before this write's.
     UPDATE sessions s
     SET updated_at = now(),
         expires_at = CASE WHEN s.ttl_seconds IS NULL THEN s.expires_at
                           ELSE {sliding_expiry("s.ttl_seconds", "p_session_id")} END
-    WHERE s.session_id = p_session_id;
+    WHERE s.session_id = (SELECT x.session_id FROM sessions x
+                          WHERE x.session_id = p_session_id AND x.updated_at IS DISTINCT FROM now()
+                          FOR NO KEY UPDATE SKIP LOCKED);
 END
 $fn$
 """,
