@@ -345,7 +345,7 @@ def test_batch_applies_a_turn_atomically(client: TestClient) -> None:
         "created_messages": 2,
         "existing_messages": 0,
         "agent_versions": {"agent-1": 2},
-        "lease_released": False,
+        "lease_ended": False,
     }
     msgs = client.get(f"/v1/sessions/{sid}/agents/agent-1/messages").json()
     assert [m["message"]["content"][0]["text"] for m in msgs] == ["m0", "edited"]
@@ -420,7 +420,7 @@ def test_batch_releases_the_lease_with_its_commit(client: TestClient) -> None:
     assert client.get(f"/v1/sessions/{sid}/agents/agent-1/messages").json() == []
     r = client.post(f"/v1/sessions/{sid}/batch", json={"operations": [op], "lease_owner": "me", "release_lease": True})
     assert r.status_code == 200, r.text
-    assert r.json()["created_messages"] == 1 and r.json()["lease_released"] is True
+    assert r.json()["created_messages"] == 1 and r.json()["lease_ended"] is True
     # The lease ended with the commit: another writer takes it at once.
     assert client.post(f"/v1/sessions/{sid}/lease", json={"owner": "other", "ttl_seconds": 30}).status_code == 200
 

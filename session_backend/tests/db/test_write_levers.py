@@ -332,7 +332,7 @@ async def test_fences_and_versions_behave_as_alone_inside_a_group(grouped: Any) 
         "created_messages": 0,
         "existing_messages": 0,
         "agent_versions": {"a": 2},
-        "lease_released": False,
+        "lease_ended": False,
     }
     assert isinstance(results[1], PreconditionFailed)
     assert isinstance(results[2], LeaseNotHeld)

@@ -138,7 +138,7 @@ class TurnStore:
             release_lease: end `lease_owner`'s lease in the same transaction, after the writes.
 
         Returns:
-            `{"created_messages", "existing_messages", "agent_versions": {agent_id: version}, "lease_released"}`.
+            `{"created_messages", "existing_messages", "agent_versions": {agent_id: version}, "lease_ended"}`.
 
         Raises:
             NotFound, Conflict, PreconditionFailed: as the single-row operations; nothing is written.
@@ -165,7 +165,7 @@ class TurnStore:
             "created_messages": statuses.count("created"),
             "existing_messages": statuses.count("existing"),
             "agent_versions": versions,
-            "lease_released": release_lease,
+            "lease_ended": release_lease,
         }
 
     async def resolve_turn(self, session_id: str, turn_id: str) -> str:

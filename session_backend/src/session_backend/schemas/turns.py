@@ -169,9 +169,10 @@ class LeasePublic(Body):
 
 
 class BatchResult(Body):
-    """What a batch did: messages inserted, identical retries skipped, and each updated agent's new version."""
+    """What a batch did: messages inserted, identical retries skipped, each updated agent's new version, and whether
+    the batch's `release_lease` ended the writer's lease with its commit (`lease_ended`)."""
 
     created_messages: int
     existing_messages: int
     agent_versions: dict[str, int]
-    lease_released: bool = False
+    lease_ended: bool = False
