@@ -9,7 +9,6 @@ import asyncio
 import json
 import math
 from collections.abc import Callable, Coroutine
-from functools import partial
 from typing import Any
 
 from fastapi import Request, Response
@@ -46,13 +45,10 @@ async def parse_json(body: bytes) -> Any:
     Raises:
         RequestValidationError: the body is not strict JSON (answered 422 with a problem body).
     """
-    # The standard parser, as FastAPI's own, so integers keep their exact value (the schemas refuse those beyond 64
-    # bits); only its non-standard extensions are turned off.
-    loads = partial(_loads_bounded, parse_constant=_refuse_constant, parse_float=_finite_float)
     try:
         if len(body) >= OFF_LOOP_BYTES:
-            return await asyncio.to_thread(loads, body)
-        return loads(body)
+            return await asyncio.to_thread(_loads_bounded, body)
+        return _loads_bounded(body)
     except JSONTooDeepError as e:
         raise RequestValidationError(
             [{"type": "json_invalid", "loc": ("body",), "msg": f"JSON decode error: {e}", "input": {}}]
@@ -85,12 +81,17 @@ def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
-def _loads_bounded(body: bytes, **kwargs: Any) -> Any:
+def _loads(body: bytes) -> Any:
+    # `json.loads(body, **options)` without building a decoder per call (that cost more than decoding a message).
+    return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+
+
+def _loads_bounded(body: bytes) -> Any:
     # A body with fewer brackets than the limit cannot be nested deeper: most are checked by two byte counts.
     if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
-        return json.loads(body, **kwargs)
+        return _loads(body)
     try:
-        value = json.loads(body, **kwargs)
+        value = _loads(body)
     except RecursionError as e:
         raise JSONTooDeepError(f"nested deeper than {MAX_JSON_DEPTH} levels") from e
     if too_deep(value):
@@ -107,6 +108,11 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise json.JSONDecodeError(f"{text} is beyond the range of a double", text, 0)
     return value
+
+
+# The standard parser, as FastAPI's own, so integers keep their exact value (the schemas refuse those beyond 64 bits);
+# only its non-standard extensions are turned off.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 class StrictJSONRoute(APIRoute):
