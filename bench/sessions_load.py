@@ -32,6 +32,7 @@ class LoadResult:
     retries: int = 0
     refusals_ms: list[float] = field(default_factory=list)
     refusals_by_status: dict[int, int] = field(default_factory=dict)
+    driver_lag_ms: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Throughput and latency figures (JSON-ready)."""
@@ -50,6 +51,8 @@ class LoadResult:
             "refusal_p50_ms": round(percentile(self.refusals_ms, 0.5), 1) if self.refusals_ms else None,
             "refusal_p99_ms": round(percentile(self.refusals_ms, 0.99), 1) if self.refusals_ms else None,
             "refusal_max_ms": round(max(self.refusals_ms), 1) if self.refusals_ms else None,
+            "driver_lag_p50_ms": round(percentile(self.driver_lag_ms, 0.5), 1),
+            "driver_lag_p99_ms": round(percentile(self.driver_lag_ms, 0.99), 1),
         }
 
 
@@ -63,7 +66,8 @@ async def drive(
     prompts, and the stored history must hold exactly that device's prompts, in order, and no other device's id.
     A turn refused at admission (503/429) must carry `Retry-After`; the device waits that long (plus up to half
     again, so retries spread) and sends it again under its Idempotency-Key. `latencies_ms` are admitted turns'
-    (the attempt that was answered), `refusals_ms` the refused attempts'.
+    (the attempt that was answered), `refusals_ms` the refused attempts' (both as the device saw them, including
+    its connection's set-up), `driver_lag_ms` how late the driver's own event loop ran (sampled every 50 ms).
     """
     result = LoadResult(sessions=sessions, turns=sessions * turns, seconds=0.0, concurrency=concurrency or sessions)
     slots = asyncio.Semaphore(result.concurrency)
@@ -132,9 +136,18 @@ async def drive(
         if strangers - {device}:
             result.problems.append(f"{device}: another device's messages in its session: {strangers - {device}}")
 
+    async def watch_lag() -> None:
+        # How late this driver's own event loop runs (every latency above includes it): sampled every 50 ms.
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.05)
+            result.driver_lag_ms.append((time.perf_counter() - before - 0.05) * 1000)
+
+    watcher = asyncio.create_task(watch_lag())
     started = time.perf_counter()
     await asyncio.gather(*(conversation() for _ in range(sessions)))
     result.seconds = time.perf_counter() - started
+    watcher.cancel()
     return result
 
 
