@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class LoadResult:
     retries: int = 0
     refusals_ms: list[float] = field(default_factory=list)
     refusals_by_status: dict[int, int] = field(default_factory=dict)
+    driver_lag_ms: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Throughput and latency figures (JSON-ready)."""
@@ -49,6 +51,8 @@ class LoadResult:
             "refusal_p50_ms": round(percentile(self.refusals_ms, 0.5), 1) if self.refusals_ms else None,
             "refusal_p99_ms": round(percentile(self.refusals_ms, 0.99), 1) if self.refusals_ms else None,
             "refusal_max_ms": round(max(self.refusals_ms), 1) if self.refusals_ms else None,
+            "driver_lag_p50_ms": round(percentile(self.driver_lag_ms, 0.5), 1),
+            "driver_lag_p99_ms": round(percentile(self.driver_lag_ms, 0.99), 1),
         }
 
 
@@ -62,74 +66,88 @@ async def drive(
     prompts, and the stored history must hold exactly that device's prompts, in order, and no other device's id.
     A turn refused at admission (503/429) must carry `Retry-After`; the device waits that long (plus up to half
     again, so retries spread) and sends it again under its Idempotency-Key. `latencies_ms` are admitted turns'
-    (the attempt that was answered), `refusals_ms` the refused attempts'.
+    (the attempt that was answered), `refusals_ms` the refused attempts' (both as the device saw them, including
+    its connection's set-up), `driver_lag_ms` how late the driver's own event loop ran (sampled every 50 ms).
     """
     result = LoadResult(sessions=sessions, turns=sessions * turns, seconds=0.0, concurrency=concurrency or sessions)
-    limits = httpx.Limits(max_connections=result.concurrency, max_keepalive_connections=result.concurrency)
     slots = asyncio.Semaphore(result.concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=request_timeout, limits=limits) as client:
+    # Each device is a client of its own (one connection), as devices are. One shared client of `concurrency`
+    # connections measured its own pool instead: httpcore scans every connection for each one on every request and
+    # response (quadratic), which at 250 connections kept the driver's event loop busy and held turns and refusals
+    # seconds in its pool before they were sent. The TLS context is made once (httpx makes one per client).
+    tls = ssl.create_default_context()
 
-        async def conversation() -> None:
-            async with slots:
-                try:
-                    await talk()
-                except httpx.HTTPError as e:
-                    result.problems.append(f"{type(e).__name__}: {e}")
+    async def conversation() -> None:
+        async with slots:
+            try:
+                async with httpx.AsyncClient(base_url=url, timeout=request_timeout, verify=tls) as client:
+                    await talk(client)
+            except httpx.HTTPError as e:
+                result.problems.append(f"{type(e).__name__}: {e}")
 
-        async def talk() -> None:
-            device = str(uuid.uuid4())
-            session_id = None
-            for n in range(1, turns + 1):
-                prompt = f"{device} turn {n}"
-                # A pooled keep-alive connection may be closed by the server just as it is reused: the turn is sent
-                # again under its Idempotency-Key, so a turn that did run answers from its record, once.
-                headers = {"X-Device-ID": device, "Idempotency-Key": f"{device}-{n}"}
-                while True:
-                    started = time.perf_counter()
-                    for attempt in range(3):
-                        try:
-                            r = await client.post("/process", json={"prompt": prompt}, headers=headers)
-                            break
-                        except httpx.TransportError:
-                            if attempt == 2:
-                                raise
-                            result.retries += 1
-                    elapsed_ms = (time.perf_counter() - started) * 1000
-                    if r.status_code not in (429, 503) or "Retry-After" not in r.headers:
+    async def talk(client: httpx.AsyncClient) -> None:
+        device = str(uuid.uuid4())
+        session_id = None
+        for n in range(1, turns + 1):
+            prompt = f"{device} turn {n}"
+            # A pooled keep-alive connection may be closed by the server just as it is reused: the turn is sent
+            # again under its Idempotency-Key, so a turn that did run answers from its record, once.
+            headers = {"X-Device-ID": device, "Idempotency-Key": f"{device}-{n}"}
+            while True:
+                started = time.perf_counter()
+                for attempt in range(3):
+                    try:
+                        r = await client.post("/process", json={"prompt": prompt}, headers=headers)
                         break
-                    result.refusals_ms.append(elapsed_ms)
-                    result.refusals_by_status[r.status_code] = result.refusals_by_status.get(r.status_code, 0) + 1
-                    await asyncio.sleep(int(r.headers["Retry-After"]) * random.uniform(1.0, 1.5))
-                result.latencies_ms.append(elapsed_ms)
-                if r.status_code != 200:
-                    result.problems.append(f"{device}: turn {n}: HTTP {r.status_code} {r.text[:200]}")
-                    return
-                body = r.json()
-                session_id = session_id or body["session_id"]
-                reply = body["response"]
-                expected = f"turn {n};"
-                if body["session_id"] != session_id or not reply.startswith(expected) or device not in reply:
-                    result.problems.append(f"{device}: turn {n}: unexpected reply {reply!r}")
-            for attempt in range(3):
-                try:
-                    history = (await client.get(f"/sessions/{session_id}/history")).json()["messages"]
+                    except httpx.TransportError:
+                        if attempt == 2:
+                            raise
+                        result.retries += 1
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                if r.status_code not in (429, 503) or "Retry-After" not in r.headers:
                     break
-                except httpx.TransportError:  # a keep-alive connection closed as it is reused, as above
-                    if attempt == 2:
-                        raise
-                    result.retries += 1
-            prompts = [m["content"][0]["text"] for m in history if m["role"] == "user"]
-            if prompts != [f"{device} turn {n}" for n in range(1, turns + 1)]:
-                result.problems.append(f"{device}: stored prompts {prompts}")
-            if len(history) != 2 * turns:
-                result.problems.append(f"{device}: {len(history)} messages stored, expected {2 * turns}")
-            strangers = {found for m in history for b in m["content"] for found in UUID_RE.findall(b.get("text", ""))}
-            if strangers - {device}:
-                result.problems.append(f"{device}: another device's messages in its session: {strangers - {device}}")
+                result.refusals_ms.append(elapsed_ms)
+                result.refusals_by_status[r.status_code] = result.refusals_by_status.get(r.status_code, 0) + 1
+                await asyncio.sleep(int(r.headers["Retry-After"]) * random.uniform(1.0, 1.5))
+            result.latencies_ms.append(elapsed_ms)
+            if r.status_code != 200:
+                result.problems.append(f"{device}: turn {n}: HTTP {r.status_code} {r.text[:200]}")
+                return
+            body = r.json()
+            session_id = session_id or body["session_id"]
+            reply = body["response"]
+            expected = f"turn {n};"
+            if body["session_id"] != session_id or not reply.startswith(expected) or device not in reply:
+                result.problems.append(f"{device}: turn {n}: unexpected reply {reply!r}")
+        for attempt in range(3):
+            try:
+                history = (await client.get(f"/sessions/{session_id}/history")).json()["messages"]
+                break
+            except httpx.TransportError:  # a keep-alive connection closed as it is reused, as above
+                if attempt == 2:
+                    raise
+                result.retries += 1
+        prompts = [m["content"][0]["text"] for m in history if m["role"] == "user"]
+        if prompts != [f"{device} turn {n}" for n in range(1, turns + 1)]:
+            result.problems.append(f"{device}: stored prompts {prompts}")
+        if len(history) != 2 * turns:
+            result.problems.append(f"{device}: {len(history)} messages stored, expected {2 * turns}")
+        strangers = {found for m in history for b in m["content"] for found in UUID_RE.findall(b.get("text", ""))}
+        if strangers - {device}:
+            result.problems.append(f"{device}: another device's messages in its session: {strangers - {device}}")
 
-        started = time.perf_counter()
-        await asyncio.gather(*(conversation() for _ in range(sessions)))
-        result.seconds = time.perf_counter() - started
+    async def watch_lag() -> None:
+        # How late this driver's own event loop runs (every latency above includes it): sampled every 50 ms.
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.05)
+            result.driver_lag_ms.append((time.perf_counter() - before - 0.05) * 1000)
+
+    watcher = asyncio.create_task(watch_lag())
+    started = time.perf_counter()
+    await asyncio.gather(*(conversation() for _ in range(sessions)))
+    result.seconds = time.perf_counter() - started
+    watcher.cancel()
     return result
 
 
