@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from ..embedder import Embedder, EmbedderError, make_embedder, vector_literal
 from ..sql import memories as sql
+from ..sql import turns as turns_sql
 from .errors import Conflict, EmbedderUnavailable, MemoryLimitReached, MemorySearchTimeout, NotFound, UnknownReference
 
 logger = logging.getLogger(__name__)
@@ -127,12 +128,16 @@ class ActorMemoryStore:
         """`hybrid` (meaning and words) or `full_text` (no pgvector on the server, or no embedder)."""
         return "hybrid" if self.embedder is not None else "full_text"
 
-    async def add(self, actor_id: str, memories: list[dict[str, Any]]) -> list[tuple[bool, str]]:
+    async def add(
+        self, actor_id: str, memories: list[dict[str, Any]], *, turn: tuple[str, str] | None = None
+    ) -> list[tuple[bool, str]]:
         """Store memories of one actor (embedded first, off the event loop); content the actor has is not stored twice.
 
         Args:
             actor_id: the actor.
-            memories: `{content, metadata, source}` dicts.
+            memories: `{content, metadata, source}` dicts (none: only `turn` is marked).
+            turn: `(session_id, turn_id)` of the committed turn these memories were extracted from: its extraction is
+                marked done in the same transaction (a turn not pending, or gone, marks nothing).
 
         Returns:
             Per input, in order: whether it was stored now (False: identical content was already stored, or appears
@@ -143,6 +148,10 @@ class ActorMemoryStore:
             EmbedderUnavailable: the embedder failed (nothing is stored).
             UnknownReference: a source names an agent of a session that does not exist.
         """
+        if not memories:
+            if turn is not None:
+                await self.pool.execute(turns_sql.MARK_EXTRACTED, *turn)
+            return []
         contents = [m["content"] for m in memories]
         args: list[Any] = [actor_id, memories]
         statement = sql.INSERT_MEMORIES
@@ -168,6 +177,8 @@ class ActorMemoryStore:
                 rows = await conn.fetch(statement, *args)
             except asyncpg.ForeignKeyViolationError as e:
                 raise UnknownReference("a memory's source names an agent of a session that does not exist") from e
+            if turn is not None:
+                await conn.execute(turns_sql.MARK_EXTRACTED, *turn)
         if not all(r["body"] is not None for r in rows):
             # Only a writer bypassing the actor lock can store the same content after this statement's snapshot.
             raise Conflict(f"memories of actor {actor_id!r} are being written concurrently; retry")

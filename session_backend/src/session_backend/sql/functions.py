@@ -50,7 +50,8 @@ class SqlFunction:
 # replaces that row in place, strands-agents #4420, every call moves the session's `updated_at`, and
 # `set_context_window` {agent_id, window} stores the agent's reduced context window, and the
 # expiry is kept past a live lease's end; version 4: an `update_message` deletes the memories extracted from the
-# message unless its `forget_memories` is false). Every
+# message unless its `forget_memories` is false; version 5: `record_turn` also records the turn's `extraction`, what it
+# leaves to extract into memories, see migration 16). Every
 # successful call moves the expiry of a session with a `ttl_seconds` (sliding expiry, see `sql/sessions.py`).
 # Version 3 takes `p_ops` as `json` (an overload next to version 2's `jsonb` one, which older replicas keep calling):
 # content is copied as the text it was sent as (U+0000 and numbers of any size kept, migration 14), and a retry is
@@ -61,7 +62,7 @@ class SqlFunction:
 # them back to json.
 SESSION_BACKEND_WRITE = SqlFunction(
     "session_backend_write",
-    version=4,
+    version=5,
     definition=rf"""
 CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops json, p_lease_owner text)
 RETURNS TABLE (status text, version bigint, body text)
@@ -109,8 +110,9 @@ BEGIN
         ELSIF op->>'op' = 'record_turn' THEN
             -- Last of a turn's batch: loses to a tombstone written by `RESOLVE_TURN` (the writer gave the turn up)
             -- and to an earlier committed turn with the same Idempotency-Key; either way nothing of the batch stays.
-            INSERT INTO session_turns (session_id, turn_id, idempotency_key, status, result)
-            VALUES (p_session_id, op->>'turn_id', op->>'idempotency_key', 'committed', (op->>'result')::json)
+            INSERT INTO session_turns (session_id, turn_id, idempotency_key, status, result, extraction)
+            VALUES (p_session_id, op->>'turn_id', op->>'idempotency_key', 'committed', (op->>'result')::json,
+                    nullif((op->'extraction')::jsonb, 'null'::jsonb))
             ON CONFLICT DO NOTHING;
             IF NOT FOUND THEN
                 RAISE EXCEPTION 'turn % of session % was already decided', op->>'turn_id', p_session_id
