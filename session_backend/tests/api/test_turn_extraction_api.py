@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 from fastapi.testclient import TestClient
+from strands.types.content import Message
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
 from session_backend.db.housekeeping import Housekeeping
@@ -33,13 +34,11 @@ def new_session(client: TestClient, actor_id: str) -> str:
 def commit_turn(client: TestClient, sid: str, first_id: int, text: str, actor_id: str, **extraction: Any) -> str:
     """A turn's batch (prompt and answer) recording its extraction as pending; returns its turn id."""
     turn_id = uuid.uuid4().hex
+    prompt: Message = {"role": "user", "content": [{"text": text}]}
+    answer: Message = {"role": "assistant", "content": [{"text": "ok"}]}
     ops = [
-        {
-            "op": "create_message",
-            "agent_id": AGENT,
-            "message": SessionMessage({"role": role, "content": [{"text": t}]}, message_id=first_id + i).to_dict(),
-        }
-        for i, (role, t) in enumerate((("user", text), ("assistant", "ok")))
+        {"op": "create_message", "agent_id": AGENT, "message": SessionMessage(m, message_id=first_id + i).to_dict()}
+        for i, m in enumerate((prompt, answer))
     ]
     pending = {"actor_id": actor_id, "agent_id": AGENT, "message_ids": [first_id, first_id + 1]} | extraction
     turn = {"turn_id": turn_id, "result": {"response": "ok"}, "extraction": pending}
@@ -110,6 +109,7 @@ def test_a_refused_write_leaves_the_turn_pending(client: TestClient) -> None:
 def test_bad_extraction_records_are_422_and_store_nothing(client: TestClient) -> None:
     actor_id = f"actor-{uuid.uuid4().hex[:8]}"
     sid = new_session(client, actor_id)
+    bad: dict[str, Any]
     for bad in ({"actor_id": "bad id"}, {"message_ids": []}, {"message_ids": [-1]}, {"agent_id": None}):
         ops = [
             {
