@@ -55,8 +55,10 @@ def lease(client: TestClient, sid: str) -> dict[str, Any]:
     return dict(r.json())
 
 
-def store_extracted(client: TestClient, actor_id: str, sid: str, turn_id: str, contents: list[str]) -> Any:
-    source = {"session_id": sid, "agent_id": AGENT, "message_ids": [0, 1]}
+def store_extracted(
+    client: TestClient, actor_id: str, sid: str, turn_id: str, contents: list[str], source_session: str | None = None
+) -> Any:
+    source = {"session_id": source_session or sid, "agent_id": AGENT, "message_ids": [0, 1]}
     memories = [{"content": c, "source": source} for c in contents]
     body = {"memories": memories, "turn": {"session_id": sid, "turn_id": turn_id}}
     return client.post(f"/v1/actors/{actor_id}/memories/batch", json=body)
@@ -76,10 +78,24 @@ def test_a_pending_extraction_is_handed_over_until_its_memories_are_stored(clien
     assert r.status_code == 200 and r.json()["created"] == 1, r.text
     assert lease(client, sid)["pending_extractions"] == []
     assert client.post(f"/v1/sessions/{sid}/turns/{turn_id}/resolve").json()["extracted_at"] is not None
-    # the same write again (its answer was lost): nothing stored twice
+    # the same write again (its answer was lost, or a concurrent replay): the turn is done, nothing is stored
     r = store_extracted(client, actor_id, sid, turn_id, ["I live in Lisbon"])
-    assert r.status_code == 200 and r.json()["created"] == 0
-    assert [m["content"] for m in client.get(f"/v1/actors/{actor_id}/memories").json()["items"]] == ["I live in Lisbon"]
+    assert r.status_code == 200 and r.json() == {"items": [], "created": 0}
+    [memory] = client.get(f"/v1/actors/{actor_id}/memories").json()["items"]
+    assert memory["content"] == "I live in Lisbon"
+    # ... not even after the actor forgot the memory
+    assert client.delete(f"/v1/actors/{actor_id}/memories/{memory['memory_id']}").status_code == 204
+    assert store_extracted(client, actor_id, sid, turn_id, ["I live in Lisbon"]).json()["created"] == 0
+    assert client.get(f"/v1/actors/{actor_id}/memories").json()["items"] == []
+
+
+def test_only_the_actor_a_turn_names_gets_its_memories(client: TestClient) -> None:
+    actor_id, other = f"actor-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
+    sid = new_session(client, actor_id)
+    turn_id = commit_turn(client, sid, 0, "I live in Lisbon.", actor_id)
+    assert store_extracted(client, other, sid, turn_id, ["I live in Lisbon"]).json() == {"items": [], "created": 0}
+    assert client.get(f"/v1/actors/{other}/memories").json()["items"] == []
+    assert [p["turn_id"] for p in lease(client, sid)["pending_extractions"]] == [turn_id]
 
 
 def test_a_turn_without_memories_is_marked_by_an_empty_batch(client: TestClient) -> None:
@@ -100,7 +116,7 @@ def test_a_refused_write_leaves_the_turn_pending(client: TestClient) -> None:
     actor_id = f"actor-{uuid.uuid4().hex[:8]}"
     sid = new_session(client, actor_id)
     turn_id = commit_turn(client, sid, 0, "I live in Lisbon.", actor_id)
-    r = store_extracted(client, actor_id, "ghost-session", turn_id, ["I live in Lisbon"])  # a source refused: 422
+    r = store_extracted(client, actor_id, sid, turn_id, ["I live in Lisbon"], source_session="ghost")  # refused: 422
     assert r.status_code == 422, r.text
     assert [p["turn_id"] for p in lease(client, sid)["pending_extractions"]] == [turn_id]
     assert client.get(f"/v1/actors/{actor_id}/memories").json()["items"] == []

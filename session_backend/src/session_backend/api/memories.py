@@ -30,8 +30,9 @@ async def add_memory(actor_id: ActorId, body: MemoryCreate, store: Memories) -> 
 async def add_memories(actor_id: ActorId, body: MemoryBatch, store: Memories) -> Response:
     """Store up to 1,000 memories in one statement; identical content is stored once.
 
-    With `turn`: the memories a committed turn's extraction yielded (possibly none); the turn's extraction is marked
-    done in the same transaction (its pending extraction no longer comes with the session's lease).
+    With `turn`: the memories a committed turn's extraction yielded (possibly none), stored only while that turn's
+    extraction is pending for this actor, and the turn marked extracted in the same transaction (its pending extraction
+    no longer comes with the session's lease); a turn already extracted or gone answers `items: []`, nothing stored.
     """
     turn = (body.turn.session_id, body.turn.turn_id) if body.turn is not None else None
     results = await store.add(actor_id, [m.model_dump() for m in body.memories], turn=turn)

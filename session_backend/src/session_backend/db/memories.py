@@ -136,12 +136,14 @@ class ActorMemoryStore:
         Args:
             actor_id: the actor.
             memories: `{content, metadata, source}` dicts (none: only `turn` is marked).
-            turn: `(session_id, turn_id)` of the committed turn these memories were extracted from: its extraction is
-                marked done in the same transaction (a turn not pending, or gone, marks nothing).
+            turn: `(session_id, turn_id)` of the committed turn these memories were extracted from: stored only while
+                that turn's extraction is pending for `actor_id`, and it is marked done in the same transaction. A turn
+                already extracted (by a concurrent replay; its memories may have been forgotten since) or gone (its
+                session deleted) stores nothing.
 
         Returns:
             Per input, in order: whether it was stored now (False: identical content was already stored, or appears
-            earlier in `memories`), and the stored memory as JSON text.
+            earlier in `memories`), and the stored memory as JSON text; empty when `turn` is no longer pending.
 
         Raises:
             MemoryLimitReached: the actor would hold more than `max_per_actor` memories (nothing is stored).
@@ -166,6 +168,9 @@ class ActorMemoryStore:
             statement = sql.INSERT_MEMORIES_WITH_VECTORS
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(sql.LOCK_ACTOR, actor_id)
+            if turn is not None and await conn.fetchval(turns_sql.LOCK_PENDING_EXTRACTION, *turn, actor_id) is None:
+                logger.debug("session_id=<%s>, turn_id=<%s> | turn not pending; memories not stored", *turn)
+                return []
             stored, new = await conn.fetchrow(sql.COUNT_FOR_CAP, actor_id, contents) or (0, 0)
             if stored + new > self.max_per_actor:
                 self.metrics.refused.inc(new)

@@ -21,6 +21,14 @@ FROM (SELECT t.turn_id, t.extraction, t.created_at FROM session_turns t
       ORDER BY t.created_at, t.turn_id LIMIT {MAX_PENDING_EXTRACTIONS}) p
 """
 
+# The turn ($1, $2) whose extraction is pending for actor $3, locked until the memories' transaction ends: a concurrent
+# store of the same turn waits, then finds it extracted (no row) and stores nothing.
+LOCK_PENDING_EXTRACTION = """
+SELECT 1 FROM session_turns
+WHERE session_id = $1 AND turn_id = $2 AND extraction->>'actor_id' = $3 AND extracted_at IS NULL
+FOR UPDATE
+"""
+
 # A turn's extraction is done: run in the transaction that stores its memories (`db/memories.py`), so the memories
 # and the progress land together. A turn gone meanwhile (its session deleted) marks nothing.
 MARK_EXTRACTED = """
