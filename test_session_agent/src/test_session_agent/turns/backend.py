@@ -46,7 +46,9 @@ class ServiceBackend(BackendClientOwner):
 
         Returns:
             `{"session_id", "owner", "locked_at", "expires_at", "agent_versions": {agent_id: version},
-            "incarnation": int | None, "actor_id", "active_agent": {...} | None, "turn": {"response", ...} | None}`.
+            "incarnation": int | None, "actor_id", "active_agent": {...} | None, "turn": {"response", ...} | None,
+            "pending_extractions": [{turn_id, actor_id, agent_id, message_ids}]}` (turns whose memories are not
+            stored yet: `TurnExtraction.finish_all`).
 
         Raises:
             SessionBusyError: another owner holds a live lease.
