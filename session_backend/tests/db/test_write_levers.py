@@ -493,7 +493,7 @@ async def _lock_waiters(conn: Any) -> int:
 
 
 async def test_a_write_moves_the_session_row_once_and_never_queues_on_it(grouped: Any) -> None:
-    """Write function version 5: a group of writes to one session moves `updated_at` in one row version, and a write
+    """Write function version 6: a group of writes to one session moves `updated_at` in one row version, and a write
     finding the session row held by another transaction in flight commits without waiting for it."""
     _, single, sid, admin = grouped
     async with admin.transaction():  # five writes in one transaction, as a group commit makes them
@@ -511,7 +511,7 @@ async def test_a_write_moves_the_session_row_once_and_never_queues_on_it(grouped
     await holder.start()
     try:
         await admin.execute("SELECT 1 FROM sessions WHERE session_id = $1 FOR NO KEY UPDATE", sid)
-        # Before version 5 this write waited for `holder` (the hang guard is generous: no timing is asserted).
+        # Before version 6 this write waited for `holder` (the hang guard is generous: no timing is asserted).
         assert await asyncio.wait_for(single.create_message(sid, "a", _msg(10)), timeout=60)
     finally:
         await holder.rollback()

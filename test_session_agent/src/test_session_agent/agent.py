@@ -22,10 +22,12 @@ from strands.models.model import Model
 
 from ._http import backend_client
 from .exceptions import BackendUnavailableError, SessionBusyError
+from .memory_text import FirstPersonExtractor
 from .observability import AgentMetrics
 from .postgresql_session_repository import PostgreSQLSessionRepository
 from .profiles import AgentProfileClient
 from .service.admission import Admission, Ticket
+from .service.memory_extraction import TurnExtraction
 from .settings import AgentSettings
 from .turns.backend import ServiceBackend
 from .turns.cache import AgentBuilder, AgentCache, CachedAgent
@@ -102,6 +104,12 @@ class SessionAgents:
             self.fallback,
             self.metrics,
             self._lease_executor,
+            TurnExtraction(
+                self.backend,
+                self.repository,
+                FirstPersonExtractor(max_facts=settings.memory_max_extracted_per_turn),
+                self.metrics,
+            ),
         )
         self._workers = TurnWorkers(max_workers)
         # The local model admits turns through its own bounded queue (`models/local.py`); other models admit all.

@@ -95,7 +95,7 @@ class FirstPersonExtractor:
         self.on_dropped = on_dropped
 
     async def extract(self, messages: list[Message], context: ExtractorContext | None = None) -> list[ExtractionResult]:
-        """Extract the first-person statements of `messages`, in order, each once.
+        """Extract the first-person statements of `messages`, in order, each once (`on_dropped` hears of the rest).
 
         Args:
             messages: the turn's messages (tool traffic already filtered out by the manager).
@@ -103,6 +103,23 @@ class FirstPersonExtractor:
 
         Returns:
             One result per fact, with metadata `{"extractor": "first_person", "role": ...}`; at most `max_facts`.
+        """
+        results, dropped = self.facts(messages)
+        for reason, count in dropped.items():
+            logger.warning("reason=<%s>, count=<%d> | facts not extracted", reason, count)
+            if self.on_dropped is not None:
+                self.on_dropped(reason, count)
+        return results
+
+    def facts(self, messages: Sequence[Message]) -> tuple[list[ExtractionResult], dict[str, int]]:
+        """`extract`'s work, synchronous and silent: the same messages always give the same facts.
+
+        Args:
+            messages: the messages to read (blocks other than text are ignored).
+
+        Returns:
+            The facts as `extract` returns them, and the facts left out by reason (`"too_long"`, `"turn_cap"`; a
+            reason with none left out is absent).
         """
         facts: dict[str, str] = {}
         too_long = 0
@@ -125,9 +142,6 @@ class FirstPersonExtractor:
         over = 0 if self.max_facts is None else max(0, len(kept) - self.max_facts)
         if over:
             kept = kept[: self.max_facts]
-        for reason, count in (("too_long", too_long), ("turn_cap", over)):
-            if count:
-                logger.warning("reason=<%s>, count=<%d> | facts not extracted", reason, count)
-                if self.on_dropped is not None:
-                    self.on_dropped(reason, count)
-        return [ExtractionResult(content=f, metadata={"extractor": "first_person", "role": r}) for f, r in kept]
+        dropped = {reason: count for reason, count in (("too_long", too_long), ("turn_cap", over)) if count}
+        results = [ExtractionResult(content=f, metadata={"extractor": "first_person", "role": r}) for f, r in kept]
+        return results, dropped

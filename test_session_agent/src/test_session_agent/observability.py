@@ -57,8 +57,9 @@ class AgentMetrics(HttpMetrics):
         )
         self.memories_not_extracted = Counter(
             "agent_memories_not_extracted",
-            "Facts of a turn not stored as memories, by reason: turn_cap (past MEMORY_MAX_EXTRACTED_PER_TURN) or "
-            "too_long (longer than a memory may be).",
+            "Facts of a turn not stored as memories, by reason: turn_cap (past MEMORY_MAX_EXTRACTED_PER_TURN), "
+            "too_long (longer than a memory may be) or refused (the backend refused the turn's write, e.g. the actor "
+            "holds its most memories).",
             ["reason"],
             registry=self.registry,
         )

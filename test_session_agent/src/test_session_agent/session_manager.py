@@ -28,6 +28,7 @@ from strands.hooks import (
     MultiAgentInitializedEvent,
 )
 from strands.session.repository_session_manager import RepositorySessionManager
+from strands.types.content import Message
 from strands.types.session import SessionAgent, SessionMessage
 
 from ._bidi import BidiWrites
@@ -53,12 +54,16 @@ class TurnContext:
         idempotency_key: the client's key recorded with the turn: a retry under it gets the stored answer.
         ends_lease: when set, the turn's commit also ends `lease_owner`'s lease (one request fewer); it is called
             just before the commit is sent, so the caller stops renewing the lease first.
+        extraction: when set (with `turn_id`), called with the agent's messages the commit stores, as
+            `(message_id, message)` pairs in order, just before it is sent; what it returns (`{actor_id, agent_id,
+            message_ids}`, or None: nothing) is recorded with the turn as its pending memory extraction.
     """
 
     lease_owner: str | None = None
     turn_id: str | None = None
     idempotency_key: str | None = None
     ends_lease: Callable[[], None] | None = None
+    extraction: Callable[[list[tuple[int, Message]]], dict[str, Any] | None] | None = None
 
 
 class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionRepository):
@@ -311,6 +316,10 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             "idempotency_key": context.idempotency_key if context is not None else None,
             "result": answer,
         }
+        if context is not None and context.extraction is not None:
+            extraction = context.extraction(_stored_messages(operations, event.agent.agent_id))
+            if extraction is not None:
+                turn["extraction"] = extraction
         release = context is not None and context.lease_owner is not None and context.ends_lease is not None
         if release:
             assert context is not None and context.ends_lease is not None
@@ -367,6 +376,19 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         if self._pending is None:
             return super().update_agent(session_id, session_agent, **kwargs)
         self._pending.append({"op": "update_agent", "agent": session_agent.to_dict()})
+
+
+def _stored_messages(operations: list[dict[str, Any]], agent_id: str) -> list[tuple[int, Message]]:
+    """The agent's messages a batch stores, `(message_id, message)` in message order, each as it is last written.
+
+    A redacted message reads as its redaction (what a restore returns).
+    """
+    messages: dict[int, Message] = {}
+    for op in operations:
+        if op["op"] in ("create_message", "update_message") and op["agent_id"] == agent_id:
+            stored = op["message"]
+            messages[int(stored["message_id"])] = stored.get("redact_message") or stored["message"]
+    return sorted(messages.items(), key=lambda item: item[0])
 
 
 def _coalesce(

@@ -19,7 +19,7 @@ import orjson
 
 
 class FakeBackend:
-    """Sessions, agents (with versions), messages, batches and leases of the backend's REST API, in memory.
+    """Sessions, agents (with versions), messages, batches, leases and memory batches of the backend's API, in memory.
 
     Attributes:
         requests: every request received, in order.
@@ -32,6 +32,9 @@ class FakeBackend:
         self.messages: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
         self.context_windows: dict[tuple[str, str], dict[str, Any]] = {}
         self.lease_holder: str | None = None
+        # Memories per actor by content (stored once), and the turns marked extracted: `(session_id, turn_id)`.
+        self.memories: dict[str, dict[str, dict[str, Any]]] = {}
+        self.extracted: set[tuple[str, str]] = set()
         self.requests: list[httpx.Request] = []
         self.fail: list[int] = []
 
@@ -106,6 +109,12 @@ class FakeBackend:
             case "DELETE", ["sessions", sid, "lease"]:
                 self.lease_holder = None
                 return httpx.Response(204)
+            case "POST", ["actors", actor_id, "memories", "batch"]:
+                memories = self.memories.setdefault(actor_id, {})
+                items = [memories.setdefault(m["content"], m | {"memory_id": m["content"]}) for m in body["memories"]]
+                if body.get("turn"):
+                    self.extracted.add((body["turn"]["session_id"], body["turn"]["turn_id"]))
+                return self._json(200, {"items": items, "created": len(items)})
         return self._json(405, {"detail": f"{method} {parts} not faked"})
 
     def _update_agent(self, sid: str, agent: dict[str, Any], if_match: str | None) -> httpx.Response:

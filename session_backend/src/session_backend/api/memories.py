@@ -28,8 +28,14 @@ async def add_memory(actor_id: ActorId, body: MemoryCreate, store: Memories) -> 
 
 @router.post("/batch", response_model=MemoryBatchResult)
 async def add_memories(actor_id: ActorId, body: MemoryBatch, store: Memories) -> Response:
-    """Store up to 1,000 memories in one statement; identical content is stored once."""
-    results = await store.add(actor_id, [m.model_dump() for m in body.memories])
+    """Store up to 1,000 memories in one statement; identical content is stored once.
+
+    With `turn`: the memories a committed turn's extraction yielded (possibly none), stored only while that turn's
+    extraction is pending for this actor, and the turn marked extracted in the same transaction (its pending extraction
+    no longer comes with the session's lease); a turn already extracted or gone answers `items: []`, nothing stored.
+    """
+    turn = (body.turn.session_id, body.turn.turn_id) if body.turn is not None else None
+    results = await store.add(actor_id, [m.model_dump() for m in body.memories], turn=turn)
     created = sum(1 for c, _ in results if c)
     return json_response(f'{{"items":[{",".join(t for _, t in results)}],"created":{created}}}')
 

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from ..embedder import Embedder, EmbedderError, make_embedder, vector_literal
 from ..sql import memories as sql
+from ..sql import turns as turns_sql
 from .errors import Conflict, EmbedderUnavailable, MemoryLimitReached, MemorySearchTimeout, NotFound, UnknownReference
 
 logger = logging.getLogger(__name__)
@@ -127,22 +128,32 @@ class ActorMemoryStore:
         """`hybrid` (meaning and words) or `full_text` (no pgvector on the server, or no embedder)."""
         return "hybrid" if self.embedder is not None else "full_text"
 
-    async def add(self, actor_id: str, memories: list[dict[str, Any]]) -> list[tuple[bool, str]]:
+    async def add(
+        self, actor_id: str, memories: list[dict[str, Any]], *, turn: tuple[str, str] | None = None
+    ) -> list[tuple[bool, str]]:
         """Store memories of one actor (embedded first, off the event loop); content the actor has is not stored twice.
 
         Args:
             actor_id: the actor.
-            memories: `{content, metadata, source}` dicts.
+            memories: `{content, metadata, source}` dicts (none: only `turn` is marked).
+            turn: `(session_id, turn_id)` of the committed turn these memories were extracted from: stored only while
+                that turn's extraction is pending for `actor_id`, and it is marked done in the same transaction. A turn
+                already extracted (by a concurrent replay; its memories may have been forgotten since) or gone (its
+                session deleted) stores nothing.
 
         Returns:
             Per input, in order: whether it was stored now (False: identical content was already stored, or appears
-            earlier in `memories`), and the stored memory as JSON text.
+            earlier in `memories`), and the stored memory as JSON text; empty when `turn` is no longer pending.
 
         Raises:
             MemoryLimitReached: the actor would hold more than `max_per_actor` memories (nothing is stored).
             EmbedderUnavailable: the embedder failed (nothing is stored).
             UnknownReference: a source names an agent of a session that does not exist.
         """
+        if not memories:
+            if turn is not None:
+                await self.pool.execute(turns_sql.MARK_EXTRACTED, *turn)
+            return []
         contents = [m["content"] for m in memories]
         args: list[Any] = [actor_id, memories]
         statement = sql.INSERT_MEMORIES
@@ -157,6 +168,9 @@ class ActorMemoryStore:
             statement = sql.INSERT_MEMORIES_WITH_VECTORS
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(sql.LOCK_ACTOR, actor_id)
+            if turn is not None and await conn.fetchval(turns_sql.LOCK_PENDING_EXTRACTION, *turn, actor_id) is None:
+                logger.debug("session_id=<%s>, turn_id=<%s> | turn not pending; memories not stored", *turn)
+                return []
             stored, new = await conn.fetchrow(sql.COUNT_FOR_CAP, actor_id, contents) or (0, 0)
             if stored + new > self.max_per_actor:
                 self.metrics.refused.inc(new)
@@ -168,6 +182,8 @@ class ActorMemoryStore:
                 rows = await conn.fetch(statement, *args)
             except asyncpg.ForeignKeyViolationError as e:
                 raise UnknownReference("a memory's source names an agent of a session that does not exist") from e
+            if turn is not None:
+                await conn.execute(turns_sql.MARK_EXTRACTED, *turn)
         if not all(r["body"] is not None for r in rows):
             # Only a writer bypassing the actor lock can store the same content after this statement's snapshot.
             raise Conflict(f"memories of actor {actor_id!r} are being written concurrently; retry")

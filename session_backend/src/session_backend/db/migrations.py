@@ -283,6 +283,16 @@ MIGRATIONS: list[str] = [
     END
     $$;
     """,
+    # 16: memory extraction progress stored with the turn: what a committed turn leaves to extract (`extraction`:
+    # actor, agent, message ids) until its memories are stored (`extracted_at`, set in the memories' transaction), so
+    # a turn whose agent process died before extraction finished is finished by a replay or the session's next turn.
+    """
+    ALTER TABLE session_turns
+        ADD COLUMN IF NOT EXISTS extraction   jsonb,
+        ADD COLUMN IF NOT EXISTS extracted_at timestamptz;
+    CREATE INDEX IF NOT EXISTS session_turns_extraction_pending_idx ON session_turns (session_id, created_at)
+        WHERE extraction IS NOT NULL AND extracted_at IS NULL;
+    """,
 ]
 
 SELECT_FUNCTION_RECORD = "SELECT sha256, version FROM schema_functions WHERE name = $1"

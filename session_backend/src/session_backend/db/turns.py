@@ -89,7 +89,9 @@ class TurnStore:
 
         Returns:
             `{"session_id", "owner", "locked_at", "expires_at", "agent_versions": {agent_id: version},
-            "incarnation": int | None, "turn": dict | None, "actor_id": str | None, "active_agent": dict | None}`.
+            "incarnation": int | None, "turn": dict | None, "actor_id": str | None, "active_agent": dict | None,
+            "pending_extractions": [{turn_id, actor_id, agent_id, message_ids}]}` (the session's committed turns
+            whose memories are not stored yet, oldest first).
 
         Raises:
             SessionBusy: another owner holds a live lease (`retry_after`: seconds until it expires).

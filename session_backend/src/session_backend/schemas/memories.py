@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from .common import Identifier, JsonObject, json_size, utf8_text
+from .common import Identifier, JsonObject, Token, json_size, utf8_text
 
 MAX_CONTENT_CHARS = 16_384
 MAX_METADATA_BYTES = 16_384
@@ -47,10 +47,30 @@ class MemoryCreate(BaseModel):
     source: MemorySource | None = None
 
 
-class MemoryBatch(BaseModel):
-    """Several memories stored in one statement (`add_messages`, extraction batches)."""
+class ExtractedTurn(BaseModel):
+    """The committed turn a batch of memories was extracted from: its extraction is marked done with them."""
 
-    memories: Annotated[list[MemoryCreate], Field(min_length=1, max_length=MAX_BATCH)]
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: Identifier
+    turn_id: Token
+
+
+class MemoryBatch(BaseModel):
+    """Several memories stored in one statement (`add_messages`, extraction batches).
+
+    With `turn`, they are what that turn's extraction yielded (possibly none): the turn is marked extracted in the
+    same transaction, so its memories are stored exactly once across agent-process restarts.
+    """
+
+    memories: Annotated[list[MemoryCreate], Field(max_length=MAX_BATCH)]
+    turn: ExtractedTurn | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> MemoryBatch:
+        if not self.memories and self.turn is None:
+            raise ValueError("memories must not be empty (unless a turn's extraction is marked done)")
+        return self
 
 
 class MemoryPublic(BaseModel):

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StrictBool, model_validator
 
 from .common import MAX_MESSAGE_ID, MAX_TTL_SECONDS, Body, Identifier, JsonObject, Token
+from .memories import MAX_SOURCE_MESSAGES
 from .sessions import AgentBody, MessageBody
 
 
@@ -84,12 +85,33 @@ BatchOperation = Annotated[
 ]
 
 
+class TurnExtraction(Body):
+    """What a committed turn leaves to extract into long-term memory: the actor, and the agent's messages to read.
+
+    Recorded with the turn; pending until the memories extracted from those messages are stored with the turn named
+    (`POST /v1/actors/{actor_id}/memories/batch` with `turn`), in the same transaction.
+    """
+
+    actor_id: Identifier
+    agent_id: Identifier
+    message_ids: Annotated[
+        list[Annotated[int, Field(ge=0, le=MAX_MESSAGE_ID)]], Field(min_length=1, max_length=MAX_SOURCE_MESSAGES)
+    ]
+
+
+class PendingExtraction(TurnExtraction):
+    """A committed turn of the session whose extraction has not been stored yet (see `LeasePublic`)."""
+
+    turn_id: str
+
+
 class TurnRecord(Body):
-    """The turn a batch commits: its id, the client's Idempotency-Key (if any) and the answer given for it."""
+    """The turn a batch commits: its id, Idempotency-Key (if any), answer, and what it leaves to extract (if any)."""
 
     turn_id: Token
     idempotency_key: Token | None = None
     result: JsonObject = Field(default_factory=dict)
+    extraction: TurnExtraction | None = None
 
 
 class TurnPublic(Body):
@@ -100,6 +122,8 @@ class TurnPublic(Body):
     status: Literal["committed", "aborted"]
     result: JsonObject | None
     created_at: datetime
+    extraction: TurnExtraction | None = None
+    extracted_at: datetime | None = None
 
 
 class BatchRequest(Body):
@@ -154,7 +178,9 @@ class LeasePublic(Body):
 
     With the session's agent versions and incarnation (null before the session exists) when it was taken, and
     `turn`: the answer of a turn already committed under the request's Idempotency-Key, if any; `actor_id` and
-    `active_agent` of the session, so a turn knows whose session it is and where it goes without another request.
+    `active_agent` of the session, so a turn knows whose session it is and where it goes without another request;
+    `pending_extractions`: the session's committed turns whose memories are not stored yet (oldest first, at most
+    `MAX_PENDING_EXTRACTIONS`), for the lease holder to finish.
     """
 
     session_id: str
@@ -166,6 +192,7 @@ class LeasePublic(Body):
     turn: JsonObject | None = None
     actor_id: str | None = None
     active_agent: ActiveAgentPublic | None = None
+    pending_extractions: list[PendingExtraction] = Field(default_factory=list)
 
 
 class BatchResult(Body):

@@ -50,8 +50,9 @@ class SqlFunction:
 # replaces that row in place, strands-agents #4420, every call moves the session's `updated_at`, and
 # `set_context_window` {agent_id, window} stores the agent's reduced context window, and the
 # expiry is kept past a live lease's end; version 4: an `update_message` deletes the memories extracted from the
-# message unless its `forget_memories` is false; version 5: the session row moves once per transaction, and not when
-# another transaction in flight holds it, see the end of the function). Every
+# message unless its `forget_memories` is false; version 5: `record_turn` also records the turn's `extraction`, what it
+# leaves to extract into memories, see migration 16; version 6: the session row moves once per transaction, and not
+# when another transaction in flight holds it, see the end of the function). Every
 # successful call moves the expiry of a session with a `ttl_seconds` (sliding expiry, see `sql/sessions.py`).
 # Version 3 takes `p_ops` as `json` (an overload next to version 2's `jsonb` one, which older replicas keep calling):
 # content is copied as the text it was sent as (U+0000 and numbers of any size kept, migration 14), and a retry is
@@ -62,7 +63,7 @@ class SqlFunction:
 # them back to json.
 SESSION_BACKEND_WRITE = SqlFunction(
     "session_backend_write",
-    version=5,
+    version=6,
     definition=rf"""
 CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops json, p_lease_owner text)
 RETURNS TABLE (status text, version bigint, body text)
@@ -110,8 +111,9 @@ BEGIN
         ELSIF op->>'op' = 'record_turn' THEN
             -- Last of a turn's batch: loses to a tombstone written by `RESOLVE_TURN` (the writer gave the turn up)
             -- and to an earlier committed turn with the same Idempotency-Key; either way nothing of the batch stays.
-            INSERT INTO session_turns (session_id, turn_id, idempotency_key, status, result)
-            VALUES (p_session_id, op->>'turn_id', op->>'idempotency_key', 'committed', (op->>'result')::json)
+            INSERT INTO session_turns (session_id, turn_id, idempotency_key, status, result, extraction)
+            VALUES (p_session_id, op->>'turn_id', op->>'idempotency_key', 'committed', (op->>'result')::json,
+                    nullif((op->'extraction')::jsonb, 'null'::jsonb))
             ON CONFLICT DO NOTHING;
             IF NOT FOUND THEN
                 RAISE EXCEPTION 'turn % of session % was already decided', op->>'turn_id', p_session_id
@@ -243,7 +245,7 @@ BEGIN
         RETURN NEXT;
     END LOOP;
     -- Sliding expiry: a session with a lifetime lives `ttl_seconds` past its last write (and its live lease).
-    -- `updated_at` moves with every committed write (sessions listed by their last turn). Version 5 moves it at most
+    -- `updated_at` moves with every committed write (sessions listed by their last turn). Version 6 moves it at most
     -- once per transaction (the later writes of a group commit would write the same values again, each a new row
     -- version with an entry in every index of `sessions`), and a write that finds the row locked by another
     -- transaction in flight leaves the move to that one (SKIP LOCKED): concurrent writers of one session (agents of

@@ -1,6 +1,7 @@
 """SQL for session leases: one writer per session across replicas, with a TTL after which another may take over."""
 
 from .common import ACTIVE_AGENT_JSON, LIVE, LIVE_ACTIVE_AGENT, LIVE_LEASE
+from .turns import PENDING_EXTRACTIONS
 
 # Acquire, renew (same owner) or take over (expired); no row returned when another owner holds a live lease.
 # The session's incarnation and agent versions come along, so a writer can tell whether its cached agent is still
@@ -8,6 +9,7 @@ from .common import ACTIVE_AGENT_JSON, LIVE, LIVE_ACTIVE_AGENT, LIVE_LEASE
 # actor (a device may only continue its own sessions) and its live active agent (where the turn goes) come too.
 # A live session never expires under its lease: taking or renewing one moves the session's expiry to the lease's end
 # at least (the commit then slides it from there, see `sql/functions.py`), so a running turn always finds it.
+# The session's turns whose memory extraction is pending come along too: the lease holder finishes them.
 ACQUIRE_LEASE = f"""
 WITH l AS (
     INSERT INTO session_leases AS l (session_id, owner, locked_at, expires_at)
@@ -31,7 +33,8 @@ SELECT l.session_id, l.owner, l.locked_at, l.expires_at,
        (SELECT {ACTIVE_AGENT_JSON} FROM session_active_agents aa
         WHERE aa.session_id = $1 AND {LIVE_ACTIVE_AGENT}) AS active_agent,
        (SELECT t.result FROM session_turns t
-        WHERE t.session_id = $1 AND t.idempotency_key = $4::text AND t.status = 'committed') AS turn
+        WHERE t.session_id = $1 AND t.idempotency_key = $4::text AND t.status = 'committed') AS turn,
+       coalesce(({PENDING_EXTRACTIONS}), '[]'::json) AS pending_extractions
 FROM l
 """
 

@@ -1,7 +1,8 @@
 """Long-term memory of an actor for the service's agents: Strands' `MemoryManager` on `PostgreSQLMemoryStore`.
 
 Before each user turn's first model call the actor's memories that match the prompt are folded into it, within a time
-budget; after the turn `FirstPersonExtractor` stores the user's first-person statements as new memories.
+budget. Extraction (the user's first-person statements stored as new memories after the turn) is not Strands' (its
+buffer and progress live in process memory) but `memory_extraction.TurnExtraction`, its progress stored with the turn.
 """
 
 from __future__ import annotations
@@ -13,20 +14,16 @@ from typing import Any
 
 import httpx
 from strands.memory import (
-    ExtractionConfig,
     InjectionFormatContext,
-    InvocationTrigger,
     MemoryEntry,
     MemoryInjectionConfig,
     MemoryManager,
     SearchOptions,
 )
 
-from ..exceptions import BackendRequestError, BackendUnavailableError
+from ..exceptions import BackendUnavailableError
 from ..memory import PostgreSQLMemoryStore
-from ..memory_text import FirstPersonExtractor
 from ..observability import AgentMetrics
-from ..session_manager import PostgreSQLSessionManager
 from ..settings import AgentSettings
 
 logger = logging.getLogger(__name__)
@@ -57,27 +54,11 @@ class RecallStore(PostgreSQLMemoryStore):
         client: httpx.Client,
         budget: float,
         on_timeout: Callable[[], None],
-        source: Callable[[], dict[str, Any] | None] = lambda: None,
         **kwargs: Any,
     ) -> None:
         super().__init__(actor_id, client=client, search_timeout=budget, **kwargs)
         self.budget = budget
         self._on_timeout = on_timeout
-        self._source = source
-
-    async def add(
-        self, content: str, metadata: dict[str, Any] | None = None, *, source: dict[str, Any] | None = None
-    ) -> str:
-        """`PostgreSQLMemoryStore.add`, recording the running turn's messages as the source (when there is one)."""
-        source = source if source is not None else self._source()
-        try:
-            return await super().add(content, metadata, source=source)
-        except BackendRequestError as e:
-            if source is None or e.status != 422:
-                raise
-            # The source's session is gone (deleted meanwhile): keep the fact, without provenance.
-            logger.warning("actor_id=<%s>, error=<%s> | memory stored without its source", self.actor_id, e)
-            return await super().add(content, metadata)
 
     async def initialize(self) -> None:
         """Nothing to check: the service validated the actor id, and a memory outage must not fail an agent's build."""
@@ -100,46 +81,23 @@ class RecallStore(PostgreSQLMemoryStore):
 
 
 class ActorMemory:
-    """The `MemoryManager` of one actor's agent, and the memory text it injected into the running turn.
+    """The `MemoryManager` of one actor's agent (recall only), and the memory text it injected into the running turn.
 
-    The extractor is the deterministic `FirstPersonExtractor` for every provider (the local 0.5B model's own
-    extraction, Strands' `ModelExtractor`, is unreliable); the `search_memory` tool is off: memories reach the
-    model by injection, and a profile's tools stay exactly those it names.
+    The `search_memory` tool is off: memories reach the model by injection, and a profile's tools stay exactly those
+    it names. Strands' extraction is off: the turn runner extracts (`TurnExtraction`), exactly once per turn.
 
     Args:
-        actor_id: whose memories are read and written.
+        actor_id: whose memories are read (and, by the turn runner, written).
         client: the service's HTTP client of the session backend.
-        settings: the service's settings (`MEMORY_RECALL_BUDGET_SECONDS`, `MEMORY_MAX_EXTRACTED_PER_TURN`).
-        metrics: where recalls past the budget and facts not extracted are counted.
-        session: the agent's session manager and agent id, when its messages are rows (`SESSION_MANAGER=repository`):
-            extracted memories then record the session, agent and the turn's message ids as their source.
+        settings: the service's settings (`MEMORY_RECALL_BUDGET_SECONDS`).
+        metrics: where recalls past the budget are counted.
     """
 
-    def __init__(
-        self,
-        actor_id: str,
-        client: httpx.Client,
-        settings: AgentSettings,
-        metrics: AgentMetrics,
-        session: tuple[PostgreSQLSessionManager, str] | None = None,
-    ) -> None:
+    def __init__(self, actor_id: str, client: httpx.Client, settings: AgentSettings, metrics: AgentMetrics) -> None:
         self.actor_id = actor_id
         self.injected: str | None = None
-        self._session = session
-        self._turn_start: int | None = None
         self.store = RecallStore(
-            actor_id,
-            client,
-            settings.memory_recall_budget_seconds,
-            metrics.memory_recall_timeouts.inc,
-            self.source,
-            extraction=ExtractionConfig(
-                trigger=InvocationTrigger(),
-                extractor=FirstPersonExtractor(
-                    max_facts=settings.memory_max_extracted_per_turn,
-                    on_dropped=lambda reason, count: metrics.memories_not_extracted.labels(reason=reason).inc(count),
-                ),
-            ),
+            actor_id, client, settings.memory_recall_budget_seconds, metrics.memory_recall_timeouts.inc
         )
         self.manager = MemoryManager(
             stores=[self.store],
@@ -153,20 +111,5 @@ class ActorMemory:
         return self.injected
 
     def begin_turn(self) -> None:
-        """Forget what was injected into the previous turn; the turn's messages start after the agent's newest."""
+        """Forget what was injected into the previous turn."""
         self.injected = None
-        if self._session is not None:
-            manager, agent_id = self._session
-            latest = manager.latest_message_id(agent_id)
-            self._turn_start = 0 if latest is None else latest + 1
-
-    def source(self) -> dict[str, Any] | None:
-        """`{session_id, agent_id, message_ids}` of the running turn's messages so far; None without a session."""
-        if self._session is None or self._turn_start is None:
-            return None
-        manager, agent_id = self._session
-        latest = manager.latest_message_id(agent_id)
-        if latest is None or latest < self._turn_start:
-            return None
-        ids = list(range(self._turn_start, latest + 1))
-        return {"session_id": manager.session_id, "agent_id": agent_id, "message_ids": ids}

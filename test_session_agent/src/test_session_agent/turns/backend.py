@@ -46,7 +46,9 @@ class ServiceBackend(BackendClientOwner):
 
         Returns:
             `{"session_id", "owner", "locked_at", "expires_at", "agent_versions": {agent_id: version},
-            "incarnation": int | None, "actor_id", "active_agent": {...} | None, "turn": {"response", ...} | None}`.
+            "incarnation": int | None, "actor_id", "active_agent": {...} | None, "turn": {"response", ...} | None,
+            "pending_extractions": [{turn_id, actor_id, agent_id, message_ids}]}` (turns whose memories are not
+            stored yet: `TurnExtraction.finish_all`).
 
         Raises:
             SessionBusyError: another owner holds a live lease.
@@ -117,6 +119,40 @@ class ServiceBackend(BackendClientOwner):
         receipt: dict[str, Any] = _json.loads(response.content)
         logger.debug("erase_id=<%s> | erased an actor", receipt.get("erase_id"))
         return receipt
+
+    # memory extraction
+
+    def store_extracted(
+        self, actor_id: str, memories: list[dict[str, Any]], session_id: str, turn_id: str | None
+    ) -> list[dict[str, Any]]:
+        """Store what a committed turn's extraction yielded and mark the turn extracted, in one backend transaction.
+
+        Idempotent (content an actor has is stored once; a turn already marked stays so), so it is retried.
+
+        Args:
+            actor_id: whose memories these are.
+            memories: `{content, metadata, source}` dicts (none: the turn is only marked).
+            session_id: the turn's session.
+            turn_id: the turn (its record names the extraction pending until this call); None: a turn without a
+                record (a snapshot session's), nothing is marked.
+
+        Returns:
+            The stored memories, in order (the one already stored where the content was a duplicate).
+
+        Raises:
+            SessionConflictError: the actor holds its most memories (409).
+            BackendRequestError: a memory or its source was refused (422).
+            BackendUnavailableError: the backend is unreachable or failing (the extraction stays pending).
+        """
+        body: dict[str, Any] = {"memories": memories}
+        if turn_id is not None:
+            body["turn"] = {"session_id": session_id, "turn_id": turn_id}
+        elif not memories:
+            return []
+        response = self._request("POST", f"/v1/actors/{_seg(actor_id)}/memories/batch", body=body)
+        assert response is not None
+        items: list[dict[str, Any]] = _json.loads(response.content)["items"]
+        return items
 
     # sessions
 

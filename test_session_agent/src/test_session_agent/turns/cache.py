@@ -19,7 +19,6 @@ from ..profiles import AgentProfile
 from ..service.agent_memory import ActorMemory
 from ..service.session_managers import ServiceSessionManager, build_session_manager
 from ..service.tools import resolve_tools
-from ..session_manager import PostgreSQLSessionManager
 from ..settings import AgentSettings
 from .request import AGENT_ID
 
@@ -121,8 +120,7 @@ class AgentBuilder:
         manager = build_session_manager(self.settings, self.client, session_id, actor_id)
         memory = None
         if actor_id:
-            rows = (manager, AGENT_ID) if isinstance(manager, PostgreSQLSessionManager) else None
-            memory = ActorMemory(actor_id, self.client, self.settings, self.metrics, rows)
+            memory = ActorMemory(actor_id, self.client, self.settings, self.metrics)
         system_prompt = profile.system_prompt if profile is not None else None
         tools: list[Any] | None = resolve_tools(profile.tools) if profile is not None else None
         agent = Agent(

@@ -22,7 +22,8 @@ from ..observability import AgentMetrics
 from ..postgresql_session_repository import PostgreSQLSessionRepository
 from ..profiles import AgentProfile, AgentProfileClient
 from ..service.handoff import HANDOFF_STATE_KEY
-from ..session_manager import TurnContext
+from ..service.memory_extraction import TurnExtraction, TurnMessages
+from ..session_manager import PostgreSQLSessionManager, TurnContext
 from ..settings import AgentSettings
 from .backend import ServiceBackend
 from .cache import AgentBuilder, AgentCache, CachedAgent, fingerprint
@@ -49,6 +50,8 @@ class TurnRunner:
         fallback: the stateless answer while the backend is down.
         metrics: where turns, cache lookups and backend errors are counted.
         lease_executor: where a speculative turn's lease request is sent from.
+        extraction: extracts a committed turn's facts into its actor's memories, once (its progress in the turn's
+            record: a turn left pending by a crash is finished by the next holder of the session's lease).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class TurnRunner:
         fallback: StatelessFallback,
         metrics: AgentMetrics,
         lease_executor: Executor,
+        extraction: TurnExtraction,
     ) -> None:
         self.settings = settings
         self.cache = cache
@@ -74,6 +78,7 @@ class TurnRunner:
         self.fallback = fallback
         self.metrics = metrics
         self._lease_executor = lease_executor
+        self.extraction = extraction
 
     def run(self, request: TurnRequest, deadline: float) -> TurnResult:
         """Run the turn, counted; a stateless answer while the backend is down (before the commit) and fallback is on.
@@ -144,9 +149,11 @@ class TurnRunner:
             self.leases.release(session_id)
             raise SessionNotFoundError(f"session {session_id!r} not found")
         if verdict == "replay":
-            # A retry of a turn already committed: its answer, and nothing stored again.
+            # A retry of a turn already committed: its answer, and nothing stored again but the memories its first
+            # attempt left pending (its process died before extracting them).
             self.leases.release(session_id)
             logger.debug("session_id=<%s> | idempotent retry answered from the stored turn", session_id)
+            self.extraction.finish_all(session_id, lease.get("pending_extractions") or [])
             return TurnResult.from_record(session_id, lease["turn"], started, replayed=True)
         self.leases.renew(session_id)
         try:
@@ -165,7 +172,8 @@ class TurnRunner:
         except BaseException:
             self.leases.release(session_id)
             raise
-        return self._invoke(request, entry, cached=cached, profile=profile, started=started)
+        pending = lease.get("pending_extractions") or []
+        return self._invoke(request, entry, cached=cached, profile=profile, started=started, pending=pending)
 
     def _speculate(self, entry: CachedAgent, request: TurnRequest) -> TurnResult | None:
         """The turn on its cached agent, started while the lease request is in flight; None: mispredicted."""
@@ -194,19 +202,28 @@ class TurnRunner:
         profile: AgentProfile | None,
         speculation: Speculation | None = None,
         started: float | None = None,
+        pending: list[dict[str, Any]] | None = None,
     ) -> TurnResult:
-        """Invoke `entry`'s agent under the session's lease (held, or, with `speculation`, in flight) and end it."""
+        """Invoke `entry`'s agent under the session's lease (held, or, with `speculation`, in flight) and end it.
+
+        Then the turn's memories are extracted, after those of earlier turns the lease handed over (`pending`).
+        """
         session_id = request.session_id
         started = time.perf_counter() if started is None else started
         turn_id = uuid.uuid4().hex
         manager = entry.manager
         owner = self.leases.owner
-        # The lease ends inside the turn's commit (one request fewer), its renewals stopped just before.
+        actor_id = entry.memory.actor_id if entry.memory is not None else None
+        recorded = isinstance(manager, PostgreSQLSessionManager)
+        extraction = TurnMessages(self.extraction, actor_id, entry.agent, recorded)
+        # The lease ends inside the turn's commit (one request fewer), its renewals stopped just before; what the
+        # turn leaves to extract is recorded with it.
         context = TurnContext(
             lease_owner=owner,
             turn_id=turn_id,
             idempotency_key=request.idempotency_key,
             ends_lease=lambda: self.leases.stop_renewing(session_id),
+            extraction=extraction.record if actor_id is not None else None,
         )
         ttl = self.settings.active_agent_ttl_seconds or None
         invocation_state: dict[str, Any] = {
@@ -222,6 +239,7 @@ class TurnRunner:
                 self.metrics.cache_lookups.labels(result="hit" if cached else "miss").inc()
             if entry.memory is not None:
                 entry.memory.begin_turn()
+            extraction.begin()
             result = run_on_thread_loop(invoke(entry.agent, request.prompt, request.on_text, invocation_state))
         except BackendUnavailableError as e:
             if manager.unresolved_turn_id != turn_id:
@@ -243,6 +261,10 @@ class TurnRunner:
             else:
                 self.leases.stop_renewing(session_id)
         self.cache.put(session_id, entry)
+        if speculation is not None and speculation.lease is not None:
+            pending = speculation.lease.get("pending_extractions") or []
+        self.extraction.finish_all(session_id, pending or [])
+        extraction.finish(session_id, turn_id)
         return TurnResult(
             session_id=session_id,
             response=str(result).strip() if result is not None else "",

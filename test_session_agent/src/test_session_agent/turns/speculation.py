@@ -81,6 +81,7 @@ class Speculation:
         request: the turn.
 
     Attributes:
+        lease: the lease taken (None until then, or when another writer holds it).
         verdict: None until the gate judged the lease.
         failure: the lease request's own exception (e.g. the backend is unreachable), when it failed.
     """
@@ -88,6 +89,7 @@ class Speculation:
     def __init__(self, leases: Leases, executor: Executor, entry: CachedAgent, request: TurnRequest) -> None:
         self.verdict: Verdict | None = None
         self.failure: BaseException | None = None
+        self.lease: dict[str, Any] | None = None
         self._leases = leases
         self._executor = executor
         self._entry = entry
@@ -117,6 +119,7 @@ class Speculation:
         except BaseException as e:
             self.failure = e
             raise
+        self.lease = lease
         self.verdict = lease_verdict(lease, self._entry, self._request)
         if self.verdict != "confirmed":
             raise Mispredicted(self.verdict)
