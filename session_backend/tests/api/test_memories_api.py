@@ -176,7 +176,7 @@ def test_relevant_memory_ranks_first_among_sixty(client: TestClient) -> None:
     # a whole question, any term: the memory sharing the most terms comes first
     hits = search(client, actor_id, query="What is my favourite drink? Green tea or coffee?", match="any")
     assert hits[0]["memory_id"] == relevant["memory_id"]
-    assert 0 < hits[-1]["score"] <= hits[0]["score"] < 1
+    assert 0 < hits[-1]["score"] <= hits[0]["score"] <= 1
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     assert len(hits) == 10
 
