@@ -78,16 +78,19 @@ ORDER BY i.position
 INSERT_MEMORIES = _insert_memories(vectors=False)
 INSERT_MEMORIES_WITH_VECTORS = _insert_memories(vectors=True)
 
-# Words: each lexeme of the query ($2, english) weighs its rarity among the actor's memories, BM25's inverse document
-# frequency ln(1 + (n - df + 0.5) / (df + 0.5)), with the actor's memory count n counted up to 10 x $5 and a lexeme's
-# df up to $5 (bounded cost; past the caps a word is common either way). A memory's word score is the sum of the
-# weights of the query lexemes it holds (no term frequency or length: memories are one fact each). Lexemes no memory
-# holds weigh nothing. Candidates: memories holding any lexeme, or with $3 false every term of the query parsed by
-# `websearch_to_tsquery` (quoted phrases, `or`, `-word`); at most $5 of them (those the GIN index yields first).
-WORDS = r"""
-terms AS (
-    SELECT DISTINCT t.lexeme, ('''' || replace(replace(t.lexeme, '\', '\\'), '''', '''''') || '''')::tsquery AS query
-    FROM unnest(tsvector_to_array(to_tsvector('english', $2))) AS t (lexeme)
+# Words: each term of the query ($2, parsed by `websearch_to_tsquery`, english; negated terms dropped) weighs its
+# rarity among the actor's memories, BM25's inverse document frequency ln(1 + (n - df + 0.5) / (df + 0.5)), with the
+# actor's memory count n counted up to 10 x $5 and a term's df up to $5 (bounded cost; past the caps a word is common
+# either way). A memory's word score is the sum of the weights of the query terms it holds (no term frequency or
+# length: memories are one fact each); terms no memory holds weigh nothing. Candidates: memories holding any term, or
+# with $3 false every term (quoted phrases, `or`, `-word`); at most $5 of them (those the GIN index yields first).
+WORDS = """
+parsed AS (
+    SELECT websearch_to_tsquery('english', $2) AS strict
+), terms AS (
+    -- each quoted lexeme of the query's positive part ('' or 'T' when it has none), as a one-term query
+    SELECT DISTINCT t[1]::tsquery AS query
+    FROM parsed, regexp_matches(querytree(parsed.strict), '''(?:[^'']|'''')*''', 'g') AS t
 ), actor AS (
     SELECT count(*)::float8 AS n FROM (SELECT 1 FROM actor_memories WHERE actor_id = $1 LIMIT 10 * $5) x
 ), weighted AS (
@@ -101,7 +104,8 @@ terms AS (
     SELECT greatest(coalesce(sum(idf), 0), 1e-9) AS idf FROM weighted
 ), q AS (
     SELECT CASE WHEN $3 THEN coalesce((SELECT string_agg(query::text, ' | ') FROM weighted), '')::tsquery
-                ELSE websearch_to_tsquery('english', $2) END AS query
+                ELSE strict END AS query
+    FROM parsed
 ), candidates AS (
     SELECT m.memory_id, m.search, m.created_at FROM actor_memories m, q
     WHERE m.actor_id = $1 AND m.search @@ q.query LIMIT $5
