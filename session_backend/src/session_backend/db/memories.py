@@ -21,8 +21,9 @@ from .errors import Conflict, EmbedderUnavailable, MemoryLimitReached, MemorySea
 logger = logging.getLogger(__name__)
 
 # Bounded search cost, whatever the query: a query of many words is reduced to its MAX_QUERY_TERMS longest distinct
-# words (the rarer, content-bearing ones) for full text; at most MAX_RANKED word matches are ranked; each ranking
-# contributes its best FUSED_CANDIDATES to the hybrid fusion.
+# words (the rarer, content-bearing ones) for full text; a word's rarity counts at most MAX_RANKED memories holding it
+# (and the actor's memories up to 10 x MAX_RANKED); at most MAX_RANKED word matches are ranked; each ranking
+# contributes its best FUSED_CANDIDATES to the hybrid score.
 MAX_QUERY_TERMS = 32
 MAX_RANKED = 1_000
 FUSED_CANDIDATES = 50
