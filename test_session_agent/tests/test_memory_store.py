@@ -69,7 +69,7 @@ async def test_add_returns_an_id_and_dedupes_identical_content(make_store: Any) 
     [entry] = await store.search("dark mode preferences")
     assert entry.content == "user prefers dark mode"
     assert entry.metadata["source"] == "user" and entry.metadata["memory_id"] == first
-    assert 0 < entry.metadata["score"] < 1
+    assert 0 < entry.metadata["score"] <= 1
 
 
 async def test_add_refuses_blank_content_and_read_only_stores(make_store: Any) -> None:

@@ -62,7 +62,7 @@ MEMORY_STORE_NOT_APPLICABLE = {
     _STORE + "TestAdd.test_persists_human_readable_json": _FILE,
     _STORE + "TestSearch.test_ranks_higher_overlap_first_with_relevance_score": (
         "the order assertion passes; then it reads `_relevanceScore`, the reference's token-overlap count (3, 1): "
-        "ours ranks by PostgreSQL full text (`ts_rank_cd`) and reports it as `score` in (0, 1) "
+        "ours ranks by PostgreSQL full text (each word weighted by its rarity) and reports it as `score` in (0, 1] "
         "(test_ranks_higher_overlap_first_and_excludes_no_overlap)"
     ),
     _STORE + "TestPersistence.test_raises_clear_error_on_corrupt_file": _FILE,

@@ -176,7 +176,7 @@ def test_relevant_memory_ranks_first_among_sixty(client: TestClient) -> None:
     # a whole question, any term: the memory sharing the most terms comes first
     hits = search(client, actor_id, query="What is my favourite drink? Green tea or coffee?", match="any")
     assert hits[0]["memory_id"] == relevant["memory_id"]
-    assert 0 < hits[-1]["score"] <= hits[0]["score"] < 1
+    assert 0 < hits[-1]["score"] <= hits[0]["score"] <= 1
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     assert len(hits) == 10
 
@@ -195,6 +195,18 @@ def test_relevant_memory_ranks_first_among_sixty(client: TestClient) -> None:
     assert relevant["memory_id"] in {
         h["memory_id"] for h in search(client, actor_id, query="drinking", limit=100, match="all")
     }
+
+
+def test_a_rare_word_outweighs_words_every_memory_holds(client: TestClient) -> None:
+    actor_id = actor()
+    for thing in ("tea", "chess", "jazz", "tennis", "poetry", "a walk"):
+        add(client, actor_id, f"Caroline likes {thing} in the park")
+    rare = add(client, actor_id, "I moved to Lisbon")
+
+    # "caroline" and "park" are in six memories, "lisbon" in one: holding it weighs more than holding both others
+    [first, *others] = search(client, actor_id, query="Caroline park Lisbon", match="any")
+    assert first["memory_id"] == rare["memory_id"]
+    assert len(others) == 6 and first["score"] > 0.5 > others[0]["score"] == others[-1]["score"] > 0
 
 
 def test_queries_without_searchable_words_find_nothing(client: TestClient) -> None:

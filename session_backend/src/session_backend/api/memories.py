@@ -50,10 +50,11 @@ async def search_memories(
 ) -> Response:
     """Search an actor's memories, best first; without `query`, newest first (`score` null).
 
-    `match=hybrid` (default): by meaning and by words, fused by reciprocal rank (score: the fused rank score, in
-    (0, 0.04)); on a server without pgvector (see `/ready`), full text with any term. `match=meaning`: by meaning
-    only (score: cosine similarity). `match=any` / `match=all`: plain full text, `query` in web-search syntax
-    (`"a phrase"`, `or`, `-word`), memories sharing any / every term (score: `ts_rank_cd` in (0, 1)).
+    `match=hybrid` (default): by meaning and by words (score: cosine similarity + 0.2 x the word score); on a server
+    without pgvector (see `/ready`), full text with any term. `match=meaning`: by meaning only (score: cosine
+    similarity). `match=any` / `match=all`: plain full text, `query` in web-search syntax (`"a phrase"`, `or`,
+    `-word`), memories sharing any / every term (score: the word score, the share of the query's words, each
+    weighted by its rarity among the actor's memories, that the memory holds, in (0, 1]).
     """
     items = await store.search(actor_id, query, limit=limit, match=match)
     return json_response(f'{{"items":[{",".join(items)}]}}')

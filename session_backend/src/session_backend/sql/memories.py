@@ -1,8 +1,8 @@
 """SQL for long-term memories per actor, searched by meaning (pgvector, where the server has it) and by words.
 
-Words: an english tsvector with a GIN index, queries parsed by `websearch_to_tsquery`, ranked by `ts_rank_cd`.
-Meaning: a `vector(384)` per memory (cosine distance, HNSW index). Hybrid: both candidate lists fused by reciprocal
-rank. Reads return JSON text built by PostgreSQL.
+Words: an english tsvector with a GIN index; a memory scores the rarity (idf) of the query's words it holds.
+Meaning: a `vector(384)` per memory (cosine distance, HNSW index). Hybrid: both candidate lists, each memory scored
+cosine similarity plus a weighted share of the query's word weight. Reads return JSON text built by PostgreSQL.
 """
 
 from .common import iso
@@ -78,30 +78,56 @@ ORDER BY i.position
 INSERT_MEMORIES = _insert_memories(vectors=False)
 INSERT_MEMORIES_WITH_VECTORS = _insert_memories(vectors=True)
 
-# `websearch_to_tsquery` parses the query (quoted phrases, `or`, `-word`); its terms must all match. With $3 true
-# (match any term) the parsed query's ANDs become ORs and its negations are dropped (`querytree`), so a whole
-# question finds memories sharing some of its words, and `ts_rank_cd` puts those sharing the most first.
-TS_QUERY = """
+# Words: each term of the query ($2, parsed by `websearch_to_tsquery`, english; negated terms dropped) weighs its
+# rarity among the actor's memories, BM25's inverse document frequency ln(1 + (n - df + 0.5) / (df + 0.5)), with the
+# actor's memory count n counted up to 10 x $5 and a term's df up to $5 (bounded cost; past the caps a word is common
+# either way). A memory's word score is the sum of the weights of the query terms it holds (no term frequency or
+# length: memories are one fact each); terms no memory holds weigh nothing. Candidates: memories holding any term, or
+# with $3 false every term (quoted phrases, `or`, `-word`); at most $5 of them (those the GIN index yields first).
+WORDS = """
 parsed AS (
     SELECT websearch_to_tsquery('english', $2) AS strict
+), terms AS (
+    -- each quoted lexeme of the query's positive part ('' or 'T' when it has none), as a one-term query
+    SELECT DISTINCT t[1]::tsquery AS query
+    FROM parsed, regexp_matches(querytree(parsed.strict), '''(?:[^'']|'''')*''', 'g') AS t
+), actor AS (
+    SELECT count(*)::float8 AS n FROM (SELECT 1 FROM actor_memories WHERE actor_id = $1 LIMIT 10 * $5) x
+), weighted AS (
+    SELECT t.query, ln(1 + (a.n - d.df + 0.5) / (d.df + 0.5)) AS idf
+    FROM terms t, actor a, LATERAL (
+        SELECT count(*)::float8 AS df FROM (
+            SELECT 1 FROM actor_memories m WHERE m.actor_id = $1 AND m.search @@ t.query LIMIT $5) x
+    ) d
+    WHERE d.df > 0
+), total AS (
+    SELECT greatest(coalesce(sum(idf), 0), 1e-9) AS idf FROM weighted
 ), q AS (
-    SELECT CASE
-        WHEN NOT $3 THEN strict
-        WHEN querytree(strict) IN ('', 'T') THEN ''::tsquery
-        ELSE replace(querytree(strict), ' & ', ' | ')::tsquery
-    END AS query
+    SELECT CASE WHEN $3 THEN coalesce((SELECT string_agg(query::text, ' | ') FROM weighted), '')::tsquery
+                ELSE strict END AS query
     FROM parsed
+), candidates AS (
+    SELECT m.memory_id, m.search, m.created_at FROM actor_memories m, q
+    WHERE m.actor_id = $1 AND m.search @@ q.query LIMIT $5
 )"""
 
-# Bounded cost: at most $5 matching memories (those the GIN index yields first) are ranked, however many match.
+
+def _words_score(search: str) -> str:
+    # The share of the query's word weight the memory holds, in [0, 1].
+    return f"(SELECT coalesce(sum(w.idf), 0) FROM weighted w WHERE {search} @@ w.query) / (SELECT idf FROM total)"
+
+
+# Full text: ranked by word score (the score, in (0, 1]), then `ts_rank_cd` (terms close together), newest first.
 SEARCH_MEMORIES = f"""
-WITH {TS_QUERY}, candidates AS (
-    SELECT m.* FROM actor_memories m, q WHERE m.actor_id = $1 AND m.search @@ q.query LIMIT $5
+WITH {WORDS}, ranked AS (
+    SELECT c.memory_id, {_words_score("c.search")} AS score, ts_rank_cd(c.search, q.query, 32) AS cover, c.created_at
+    FROM candidates c, q
+    ORDER BY score DESC, cover DESC, c.created_at DESC, c.memory_id DESC
+    LIMIT $4
 )
-SELECT {_hit_json("ts_rank_cd(m.search, q.query, 32)")}
-FROM candidates m, q
-ORDER BY ts_rank_cd(m.search, q.query, 32) DESC, m.created_at DESC, m.memory_id DESC
-LIMIT $4
+SELECT {_hit_json("r.score")}
+FROM ranked r JOIN actor_memories m ON m.actor_id = $1 AND m.memory_id = r.memory_id
+ORDER BY r.score DESC, r.cover DESC, r.created_at DESC, r.memory_id DESC
 """
 
 # By meaning alone: the $3 nearest memories of the actor ($2: the query's embedding); score = cosine similarity.
@@ -114,36 +140,27 @@ LIMIT $3
 """
 
 # Hybrid: the best $6 by words ($5 candidates ranked, as in SEARCH_MEMORIES) and the $6 nearest by meaning ($7: the
-# query's embedding), fused by reciprocal rank (score: sum over both lists of weight / (60 + rank); $8 weighs words).
+# query's embedding), each scored cosine similarity + $8 x its word score: meaning ranks, and holding the query's rare
+# words (names, places, things) lifts a memory by up to $8.
 SEARCH_MEMORIES_HYBRID = f"""
-WITH {TS_QUERY}, candidates AS (
-    SELECT m.memory_id, m.search, m.created_at FROM actor_memories m, q
-    WHERE m.actor_id = $1 AND m.search @@ q.query LIMIT $5
-), by_words AS (
-    SELECT c.memory_id,
-           row_number() OVER (ORDER BY ts_rank_cd(c.search, q.query, 32) DESC, c.created_at DESC, c.memory_id) AS rank
-    FROM candidates c, q
-    ORDER BY rank
-    LIMIT $6
+WITH {WORDS}, by_words AS (
+    SELECT c.memory_id FROM candidates c ORDER BY {_words_score("c.search")} DESC, c.created_at DESC LIMIT $6
 ), nearest AS (
-    SELECT m.memory_id, m.embedding <=> $7::vector AS distance FROM actor_memories m
+    SELECT m.memory_id FROM actor_memories m
     WHERE m.actor_id = $1 AND m.embedding IS NOT NULL
     ORDER BY m.embedding <=> $7::vector
     LIMIT $6
-), by_meaning AS (
-    SELECT n.memory_id, row_number() OVER (ORDER BY n.distance, n.memory_id) AS rank FROM nearest n
-), fused AS (
-    SELECT h.memory_id, sum(h.weight / (60 + h.rank)) AS score FROM (
-        SELECT memory_id, rank, $8::float8 AS weight FROM by_words
-        UNION ALL
-        SELECT memory_id, rank, 1.0::float8 FROM by_meaning
-    ) h
-    GROUP BY h.memory_id
+), scored AS (
+    SELECT m.memory_id, m.created_at,
+           coalesce(1 - (m.embedding <=> $7::vector), 0) + $8::float8 * {_words_score("m.search")} AS score
+    FROM (SELECT memory_id FROM by_words UNION SELECT memory_id FROM nearest) p
+    JOIN actor_memories m ON m.actor_id = $1 AND m.memory_id = p.memory_id
+    ORDER BY score DESC, m.created_at DESC, m.memory_id DESC
+    LIMIT $4
 )
-SELECT {_hit_json("f.score")}
-FROM fused f JOIN actor_memories m ON m.actor_id = $1 AND m.memory_id = f.memory_id
-ORDER BY f.score DESC, m.created_at DESC, m.memory_id DESC
-LIMIT $4
+SELECT {_hit_json("s.score")}
+FROM scored s JOIN actor_memories m ON m.actor_id = $1 AND m.memory_id = s.memory_id
+ORDER BY s.score DESC, s.created_at DESC, s.memory_id DESC
 """
 
 LIST_MEMORIES = f"""
