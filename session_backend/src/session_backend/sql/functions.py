@@ -51,7 +51,9 @@ class SqlFunction:
 # `set_context_window` {agent_id, window} stores the agent's reduced context window, and the
 # expiry is kept past a live lease's end; version 4: an `update_message` deletes the memories extracted from the
 # message unless its `forget_memories` is false; version 5: the session row moves once per transaction, and not when
-# another transaction in flight holds it, see the end of the function). Every
+# another transaction in flight holds it, see the end of the function; version 6: an `update_agent` sets the agent's
+# `awaiting_input`, a fact of its internal state sent beside it by `embed_content`, since that state may be sealed,
+# `db/encryption.py`). Every
 # successful call moves the expiry of a session with a `ttl_seconds` (sliding expiry, see `sql/sessions.py`).
 # Version 3 takes `p_ops` as `json` (an overload next to version 2's `jsonb` one, which older replicas keep calling):
 # content is copied as the text it was sent as (U+0000 and numbers of any size kept, migration 14), and a retry is
@@ -62,7 +64,7 @@ class SqlFunction:
 # them back to json.
 SESSION_BACKEND_WRITE = SqlFunction(
     "session_backend_write",
-    version=5,
+    version=6,
     definition=rf"""
 CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops json, p_lease_owner text)
 RETURNS TABLE (status text, version bigint, body text)
@@ -169,7 +171,8 @@ BEGIN
             -- Compare and set in one statement: a concurrent writer cannot slip between the check and the write.
             UPDATE agents a
             SET state = (msg->>'state')::json, conversation_manager_state = (msg->>'conversation_manager_state')::json,
-                internal_state = (msg->>'internal_state')::json, updated_at = v_updated, version = a.version + 1
+                internal_state = (msg->>'internal_state')::json, updated_at = v_updated, version = a.version + 1,
+                awaiting_input = coalesce((msg->>'awaiting_input')::boolean, a.awaiting_input)
             WHERE a.session_id = p_session_id AND a.agent_id = v_agent
               AND (op->'if_version' IS NULL OR json_typeof(op->'if_version') = 'null'
                    OR a.version = (op->>'if_version')::bigint)
