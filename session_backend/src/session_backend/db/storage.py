@@ -8,6 +8,7 @@ import re
 import asyncpg
 
 from ..sql import storage as storage_sql
+from ..sql.common import SESSION_STORAGE_PREFIX
 from .encryption import Codec
 from .errors import StoreError
 
@@ -102,14 +103,17 @@ class StorageStore:
         """Store `data` under `key`, overwriting any value.
 
         With encryption on the value is sealed under its session's data key (keys under `session/<id>/`) or the shared
-        storage key, and the search index keeps its words only in the `fulltext` search mode.
+        storage key, and the search index keeps its words only in the `fulltext` search mode, and never of a
+        session's objects (snapshots).
 
         Raises:
             InvalidKey: the key breaks Strands' key rules.
         """
         check_key(key)
         sealer = await self.codec.for_storage_key(self.pool, key)
-        index = self.codec.index_text(searchable_text(data)) or ""
+        # A session's objects are its snapshots, whole conversations: with encryption on they are never indexed.
+        snapshot = self.codec.enabled and key.startswith(SESSION_STORAGE_PREFIX)
+        index = "" if snapshot else self.codec.index_text(searchable_text(data)) or ""
         await self.pool.execute(storage_sql.UPSERT_OBJECT, key, sealer.data(data), index)
         logger.debug("key=<%s>, bytes=<%d> | wrote storage object", key, len(data))
 

@@ -57,8 +57,8 @@ FROM agents WHERE session_id = $1
 """
 RESEAL_AGENTS = """
 UPDATE agents a SET state = v.state::json, conversation_manager_state = v.cm::json,
-                    internal_state = v.internal::json, context_window = v.window::json
-FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS v (agent_id, state, cm, internal, window)
+                    internal_state = v.internal::json, context_window = v.win::json
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS v (agent_id, state, cm, internal, win)
 WHERE a.session_id = $1 AND a.agent_id = v.agent_id
 """
 SELECT_SEALED_MESSAGES = """
