@@ -155,7 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.memories = memory_store = await open_memory_store(pool, settings, metrics.registry, codec)
         app.state.storage = StorageStore(pool, codec)
         app.state.erasures = ErasureStore(pool, codec)
-        app.state.converter = SessionConverter(pool)
+        app.state.converter = SessionConverter(pool, codec)
         app.state.housekeeping = Housekeeping(pool)
         metrics.pool = pool
         watcher = asyncio.create_task(_watch_embedded(embedded), name="embedded-watch") if embedded else None

@@ -269,3 +269,37 @@ def test_rotation_rewraps_data_keys_and_a_wrong_key_stops_the_start(database_url
         with pytest.raises(KeyConfigurationError, match="SESSION_BACKEND_ENCRYPTION"), TestClient(create_app(settings)):
             pass
     assert rotate_key(encrypted_settings(database_url, encryption_key=key_text())) == 2  # the current key not given
+
+
+@pytest.mark.integration
+def test_conversion_both_ways_opens_and_seals(database_url: str) -> None:
+    with TestClient(create_app(encrypted_settings(database_url))) as client:
+        sid = seed(client, new_id("carol"), f"carol says {SECRET}")
+        converted = client.post(f"/v1/sessions/{sid}/convert", json={"to": "snapshot"})
+        assert converted.status_code == 200, converted.text
+        key = converted.json()["agents"][0]["key"]
+        snapshot = client.get("/v1/storage/objects", params={"key": key})
+        assert SECRET in snapshot.text and snapshot.json()["data"]["state"] == {"s": f"carol says {SECRET}"}
+        query = "SELECT value, content_tsv::text FROM storage_objects WHERE key = $1"
+        raw = asyncio.run(fetch(database_url, query, key))
+        assert SECRET.encode() not in raw[0][0] and raw[0][1] == ""
+        back = client.post(f"/v1/sessions/{sid}/convert", json={"to": "messages", "replace": True})
+        assert back.status_code == 200, back.text
+        messages = client.get(f"/v1/sessions/{sid}/agents/default/messages").json()
+        assert [m["message"]["content"][0]["text"] for m in messages] == [f"carol says {SECRET}"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("mode", ["fulltext", "none"])
+def test_memory_search_mode(database_url: str, mode: str) -> None:
+    actor = new_id("dave")
+    with TestClient(create_app(encrypted_settings(database_url, encrypted_search=mode))) as client:
+        added = client.post(f"/v1/actors/{actor}/memories", json={"content": f"dave likes {SECRET}"})
+        assert added.status_code == 201 and added.json()["content"] == f"dave likes {SECRET}"
+        again = client.post(f"/v1/actors/{actor}/memories", json={"content": f"dave likes {SECRET}"})
+        assert again.json()["memory_id"] == added.json()["memory_id"]  # deduplicated: sealing is deterministic
+        found = client.get(f"/v1/actors/{actor}/memories", params={"query": SECRET}).json()["items"]
+        assert len(found) == (1 if mode == "fulltext" else 0)
+        assert len(client.get(f"/v1/actors/{actor}/memories").json()["items"]) == 1  # listing needs no index
+    index = asyncio.run(fetch(database_url, "SELECT search::text FROM actor_memories WHERE actor_id = $1", actor))
+    assert (SECRET in (index[0][0] or "")) == (mode == "fulltext")  # what `fulltext` reveals: the words

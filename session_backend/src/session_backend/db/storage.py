@@ -87,6 +87,17 @@ def searchable_text(data: bytes) -> str:
     return _NON_WORD.sub(" ", text)
 
 
+def index_text(codec: Codec, key: str, data: bytes) -> str:
+    """What the full-text index keeps of a storage value: its words (`searchable_text`), or nothing.
+
+    Nothing with encryption on in a search mode other than `fulltext`, and never, with encryption on, of a session's
+    objects (its snapshots: whole conversations).
+    """
+    if codec.enabled and key.startswith(SESSION_STORAGE_PREFIX):
+        return ""
+    return codec.index_text(searchable_text(data)) or ""
+
+
 class StorageStore:
     """Store of Strands `Storage` objects (bytes under keys) in PostgreSQL.
 
@@ -111,10 +122,7 @@ class StorageStore:
         """
         check_key(key)
         sealer = await self.codec.for_storage_key(self.pool, key)
-        # A session's objects are its snapshots, whole conversations: with encryption on they are never indexed.
-        snapshot = self.codec.enabled and key.startswith(SESSION_STORAGE_PREFIX)
-        index = "" if snapshot else self.codec.index_text(searchable_text(data)) or ""
-        await self.pool.execute(storage_sql.UPSERT_OBJECT, key, sealer.data(data), index)
+        await self.pool.execute(storage_sql.UPSERT_OBJECT, key, sealer.data(data), index_text(self.codec, key, data))
         logger.debug("key=<%s>, bytes=<%d> | wrote storage object", key, len(data))
 
     async def read(self, key: str) -> bytes | None:
