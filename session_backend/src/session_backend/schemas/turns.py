@@ -169,8 +169,10 @@ class LeasePublic(Body):
 
 
 class BatchResult(Body):
-    """What a batch did: messages inserted, identical retries skipped, each updated agent's new version, and whether
-    the batch's `release_lease` ended the writer's lease with its commit (`lease_ended`)."""
+    """What a batch did: messages inserted, identical retries skipped, each updated agent's new version.
+
+    `lease_ended`: whether the batch's `release_lease` ended the writer's lease with its commit.
+    """
 
     created_messages: int
     existing_messages: int
