@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -24,7 +25,7 @@ import asyncpg
 TEST_ENCRYPTION_KEY = "c2Vzc2lvbi1iYWNrZW5kIHRlc3Qga2V5IDAwMDAwMDA="
 """Base64 of 32 bytes: the `SESSION_BACKEND_ENCRYPTION_KEY` of test runs with encryption on."""
 
-ENCRYPTION_MODES = {
+ENCRYPTION_MODES: dict[str, Any] = {
     "argnames": "encryption_key",
     "argvalues": ["", TEST_ENCRYPTION_KEY],
     "ids": ["plain", "encrypted"],
