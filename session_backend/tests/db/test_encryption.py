@@ -269,6 +269,10 @@ def test_rotation_rewraps_data_keys_and_a_wrong_key_stops_the_start(database_url
         with pytest.raises(KeyConfigurationError, match="SESSION_BACKEND_ENCRYPTION"), TestClient(create_app(settings)):
             pass
     assert rotate_key(encrypted_settings(database_url, encryption_key=key_text())) == 2  # the current key not given
+    # And back (the module's other tests share its database and the test key).
+    assert rotate_key(encrypted_settings(database_url, encryption_old_keys=new)) == 0
+    with TestClient(create_app(encrypted_settings(database_url))) as client:
+        assert SECRET in client.get(f"/v1/sessions/{sid}/agents/default/messages").text
 
 
 @pytest.mark.integration
