@@ -307,3 +307,28 @@ def test_memory_search_mode(database_url: str, mode: str) -> None:
         assert len(client.get(f"/v1/actors/{actor}/memories").json()["items"]) == 1  # listing needs no index
     index = asyncio.run(fetch(database_url, "SELECT search::text FROM actor_memories WHERE actor_id = $1", actor))
     assert (SECRET in (index[0][0] or "")) == (mode == "fulltext")  # what `fulltext` reveals: the words
+
+
+@pytest.mark.integration
+def test_export_opens_what_it_writes_out(database_url: str) -> None:
+    import io
+
+    from session_backend.cli_files import export_session
+    from session_backend.db.group_commit import Writer
+    from session_backend.db.sessions import SessionStore
+
+    with TestClient(create_app(encrypted_settings(database_url))) as client:
+        sid = seed(client, new_id("erin"), f"erin says {SECRET}")
+
+    async def export() -> str:
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+        try:
+            codec = Codec(pool, load_key_provider(TEST_ENCRYPTION_KEY, None, None))
+            out = io.BytesIO()
+            await export_session(SessionStore(Writer(pool, codec=codec)), sid, out)
+            return out.getvalue().decode()
+        finally:
+            await pool.close()
+
+    exported = asyncio.run(export())
+    assert exported.count(SECRET) == 2 and encryption.TOKEN_PREFIX not in exported  # the message and the state
