@@ -77,18 +77,28 @@ def pg_server_dsn() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def database_url(pg_server_dsn: str) -> Iterator[str]:
-    """DSN of a database created for this test module (`test_<uuid>`) and dropped at its end."""
+def encryption_key(request: pytest.FixtureRequest) -> str:
+    """The backend's `SESSION_BACKEND_ENCRYPTION_KEY` in this module: empty (off), unless the module is run in both
+    modes (`pytest.mark.parametrize(**session_backend.testing.ENCRYPTION_MODES)`)."""
+    return str(getattr(request, "param", ""))
+
+
+@pytest.fixture(scope="module")
+def database_url(pg_server_dsn: str, encryption_key: str) -> Iterator[str]:
+    """DSN of a database created for this test module (`test_<uuid>`) and dropped at its end (one per encryption
+    mode of a module run in both)."""
     with scratch_database(pg_server_dsn) as dsn:
         yield dsn
 
 
 @pytest.fixture(scope="module")
-def backend_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a real `session-backend` process serving this module's database (no auth)."""
+def backend_url(database_url: str, encryption_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real `session-backend` process serving this module's database (no auth; encrypting with
+    `encryption_key` when it is set)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {"DATABASE_URL": database_url, "PORT": str(port), "HOST": "127.0.0.1", "SESSION_BACKEND_API_KEY": ""}
+    env["SESSION_BACKEND_ENCRYPTION_KEY"] = encryption_key
     log = tmp_path_factory.mktemp("backend") / "backend.log"
     with run_service("session-backend", env, url, health="/ready", log=log):
         yield url

@@ -54,13 +54,19 @@ def main() -> int:
     parser.add_argument(
         "--devices", nargs="+", type=int, default=None, help="sessions_load: device counts (default 100 1000)"
     )
+    parser.add_argument(
+        "--encryption", action="store_true", help="run every backend with encryption at rest on (a test key)"
+    )
     args = parser.parse_args()
+    if args.encryption:
+        os.environ["BENCH_ENCRYPTION"] = "1"  # read by `common.backend` and the seeds
     quick = args.quick
     devices = tuple(args.devices or ((100, 300) if quick else (100, 1_000)))
     wanted = set(args.only or TARGETS) | ({"list", "local_model"} if not args.only else set())
     results: dict[str, Any] = {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "started_at": datetime.now(UTC).isoformat(),
+        "encryption": bool(args.encryption),
     }
     started = time.perf_counter()
     steps: list[tuple[str, str, Callable[[], Any]]] = [

@@ -20,6 +20,11 @@ ADMIN_URL = os.environ.get(
 )
 
 
+def encryption_key() -> str | None:
+    """The wrapping key of backends and seeds when the run has encryption at rest on (`--encryption`), else None."""
+    return testing.TEST_ENCRYPTION_KEY if os.environ.get("BENCH_ENCRYPTION") == "1" else None
+
+
 def median(values: Sequence[float]) -> float:
     """Median of `values` (0.0 when empty)."""
     return float(statistics.median(values)) if values else 0.0
@@ -49,7 +54,10 @@ def process(name: str, env: dict[str, str], url: str, health: str = "/health") -
 
 @contextmanager
 def backend(database_url: str, workers: int = 1, env: dict[str, str] | None = None) -> Iterator[str]:
-    """A `session-backend` process on `database_url` (extra environment `env`, e.g. settings); yields its URL."""
+    """A `session-backend` process on `database_url` (extra environment `env`, e.g. settings); yields its URL.
+
+    With `--encryption` (`BENCH_ENCRYPTION=1`) it runs with encryption at rest on.
+    """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     environment = {
@@ -58,6 +66,7 @@ def backend(database_url: str, workers: int = 1, env: dict[str, str] | None = No
         "SESSION_BACKEND_WORKERS": str(workers),
         "SESSION_BACKEND_API_KEY": "",
         "LOG_LEVEL": "warning",
+        "SESSION_BACKEND_ENCRYPTION_KEY": encryption_key() or "",
         **(env or {}),
     }
     with process("session-backend", environment, url, health="/ready"):

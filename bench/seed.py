@@ -11,7 +11,10 @@ import orjson
 from strands.session.file_session_manager import FileSessionManager
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
+from session_backend.db.encryption import MESSAGE, Codec, load_key_provider
 from session_backend.db.migrations import apply_migrations
+
+from .common import encryption_key
 
 TEXT = ("The quick brown fox jumps over the lazy dog while the session backend keeps every word safe. " * 3)[:250]
 
@@ -22,7 +25,10 @@ def message(i: int) -> dict[str, Any]:
 
 
 def seed_postgres(database_url: str, session_id: str, count: int, agent_id: str = "default") -> None:
-    """Create the schema (if needed) and one session whose agent holds `count` messages, with COPY."""
+    """Create the schema (if needed) and one session whose agent holds `count` messages, with COPY.
+
+    With `--encryption` the messages are sealed as the backend seals them (the session's own data key).
+    """
 
     async def run() -> None:
         conn = await asyncpg.connect(database_url)
@@ -30,6 +36,10 @@ def seed_postgres(database_url: str, session_id: str, count: int, agent_id: str 
             await apply_migrations(conn)
             async with conn.transaction():
                 await conn.execute("INSERT INTO sessions (session_id) VALUES ($1)", session_id)
+                key = encryption_key()
+                provider = load_key_provider(key, None, None) if key else None
+                codec = Codec(conn, provider)  # type: ignore[arg-type]
+                sealer = await codec.for_session(conn, session_id)
                 await conn.execute(
                     "INSERT INTO agents (session_id, agent_id, conversation_manager_state) VALUES ($1, $2, $3::jsonb)",
                     session_id,
@@ -40,10 +50,11 @@ def seed_postgres(database_url: str, session_id: str, count: int, agent_id: str 
                 stamp = now.isoformat(timespec="microseconds")
                 rows = []
                 for i in range(count):
-                    text = orjson.dumps(message(i)).decode()
+                    sealed = sealer.value(MESSAGE, message(i))
+                    text = orjson.dumps(sealed).decode()
                     body = orjson.dumps(
                         {
-                            "message": message(i),
+                            "message": sealed,
                             "message_id": i,
                             "redact_message": None,
                             "created_at": stamp,

@@ -14,11 +14,13 @@ SettingsFactory = Callable[..., Settings]
 
 
 @pytest.fixture(scope="module")
-def make_settings(database_url: str) -> SettingsFactory:
-    """Returns `f(**overrides) -> Settings` for a test app on this module's database (no auth by default)."""
+def make_settings(database_url: str, encryption_key: str) -> SettingsFactory:
+    """Returns `f(**overrides) -> Settings` for a test app on this module's database (no auth by default; encryption
+    at rest with the module's `encryption_key`, when it runs in `ENCRYPTION_MODES`)."""
 
     def make(**overrides: object) -> Settings:
         values: dict[str, object] = {"database_url": database_url, "api_key": None, "sweep_interval_seconds": 3600}
+        values["encryption_key"] = encryption_key or None
         values.update(overrides)
         return Settings.model_validate(values)
 

@@ -12,6 +12,12 @@ from pathlib import Path
 import pytest
 from strands_sdist import check, run_suite
 
+from session_backend.testing import ENCRYPTION_MODES
+
+# Strands' suites hold with encryption at rest off and on (each mode on its own backend and database).
+pytestmark = pytest.mark.parametrize(**ENCRYPTION_MODES)
+
+
 STORAGE_SUITE = [
     "tests/strands/storage/test_in_memory_storage.py",
     "tests/strands/storage/test_storage.py",

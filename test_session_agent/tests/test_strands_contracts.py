@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 from strands_sdist import check, run_suite
 
+from session_backend.testing import ENCRYPTION_MODES
 from test_session_agent import PostgreSQLSessionRepository
+
+# Strands' suites hold with encryption at rest off and on (each mode on its own backend and database).
+pytestmark = pytest.mark.parametrize(**ENCRYPTION_MODES)
 
 REPOSITORY_SUITE = [
     "tests/strands/session/test_repository_session_manager.py",

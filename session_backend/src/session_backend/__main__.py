@@ -11,7 +11,7 @@ from .settings import get_settings
 
 def main() -> None:
     """Run the session backend until SIGINT/SIGTERM; settings come from the environment (README.md, Configuration)."""
-    if sys.argv[1:2] in (["import-files"], ["export"]):
+    if sys.argv[1:2] in (["import-files"], ["export"], ["rotate-key"]):
         from .cli_files import main as files_main
 
         raise SystemExit(files_main(sys.argv[1:]))

@@ -24,6 +24,7 @@ from .api.deps import require_api_key
 from .api.errors import EXCEPTION_HANDLERS
 from .api.hotpath import HotPath
 from .db.convert import SessionConverter
+from .db.encryption import Codec, key_provider
 from .db.erasure import ErasureStore
 from .db.errors import UNAVAILABLE_ERRORS
 from .db.group_commit import Writer
@@ -135,15 +136,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             embedded = await asyncio.to_thread(EmbeddedPostgres, settings.data_dir / "postgres")
             dsn = embedded.dsn
         pool = await _connect(settings, dsn)
-        writer = Writer(pool, group_commit=settings.group_commit)
+        codec = Codec(
+            pool, key_provider(settings), cache_size=settings.data_key_cache_size, search=settings.encrypted_search
+        )
+        try:
+            async with pool.acquire() as conn:
+                await codec.check(conn)
+        except BaseException:
+            await pool.close()
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
+            raise
+        writer = Writer(pool, group_commit=settings.group_commit, codec=codec)
         store = SessionStore(writer)
         app.state.sessions = store
         app.state.turns = TurnStore(writer)
         app.state.profiles = ProfileStore(pool)
-        app.state.memories = memory_store = await open_memory_store(pool, settings, metrics.registry)
-        app.state.storage = StorageStore(pool)
-        app.state.erasures = ErasureStore(pool)
-        app.state.converter = SessionConverter(pool)
+        app.state.memories = memory_store = await open_memory_store(pool, settings, metrics.registry, codec)
+        app.state.storage = StorageStore(pool, codec)
+        app.state.erasures = ErasureStore(pool, codec)
+        app.state.converter = SessionConverter(pool, codec)
         app.state.housekeeping = Housekeeping(pool)
         metrics.pool = pool
         watcher = asyncio.create_task(_watch_embedded(embedded), name="embedded-watch") if embedded else None

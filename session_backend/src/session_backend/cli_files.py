@@ -22,6 +22,7 @@ import asyncpg
 
 from service_kit import jsoncodec
 
+from .db.encryption import Codec, KeyConfigurationError, KeyProvider, key_provider, rotate
 from .db.errors import AlreadyExists, Conflict, NotFound, StoreError
 from .db.group_commit import Writer
 from .db.migrations import apply_migrations
@@ -75,7 +76,7 @@ class _OneConnection:
     import answers by updating) leaves the enclosing transaction usable.
     """
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: Any) -> None:
         self.conn = conn
 
     @asynccontextmanager
@@ -207,7 +208,9 @@ async def _import_messages(
     counts.unchanged += result["existing_messages"]
 
 
-async def import_files(pool: asyncpg.Pool, root: Path, *, show_progress: bool = True) -> ImportCounts:
+async def import_files(
+    pool: asyncpg.Pool, root: Path, *, show_progress: bool = True, provider: KeyProvider | None = None
+) -> ImportCounts:
     """Import every session of a FileSessionManager storage directory, with a progress bar over its messages.
 
     Each session in its own transaction: one that fails is rolled back whole, reported in `skipped` and the import
@@ -217,6 +220,7 @@ async def import_files(pool: asyncpg.Pool, root: Path, *, show_progress: bool = 
         pool: a pool on the target database (migrated).
         root: the directory given to `FileSessionManager(storage_dir=...)`.
         show_progress: draw the progress bar (on stderr).
+        provider: the wrapping key (encryption at rest): content is sealed as the service seals it; None: off.
 
     Returns:
         The counts of what was written and what was already there.
@@ -233,7 +237,8 @@ async def import_files(pool: asyncpg.Pool, root: Path, *, show_progress: bool = 
             attempt = ImportCounts()
             try:
                 async with pool.acquire() as conn, conn.transaction():
-                    store = SessionStore(Writer(_OneConnection(conn)))  # type: ignore[arg-type]
+                    one = _OneConnection(conn)
+                    store = SessionStore(Writer(one, codec=Codec(one, provider)))  # type: ignore[arg-type]
                     await import_session(store, session_dir, attempt, lambda n: progress.advance(task, n))
             except (ValueError, StoreError, asyncpg.PostgresError) as e:
                 reason = getattr(e, "detail", None) or str(e) or type(e).__name__
@@ -296,8 +301,39 @@ async def _with_store(settings: Settings, action: Any) -> Any:
             await asyncio.to_thread(embedded.stop)
 
 
+def rotate_key(settings: Settings) -> int:
+    """Re-wrap every data key under the configured key (`rotate-key`); print what was done.
+
+    Returns:
+        The process exit status: 0 done, 2 no key configured or a data key whose wrapping key is not given.
+    """
+    try:
+        provider = key_provider(settings)
+    except KeyConfigurationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if provider is None:
+        print("error: set SESSION_BACKEND_ENCRYPTION_KEY (the new key) to rotate to", file=sys.stderr)
+        return 2
+
+    async def run(pool: asyncpg.Pool) -> int:
+        return await rotate(pool, provider)
+
+    try:
+        count = asyncio.run(_with_store(settings, run))
+    except KeyConfigurationError as e:
+        print(f"error: {e} (give every old key in SESSION_BACKEND_ENCRYPTION_OLD_KEYS)", file=sys.stderr)
+        return 2
+    print(
+        f"re-wrapped {count} data keys under {provider.current_key_id}; every data key is wrapped by it now, "
+        "so SESSION_BACKEND_ENCRYPTION_OLD_KEYS can be removed",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    """Run `import-files DIR` or `export SESSION_ID [-o FILE]` against `DATABASE_URL` (else embedded PostgreSQL).
+    """Run `import-files DIR`, `export SESSION_ID [-o FILE]` or `rotate-key` on `DATABASE_URL` (else embedded).
 
     Returns:
         The process exit status.
@@ -310,23 +346,33 @@ def main(argv: list[str]) -> int:
     exporter = commands.add_parser("export", help="write one session as NDJSON")
     exporter.add_argument("session_id")
     exporter.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    commands.add_parser(
+        "rotate-key",
+        help="re-wrap every data key under SESSION_BACKEND_ENCRYPTION_KEY; the keys it replaces are given in "
+        "SESSION_BACKEND_ENCRYPTION_OLD_KEYS (data is not re-encrypted)",
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+
+    if args.command == "rotate-key":
+        return rotate_key(settings)
 
     if args.command == "import-files":
         if not args.directory.is_dir():
             parser.error(f"{args.directory} is not a directory")
 
         async def run_import(pool: asyncpg.Pool) -> ImportCounts:
-            return await import_files(pool, args.directory, show_progress=not args.no_progress)
+            return await import_files(
+                pool, args.directory, show_progress=not args.no_progress, provider=key_provider(settings)
+            )
 
         counts: ImportCounts = asyncio.run(_with_store(settings, run_import))
         print(counts.summary())
         return 1 if counts.skipped else 0
 
     async def run_export(pool: asyncpg.Pool) -> int:
-        store = SessionStore(Writer(pool))
+        store = SessionStore(Writer(pool, codec=Codec(pool, key_provider(settings))))
         if args.output is None:
             return await export_session(store, args.session_id, sys.stdout.buffer)
         with args.output.open("wb") as out:

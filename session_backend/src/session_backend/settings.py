@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BENCH_LEVER = "Benchmark lever"
@@ -156,6 +156,37 @@ class Settings(BaseSettings):
         validation_alias="SESSION_BACKEND_MEMORY_SEARCH_TIMEOUT_SECONDS",
         description="a memory search is cancelled in PostgreSQL after this long (503, "
         "`session_backend_memory_search_timeouts_total`)",
+    )
+
+    # Encryption at rest (`db/encryption.py`, README "Encryption at rest"): off unless a key is given.
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="SESSION_BACKEND_ENCRYPTION_KEY",
+        description="base64 of a 32-byte key: turns on encryption at rest (AES-256-GCM, a data key per actor wrapped "
+        "by this key); e.g. `openssl rand -base64 32`",
+    )
+    encryption_key_file: Path | None = Field(
+        default=None,
+        validation_alias="SESSION_BACKEND_ENCRYPTION_KEY_FILE",
+        description="a file holding that base64 key, instead of `SESSION_BACKEND_ENCRYPTION_KEY`",
+    )
+    encryption_old_keys: SecretStr | None = Field(
+        default=None,
+        validation_alias="SESSION_BACKEND_ENCRYPTION_OLD_KEYS",
+        description="comma-separated base64 keys that may still unwrap data keys (during a rotation, see "
+        "`session-backend rotate-key`)",
+    )
+    encrypted_search: Literal["fulltext", "vectors", "none"] = Field(
+        default="fulltext",
+        validation_alias="SESSION_BACKEND_ENCRYPTED_SEARCH",
+        description="with encryption on, what search indexes keep of content: `fulltext` (words of memories and "
+        "storage values, and memory vectors), `vectors` (memory vectors only: search by meaning), `none`",
+    )
+    data_key_cache_size: int = Field(
+        default=10_000,
+        ge=1,
+        validation_alias="SESSION_BACKEND_DATA_KEY_CACHE_SIZE",
+        description="unwrapped data keys kept in each worker process",
     )
 
     # Benchmark levers: on by default; a benchmark switches one off to measure what it is worth (`levers` rows).

@@ -16,9 +16,24 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+# A fixed wrapping key for tests and benchmarks that run with encryption at rest (never use it for real data).
+TEST_ENCRYPTION_KEY = "c2Vzc2lvbi1iYWNrZW5kIHRlc3Qga2V5IDAwMDAwMDA="
+"""Base64 of 32 bytes: the `SESSION_BACKEND_ENCRYPTION_KEY` of test runs with encryption on."""
+
+ENCRYPTION_MODES: dict[str, Any] = {
+    "argnames": "encryption_key",
+    "argvalues": ["", TEST_ENCRYPTION_KEY],
+    "ids": ["plain", "encrypted"],
+    "indirect": True,
+    "scope": "module",
+}
+"""`pytestmark = pytest.mark.parametrize(**ENCRYPTION_MODES)` runs a test module twice, encryption at rest off then on,
+each on its own database (the root conftest's `encryption_key` fixture)."""
 
 
 def free_port() -> int:

@@ -11,7 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
-pytestmark = pytest.mark.integration
+from session_backend.testing import ENCRYPTION_MODES
+
+# The REST contract holds with encryption at rest off and on.
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize(**ENCRYPTION_MODES)]
 
 PROBLEM = "application/problem+json"
 

@@ -50,8 +50,14 @@ def test_fresh_then_rerun_is_noop(database_url: str) -> None:
                          NOT IN ('schema_migrations', 'schema_functions', 'storage_objects')"""
             )
             # ... except the per-actor memories (distributed by actor), the agent profiles (a reference table) and the
-            # erasure receipts (audit rows of no session)
-            leading = {"actor_memories": "actor_id", "agent_profiles": "agent_id", "erasures": "erase_id"}
+            # erasure receipts (audit rows of no session) and the data keys of encryption at rest (one per actor or
+            # session, a small reference table)
+            leading = {
+                "actor_memories": "actor_id",
+                "agent_profiles": "agent_id",
+                "erasures": "erase_id",
+                "data_keys": "key_id",
+            }
             assert keys and all(k["first"] == leading.get(k["t"], "session_id") for k in keys)
         finally:
             await conn.close()

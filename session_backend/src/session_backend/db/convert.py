@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -20,8 +21,11 @@ from ..sql import convert as convert_sql
 from ..sql import functions as functions_sql
 from ..sql import sessions as sessions_sql
 from ..sql import storage as storage_sql
+from . import encryption
+from .encryption import Codec
 from .errors import AlreadyExists, NotFound, StoreError, from_postgres
-from .storage import check_key, check_prefix, searchable_text
+from .group_commit import awaiting_input, embed_content
+from .storage import check_key, check_prefix, index_text
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +50,7 @@ def agent_scope(prefix: str, session_id: str) -> str:
     return f"{prefix}session/{session_id}/scopes/agent/"
 
 
-def snapshot_data(agent: asyncpg.Record, messages: list[asyncpg.Record]) -> dict[str, Any]:
+def snapshot_data(agent: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The `Snapshot.data` of an agent of the message log: what `RepositorySessionManager` would restore.
 
     The restored window: messages from the conversation manager's `removed_message_count` on (redacted ones in their
@@ -95,11 +99,13 @@ class SessionConverter:
 
     Args:
         pool: an asyncpg pool created by `session_backend.db.create_pool`.
+        codec: encryption at rest: what is read is opened, what is written sealed (None: off).
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, codec: Codec | None = None) -> None:
         """Keep the pool; one connection and transaction per conversion."""
         self.pool = pool
+        self.codec = codec or Codec(pool)
 
     async def convert(
         self, session_id: str, to: Literal["snapshot", "messages"], *, prefix: str = "", replace: bool = False
@@ -136,15 +142,21 @@ class SessionConverter:
             raise NotFound(f"session {session_id!r} not found")
         done = []
         created_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        for agent in await conn.fetch(convert_sql.SELECT_AGENTS, session_id):
+        for row in await conn.fetch(convert_sql.SELECT_AGENTS, session_id):
+            agent = {k: await self.codec.open_value(v, encryption.AGENT) for k, v in row.items()}
             key = check_key(f"{agent_scope(prefix, session_id)}{agent['agent_id']}/{LATEST}")
             if not replace and await conn.fetchval(convert_sql.OBJECT_EXISTS, key):
                 raise AlreadyExists(f"{key} exists (replace it with replace: true)")
-            data = snapshot_data(agent, await conn.fetch(convert_sql.SELECT_MESSAGES, session_id, agent["agent_id"]))
+            messages = [
+                {k: await self.codec.open_value(v, encryption.MESSAGE) for k, v in m.items()}
+                for m in await conn.fetch(convert_sql.SELECT_MESSAGES, session_id, agent["agent_id"])
+            ]
+            data = snapshot_data(agent, messages)
             snapshot = {"scope": "agent", "schema_version": SNAPSHOT_SCHEMA_VERSION, "created_at": created_at}
             # Serialized as Strands serializes snapshots (stdlib json: integers of any size, NUL kept).
             value = json.dumps(snapshot | {"data": data, "app_data": {}}, ensure_ascii=False).encode()
-            await conn.execute(storage_sql.UPSERT_OBJECT, key, value, searchable_text(value))
+            sealer = await self.codec.for_storage_key(conn, key)
+            await conn.execute(storage_sql.UPSERT_OBJECT, key, sealer.data(value), index_text(self.codec, key, value))
             done.append({"agent_id": agent["agent_id"], "messages": len(data["messages"]), "key": key})
         return done
 
@@ -163,9 +175,10 @@ class SessionConverter:
             await conn.fetchval(sessions_sql.INSERT_SESSION, session_id, "AGENT", None, {}, None, None, None)
         done = []
         now = datetime.now(UTC).isoformat()
+        sealer = await self.codec.for_session(conn, session_id)
         for agent_id, row in found:
             try:
-                snapshot = json.loads(row["value"])
+                snapshot = json.loads(await self.codec.open_data(row["value"]))
             except ValueError as e:
                 raise InvalidSnapshot(f"{row['key']} is not JSON: {e}") from e
             messages, agent = log_of_snapshot(snapshot, row["key"])
@@ -182,11 +195,12 @@ class SessionConverter:
                     agents_sql.INSERT_AGENT,
                     session_id,
                     agent_id,
-                    agent["state"],
-                    agent["conversation_manager_state"],
-                    agent["internal"],
+                    sealer.value(encryption.AGENT, agent["state"]),
+                    sealer.value(encryption.AGENT, agent["conversation_manager_state"]),
+                    sealer.value(encryption.AGENT, agent["internal"]),
                     None,
                     None,
+                    awaiting_input(agent["internal"]),
                 )
             ops += [
                 {
@@ -204,7 +218,7 @@ class SessionConverter:
             ]
             if ops:
                 try:
-                    await conn.fetch(functions_sql.WRITE, session_id, ops, None)
+                    await conn.fetch(functions_sql.WRITE, session_id, embed_content(ops, sealer), None)
                 except asyncpg.PostgresError as e:
                     raise from_postgres(e) or e from e
             done.append({"agent_id": agent_id, "messages": len(messages), "key": row["key"]})

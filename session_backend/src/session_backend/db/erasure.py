@@ -12,6 +12,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from ..sql import erasure as sql
 from ..sql import sessions as sessions_sql
+from .encryption import Codec
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +31,13 @@ class ErasureStore:
 
     Args:
         pool: the app's asyncpg pool (jsonb codec installed).
+        codec: encryption at rest (None: off); with it on, the actor's data key is destroyed first.
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, codec: Codec | None = None) -> None:
         """Wrap the pool."""
         self.pool = pool
+        self.codec = codec or Codec(pool)
 
     async def erase_actor(self, actor_id: str) -> dict[str, Any]:
         """Delete everything of an actor in one transaction.
@@ -43,7 +46,10 @@ class ErasureStore:
         snapshot/Storage objects), its memories and the profiles it owns.
 
         Idempotent: erasing an actor with nothing left deletes nothing and still records a receipt (all counts 0).
-        A crash half-way leaves everything as before (one transaction): the retry does it all.
+        A crash half-way leaves everything as before (one transaction): the retry does it all. Before it, the actor's
+        data key (encryption at rest) is deleted in a statement of its own, committed first: from then on whatever
+        is left of the actor's data anywhere (a backup, a replica, a crash before the deletes) is ciphertext without
+        a key.
 
         Args:
             actor_id: the actor to erase.
@@ -52,6 +58,8 @@ class ErasureStore:
             The receipt: `erase_id` (uuid text), `actor_id`, `erased_at` (ISO 8601), `counts` (rows per kind) and
             `session_ids` (the sessions deleted: for agent services to drop cached copies; not kept).
         """
+        destroyed = await self.codec.destroy_actor_key(actor_id)
+        logger.debug("data_keys=<%d> | destroyed the actor's data key", destroyed)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(asyncpg.DeadlockDetectedError),
             stop=stop_after_attempt(_ATTEMPTS),
@@ -102,8 +110,8 @@ async def delete_sessions_with_storage(conn: asyncpg.Connection | Any, session_i
     # JIT compilation: 4.2 s of a 5 s erasure of 10,000 sessions (the statement itself takes under a second).
     await conn.execute("SET LOCAL jit = off")
     locked = [r[0] for r in await conn.fetch(sessions_sql.LOCK_SESSIONS, session_ids)]
-    # Leases and storage objects have no foreign key to a session row: they go for every id asked, even one whose
-    # session row is already gone (a retried erasure finishes what a crash left).
+    # Leases have no foreign key to a session row: they go for every id asked, even one whose session row is already
+    # gone. Storage objects are counted here and deleted by the sessions' trigger (`sessions_clear_storage`).
     row = await conn.fetchrow(sessions_sql.DELETE_SESSIONS_WITH_STORAGE, session_ids)
     assert row is not None  # an aggregate row, always one
     await conn.execute(sessions_sql.DELETE_SESSIONS, locked)

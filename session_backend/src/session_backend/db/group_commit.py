@@ -15,6 +15,8 @@ from asyncpg.pool import PoolConnectionProxy
 from service_kit import jsoncodec
 
 from ..sql import functions as functions_sql
+from . import encryption
+from .encryption import Codec, Sealer
 from .errors import NotStorable, from_postgres
 
 # Errors that undo one item of a group but would not have happened to it alone (locks taken in another order by a
@@ -166,34 +168,47 @@ class GroupCommit:
 
 
 # Fields whose values travel as JSON text inside an operation (see `sql/functions.py`, version 3): per operation key,
-# the fields of that object; a `None` stays JSON null.
+# the kind of sealed value (`db/encryption.py`) and the fields of that object; a `None` stays JSON null.
 _CONTENT_FIELDS = {
-    "message": ("message", "redact_message"),
-    "agent": ("state", "conversation_manager_state", "internal_state"),
+    "message": (encryption.MESSAGE, ("message", "redact_message")),
+    "agent": (encryption.AGENT, ("state", "conversation_manager_state", "internal_state")),
 }
 
 
-def embed_content(operations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def awaiting_input(internal_state: Any) -> bool:
+    """Whether an agent's internal state holds a pending interrupt (Strands' `interrupt_state.activated`)."""
+    interrupt = internal_state.get("interrupt_state") if isinstance(internal_state, dict) else None
+    return isinstance(interrupt, dict) and interrupt.get("activated") in (True, "true")
+
+
+def embed_content(operations: list[dict[str, Any]], sealer: Sealer = encryption.IDENTITY) -> list[dict[str, Any]]:
     """Copies of `operations` whose content values are JSON text (`service_kit.jsoncodec`), as the SQL function reads.
+
+    Content is sealed by `sealer` (the identity with encryption off); what the function needs to know of it travels
+    beside it: a message's Strands `tracking_id`, whether an agent awaits input.
 
     Raises:
         ValueError: a value the codec cannot encode (lone surrogates).
     """
     embedded: list[dict[str, Any]] = []
     for op in operations:
+        original = op
         op = dict(op)
-        for key, fields in _CONTENT_FIELDS.items():
+        for key, (kind, fields) in _CONTENT_FIELDS.items():
             if isinstance(op.get(key), dict):
-                op[key] = {k: _text(v) if k in fields else v for k, v in op[key].items()}
+                op[key] = {k: sealer.text(kind, _text(v)) if k in fields else v for k, v in op[key].items()}
         message = op.get("message")
         if isinstance(message, dict):
             # Strands' tracking id (#4420) beside the content, which the function cannot read inside JSON text.
-            content = operations[len(embedded)].get("message", {}).get("message")
+            content = original.get("message", {}).get("message")
             message["tracking_id"] = content.get("tracking_id") if isinstance(content, dict) else None
+        agent = op.get("agent")
+        if isinstance(agent, dict) and "internal_state" in agent:
+            agent["awaiting_input"] = awaiting_input(original["agent"]["internal_state"])
         if "result" in op:
-            op["result"] = _text(op["result"])
+            op["result"] = sealer.text(encryption.TURN, _text(op["result"]))
         if "window" in op:
-            op["window"] = _text(op["window"])
+            op["window"] = sealer.text(encryption.WINDOW, _text(op["window"]))
         embedded.append(op)
     return embedded
 
@@ -208,11 +223,13 @@ class Writer:
     Args:
         pool: the app's pool.
         group_commit: most concurrent writes applied in one statement and transaction; 0 or 1: each on its own.
+        codec: seals content before it is written (None: encryption off, the identity).
     """
 
-    def __init__(self, pool: asyncpg.Pool, group_commit: int = 0) -> None:
+    def __init__(self, pool: asyncpg.Pool, group_commit: int = 0, codec: Codec | None = None) -> None:
         self.pool = pool
         self.group_commit = GroupCommit(pool, group_commit) if group_commit > 1 else None
+        self.codec = codec or Codec(pool)
 
     async def write(
         self, session_id: str, operations: list[dict[str, Any]], lease_owner: str | None = None
@@ -230,10 +247,12 @@ class Writer:
             The function's rows (`status`, `version`, `body`), one per operation.
 
         Raises:
-            StoreError: what the function signals (nothing is written); NotStorable: a value the codec refuses.
+            StoreError: what the function signals (nothing is written); NotStorable: a value the codec refuses;
+                NotFound: no such session (with encryption on, found before the write, to choose its data key).
         """
+        sealer = await self.codec.for_session(self.pool, session_id)
         try:
-            operations = embed_content(operations)
+            operations = embed_content(operations, sealer)
         except ValueError as e:
             raise NotStorable(str(e)) from e
         if self.group_commit is not None:

@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry, Counter
 from ..embedder import Embedder, EmbedderError, make_embedder, vector_literal
 from ..sql import memories as sql
 from ..sql import turns as turns_sql
+from . import encryption
+from .encryption import Codec
 from .errors import Conflict, EmbedderUnavailable, MemoryLimitReached, MemorySearchTimeout, NotFound, UnknownReference
 
 logger = logging.getLogger(__name__)
@@ -95,6 +97,7 @@ class ActorMemoryStore:
         max_per_actor: most memories one actor holds.
         search_timeout: seconds a search may run in PostgreSQL before it is cancelled there.
         metrics: counters of refusals and timeouts (a private set when None).
+        codec: seals content (encryption at rest) and says what search may index of it (None: encryption off).
     """
 
     def __init__(
@@ -106,10 +109,12 @@ class ActorMemoryStore:
         max_per_actor: int = 10_000,
         search_timeout: float = 2.0,
         metrics: MemoryMetrics | None = None,
+        codec: Codec | None = None,
     ) -> None:
         """Wrap the pool."""
         self.pool = pool
-        self.embedder = embedder if vectors else None
+        self.codec = codec or Codec(pool)
+        self.embedder = embedder if vectors and self.codec.embeds else None
         self.max_per_actor = max_per_actor
         self.metrics = metrics or MemoryMetrics()
         # SET LOCAL for every search: PostgreSQL cancels it at the timeout; each actor's plan is chosen with its own
@@ -156,7 +161,7 @@ class ActorMemoryStore:
                 await self.pool.execute(turns_sql.MARK_EXTRACTED, *turn)
             return []
         contents = [m["content"] for m in memories]
-        args: list[Any] = [actor_id, memories]
+        args: list[Any] = [actor_id, None]
         statement = sql.INSERT_MEMORIES
         if self.embedder is not None:
             try:
@@ -172,7 +177,13 @@ class ActorMemoryStore:
             if turn is not None and await conn.fetchval(turns_sql.LOCK_PENDING_EXTRACTION, *turn, actor_id) is None:
                 logger.debug("session_id=<%s>, turn_id=<%s> | turn not pending; memories not stored", *turn)
                 return []
-            stored, new = await conn.fetchrow(sql.COUNT_FOR_CAP, actor_id, contents) or (0, 0)
+            sealer = await self.codec.for_actor(conn, actor_id)
+            sealed = [sealer.content(c) for c in contents]  # deterministic: equal contents stay equal (dedup)
+            args[1] = [
+                m | {"content": c, "search_text": self.codec.index_text(m["content"])}
+                for m, c in zip(memories, sealed, strict=True)
+            ]
+            stored, new = await conn.fetchrow(sql.COUNT_FOR_CAP, actor_id, sealed) or (0, 0)
             if stored + new > self.max_per_actor:
                 self.metrics.refused.inc(new)
                 raise MemoryLimitReached(
@@ -191,7 +202,7 @@ class ActorMemoryStore:
         seen: set[str] = set()
         out: list[tuple[bool, str]] = []
         for r in rows:
-            body = str(r["body"])
+            body = await self.codec.open_text(str(r["body"]), encryption.MEMORY)
             out.append((bool(r["created"]) and body not in seen, body))
             seen.add(body)
         logger.debug("actor_id=<%s>, count=<%d> | stored memories", actor_id, sum(c for c, _ in out))
@@ -226,7 +237,8 @@ class ActorMemoryStore:
             MemorySearchTimeout: PostgreSQL cancelled the search at the timeout.
         """
         if query is None or not query.strip():
-            return [str(r[0]) for r in await self.pool.fetch(sql.LIST_MEMORIES, actor_id, limit)]
+            rows = await self.pool.fetch(sql.LIST_MEMORIES, actor_id, limit)
+            return [await self.codec.open_text(str(r[0]), encryption.MEMORY) for r in rows]
         vector = await self._query_vector(actor_id, query) if match in ("hybrid", "meaning") else None
         terms = query if match == "all" else reduce_query(query)
         if vector is not None and match == "meaning":
@@ -246,7 +258,7 @@ class ActorMemoryStore:
                 "actor_id=<%s>, query_chars=<%d> | memory search cancelled at the timeout", actor_id, len(query)
             )
             raise MemorySearchTimeout("the memory search took too long and was cancelled; narrow the query") from e
-        return [str(r[0]) for r in rows]
+        return [await self.codec.open_text(str(r[0]), encryption.MEMORY) for r in rows]
 
     async def backfill(self, batch_size: int = 64) -> int:
         """Embed the memories stored without a vector (before pgvector or the embedder came), a batch at a time.
@@ -263,7 +275,8 @@ class ActorMemoryStore:
         done = 0
         try:
             while rows := await self.pool.fetch(sql.SELECT_UNEMBEDDED, batch_size):
-                vectors = await self.embedder.embed([r["content"] for r in rows], query=False)
+                texts = [await self.codec.open_content(r["content"]) for r in rows]
+                vectors = await self.embedder.embed(texts, query=False)
                 await self.pool.execute(
                     sql.SET_EMBEDDINGS,
                     [r["actor_id"] for r in rows],
@@ -293,13 +306,16 @@ class ActorMemoryStore:
         logger.debug("actor_id=<%s>, status=<%s> | deleted memories of actor", actor_id, status)
 
 
-async def open_memory_store(pool: asyncpg.Pool, settings: Any, registry: CollectorRegistry) -> ActorMemoryStore:
+async def open_memory_store(
+    pool: asyncpg.Pool, settings: Any, registry: CollectorRegistry, codec: Codec | None = None
+) -> ActorMemoryStore:
     """The app's memory store: hybrid when the schema has vectors and the settings name an embedder.
 
     Args:
         pool: the app's pool, migrated.
         settings: the backend's `Settings`.
         registry: the app's metrics registry (the store's counters join it).
+        codec: the app's encryption codec (None: encryption off).
 
     Returns:
         The store; `store.mode` is what `/ready` reports. Close its embedder with `store.embedder.aclose()`.
@@ -313,6 +329,7 @@ async def open_memory_store(pool: asyncpg.Pool, settings: Any, registry: Collect
         max_per_actor=settings.max_memories_per_actor,
         search_timeout=settings.memory_search_timeout_seconds,
         metrics=MemoryMetrics(registry),
+        codec=codec,
     )
     logger.info("mode=<%s>, embedder=<%s> | memory search", store.mode, embedder.name if embedder else None)
     return store

@@ -293,6 +293,27 @@ MIGRATIONS: list[str] = [
     CREATE INDEX IF NOT EXISTS session_turns_extraction_pending_idx ON session_turns (session_id, created_at)
         WHERE extraction IS NOT NULL AND extracted_at IS NULL;
     """,
+    # 17: encryption at rest (see `db/encryption.py`): one data key per scope (an actor, or a session without one),
+    # wrapped by the configured key. Facts SQL used to read inside content, kept beside it now that content may be
+    # sealed: an agent's pending interrupt (`awaiting_input`, the session list's filter), and a memory's full-text
+    # vector (no longer generated from `content`: the store sets it from the plaintext, or leaves it NULL).
+    r"""
+    CREATE TABLE IF NOT EXISTS data_keys (
+        key_id          text PRIMARY KEY,
+        scope           text NOT NULL UNIQUE,
+        wrapping_key_id text NOT NULL,
+        wrapped         bytea NOT NULL,
+        created_at      timestamptz NOT NULL DEFAULT now(),
+        rotated_at      timestamptz
+    );
+    CREATE INDEX IF NOT EXISTS data_keys_wrapping_idx ON data_keys (wrapping_key_id);
+    ALTER TABLE agents ADD COLUMN IF NOT EXISTS awaiting_input boolean NOT NULL DEFAULT false;
+    UPDATE agents SET awaiting_input = true
+    WHERE CASE WHEN internal_state::text NOT LIKE '%interrupt_state%' OR internal_state::text LIKE '%\\u0000%'
+               THEN false
+               ELSE (internal_state->'interrupt_state'->>'activated') = 'true' END;
+    ALTER TABLE actor_memories ALTER COLUMN search DROP EXPRESSION IF EXISTS;
+    """,
 ]
 
 SELECT_FUNCTION_RECORD = "SELECT sha256, version FROM schema_functions WHERE name = $1"

@@ -19,8 +19,9 @@ from ..sql import memories as memories_sql
 from ..sql import messages as messages_sql
 from ..sql import multi_agents as multi_agents_sql
 from ..sql import sessions as sessions_sql
+from . import encryption
 from .errors import AlreadyExists, NotFound
-from .group_commit import Writer
+from .group_commit import Writer, awaiting_input
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class SessionStore:
     def __init__(self, writer: Writer) -> None:
         self.writer = writer
         self.pool = writer.pool
+        self.codec = writer.codec
 
     # sessions
 
@@ -169,12 +171,42 @@ class SessionStore:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(sessions_sql.DELETE_EXPIRED_SESSION, new_session_id)
             row = await conn.fetchrow(fork_sql.FORK_SESSION, session_id, new_session_id, ttl_seconds, actor_id)
+            if row is not None and row["session"] is not None and self.codec.enabled:
+                await self._reseal_fork(conn, session_id, new_session_id)
         if row is None:
             raise NotFound(f"session {session_id!r} not found")
         if row["session"] is None:
             raise AlreadyExists(f"session {new_session_id!r} already exists")
         logger.debug("session_id=<%s>, new_session_id=<%s> | forked session", session_id, new_session_id)
         return str(row["session"]), {k: int(row[k]) for k in ("agents", "messages", "multi_agents")}
+
+    async def _reseal_fork(self, conn: Any, session_id: str, new_session_id: str) -> None:
+        """Re-seal a fork's copied rows under its own data key when its scope differs from its source's."""
+        source = await self.codec.for_session(conn, session_id)
+        target = await self.codec.for_session(conn, new_session_id)
+        if source.key is None or target.key is None or source.key.key_id == target.key.key_id:
+            return  # a fork inside one actor copies ciphertext as is
+        agents = await conn.fetch(fork_sql.SELECT_SEALED_AGENTS, new_session_id)
+        messages = await conn.fetch(fork_sql.SELECT_SEALED_MESSAGES, new_session_id)
+        multi_agents = await conn.fetch(fork_sql.SELECT_SEALED_MULTI_AGENTS, new_session_id)
+        await self.codec.preload(
+            [v for r in (*agents, *messages, *multi_agents) for v in list(r)[1:] if isinstance(v, str)]
+        )
+        agent_text = self.codec.resealer(encryption.AGENT, target)
+        window_text = self.codec.resealer(encryption.WINDOW, target)
+        message_text = self.codec.resealer(encryption.MESSAGE, target)
+        multi_text = self.codec.resealer(encryption.MULTI_AGENT, target)
+        rows = [(r[0], *(agent_text(r[i]) for i in (1, 2, 3)), window_text(r[4])) for r in agents]
+        columns = list(zip(*rows, strict=True))
+        if columns:
+            await conn.execute(fork_sql.RESEAL_AGENTS, new_session_id, *columns)
+        rows = [(r[0], r[1], *(message_text(r[i]) for i in (2, 3, 4))) for r in messages]
+        columns = list(zip(*rows, strict=True))
+        if columns:
+            await conn.execute(fork_sql.RESEAL_MESSAGES, new_session_id, *columns)
+        columns = list(zip(*[(r[0], multi_text(r[1])) for r in multi_agents], strict=True))
+        if columns:
+            await conn.execute(fork_sql.RESEAL_MULTI_AGENTS, new_session_id, *columns)
 
     # agents
 
@@ -188,18 +220,20 @@ class SessionStore:
             NotFound: the session does not exist.
             AlreadyExists: the agent exists.
         """
+        sealer = await self.codec.for_session(self.pool, session_id)
         row = await self._insert_in_live_session(
             agents_sql.INSERT_AGENT,
             session_id,
             f"agent {agent['agent_id']!r}",
             agent["agent_id"],
-            agent["state"],
-            agent["conversation_manager_state"],
-            agent["internal_state"],
+            sealer.value(encryption.AGENT, agent["state"]),
+            sealer.value(encryption.AGENT, agent["conversation_manager_state"]),
+            sealer.value(encryption.AGENT, agent["internal_state"]),
             agent["created_at"],
             agent["updated_at"],
+            awaiting_input(agent["internal_state"]),
         )
-        return StoredAgent(row["version"], row["body"])
+        return StoredAgent(row["version"], await self.codec.open_text(row["body"], encryption.AGENT))
 
     async def get_agent(self, session_id: str, agent_id: str) -> StoredAgent:
         """Return the agent.
@@ -210,7 +244,7 @@ class SessionStore:
         row = await self.pool.fetchrow(agents_sql.SELECT_AGENT, session_id, agent_id)
         if row is None:
             raise NotFound(f"agent {agent_id!r} not found in session {session_id!r}")
-        return StoredAgent(row["version"], row["body"])
+        return StoredAgent(row["version"], await self.codec.open_text(row["body"], encryption.AGENT))
 
     async def update_agent(
         self, session_id: str, agent_id: str, agent: dict[str, Any], *, if_version: int | None = None
@@ -232,7 +266,7 @@ class SessionStore:
         """
         op = {"op": "update_agent", "agent": agent | {"agent_id": agent_id}, "if_version": if_version}
         (row,) = await self.writer.write(session_id, [op])
-        return StoredAgent(row["version"], row["body"])
+        return StoredAgent(row["version"], await self.codec.open_text(row["body"], encryption.AGENT))
 
     async def _insert_in_live_session(self, sql: str, session_id: str, what: str, *args: Any) -> asyncpg.Record:
         """Run an insert guarded by `LIVE_SESSION_EXISTS` with `ON CONFLICT DO NOTHING`; tell the two misses apart.
@@ -264,7 +298,7 @@ class SessionStore:
         """
         op = {"op": "create_message", "agent_id": agent_id, "message": message}
         (row,) = await self.writer.write(session_id, [op])
-        return row["status"] == "created", str(row["body"])
+        return row["status"] == "created", await self.codec.open_text(str(row["body"]), encryption.MESSAGE)
 
     async def get_message(self, session_id: str, agent_id: str, message_id: int) -> str:
         """Return the message as JSON text.
@@ -275,7 +309,7 @@ class SessionStore:
         row = await self.pool.fetchval(messages_sql.SELECT_MESSAGE, session_id, agent_id, message_id)
         if row is None:
             raise NotFound(f"message {message_id} of agent {agent_id!r} not found in session {session_id!r}")
-        return str(row)
+        return await self.codec.open_text(str(row), encryption.MESSAGE)
 
     async def update_message(
         self, session_id: str, agent_id: str, message_id: int, message: dict[str, Any], *, forget_memories: bool = True
@@ -299,7 +333,7 @@ class SessionStore:
             "forget_memories": forget_memories,
         }
         (row,) = await self.writer.write(session_id, [op])
-        return str(row["body"])
+        return await self.codec.open_text(str(row["body"]), encryption.MESSAGE)
 
     async def list_messages(self, session_id: str, agent_id: str, *, offset: int, limit: int | None) -> str:
         """Return messages ordered by `message_id` as one JSON array text.
@@ -318,7 +352,7 @@ class SessionStore:
             raise NotFound(f"agent {agent_id!r} not found in session {session_id!r}")
         if rows[0][0] is None:
             return "[]"
-        return "[" + ",".join([r[0] for r in rows]) + "]"
+        return await self.codec.open_text("[" + ",".join([r[0] for r in rows]) + "]", encryption.MESSAGE)
 
     async def get_context_window(self, session_id: str, agent_id: str) -> dict[str, Any]:
         """The agent's context window as its last turn left it, resolved to messages (strands-agents #4270, #4027).
@@ -338,10 +372,13 @@ class SessionStore:
             row = await conn.fetchrow(messages_sql.SELECT_CONTEXT_WINDOW, session_id, agent_id)
             if row is None or row[0] is None:
                 raise NotFound(f"no context window of agent {agent_id!r} in session {session_id!r}")
-            window = row[0]
+            window = await self.codec.open_value(row[0], encryption.WINDOW)
             refs = [e["message_id"] for e in window["entries"] if e.get("message") is None]
             rows = await conn.fetch(messages_sql.SELECT_WINDOW_MESSAGES, session_id, agent_id, refs, window["upto"])
-        stored = {r["message_id"]: r["redact_message"] or r["message"] for r in rows}
+        stored = {
+            r["message_id"]: await self.codec.open_value(r["redact_message"] or r["message"], encryption.MESSAGE)
+            for r in rows
+        }
         items = [
             {"message_id": e.get("message_id"), "message": e["message"], "stored": False}
             if e.get("message") is not None
@@ -361,10 +398,15 @@ class SessionStore:
             NotFound: no such session.
             AlreadyExists: this multi-agent id exists in the session.
         """
+        sealer = await self.codec.for_session(self.pool, session_id)
         row = await self._insert_in_live_session(
-            multi_agents_sql.INSERT_MULTI_AGENT, session_id, f"multi-agent {multi_agent_id!r}", multi_agent_id, state
+            multi_agents_sql.INSERT_MULTI_AGENT,
+            session_id,
+            f"multi-agent {multi_agent_id!r}",
+            multi_agent_id,
+            sealer.value(encryption.MULTI_AGENT, state),
         )
-        return str(row[0])
+        return await self.codec.open_text(str(row[0]), encryption.MULTI_AGENT)
 
     async def get_multi_agent(self, session_id: str, multi_agent_id: str) -> str:
         """Return `{id, state}` as JSON text.
@@ -375,7 +417,7 @@ class SessionStore:
         row = await self.pool.fetchval(multi_agents_sql.SELECT_MULTI_AGENT, session_id, multi_agent_id)
         if row is None:
             raise NotFound(f"multi-agent {multi_agent_id!r} not found in session {session_id!r}")
-        return str(row)
+        return await self.codec.open_text(str(row), encryption.MULTI_AGENT)
 
     async def update_multi_agent(self, session_id: str, multi_agent_id: str, state: dict[str, Any]) -> str:
         """Replace a multi-agent's state.
@@ -383,7 +425,10 @@ class SessionStore:
         Raises:
             NotFound: no such session or multi-agent.
         """
-        row = await self.pool.fetchval(multi_agents_sql.UPDATE_MULTI_AGENT, session_id, multi_agent_id, state)
+        sealer = await self.codec.for_session(self.pool, session_id)
+        row = await self.pool.fetchval(
+            multi_agents_sql.UPDATE_MULTI_AGENT, session_id, multi_agent_id, sealer.value(encryption.MULTI_AGENT, state)
+        )
         if row is None:
             raise NotFound(f"multi-agent {multi_agent_id!r} not found in session {session_id!r}")
-        return str(row)
+        return await self.codec.open_text(str(row), encryption.MULTI_AGENT)

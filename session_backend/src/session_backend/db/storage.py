@@ -8,6 +8,8 @@ import re
 import asyncpg
 
 from ..sql import storage as storage_sql
+from ..sql.common import SESSION_STORAGE_PREFIX
+from .encryption import Codec
 from .errors import StoreError
 
 logger = logging.getLogger(__name__)
@@ -85,6 +87,17 @@ def searchable_text(data: bytes) -> str:
     return _NON_WORD.sub(" ", text)
 
 
+def index_text(codec: Codec, key: str, data: bytes) -> str:
+    """What the full-text index keeps of a storage value: its words (`searchable_text`), or nothing.
+
+    Nothing with encryption on in a search mode other than `fulltext`, and never, with encryption on, of a session's
+    objects (its snapshots: whole conversations).
+    """
+    if codec.enabled and key.startswith(SESSION_STORAGE_PREFIX):
+        return ""
+    return codec.index_text(searchable_text(data)) or ""
+
+
 class StorageStore:
     """Store of Strands `Storage` objects (bytes under keys) in PostgreSQL.
 
@@ -92,18 +105,24 @@ class StorageStore:
         pool: an asyncpg pool created by `session_backend.db.create_pool`.
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, codec: Codec | None = None) -> None:
         """Keep the pool; connections are taken per call."""
         self.pool = pool
+        self.codec = codec or Codec(pool)
 
     async def write(self, key: str, data: bytes) -> None:
         """Store `data` under `key`, overwriting any value.
+
+        With encryption on the value is sealed under its session's data key (keys under `session/<id>/`) or the shared
+        storage key, and the search index keeps its words only in the `fulltext` search mode, and never of a
+        session's objects (snapshots).
 
         Raises:
             InvalidKey: the key breaks Strands' key rules.
         """
         check_key(key)
-        await self.pool.execute(storage_sql.UPSERT_OBJECT, key, data, searchable_text(data))
+        sealer = await self.codec.for_storage_key(self.pool, key)
+        await self.pool.execute(storage_sql.UPSERT_OBJECT, key, sealer.data(data), index_text(self.codec, key, data))
         logger.debug("key=<%s>, bytes=<%d> | wrote storage object", key, len(data))
 
     async def read(self, key: str) -> bytes | None:
@@ -114,7 +133,7 @@ class StorageStore:
         """
         check_key(key)
         value: bytes | None = await self.pool.fetchval(storage_sql.SELECT_OBJECT, key)
-        return value
+        return None if value is None else await self.codec.open_data(value)
 
     async def delete(self, key: str) -> None:
         """Delete the value under `key`; a no-op when there is none.

@@ -8,8 +8,8 @@ from .common import AGENT_JSON, LIVE, LIVE_SESSION_EXISTS
 # The session must be live; a missing parent is reported as no row by the guard, a duplicate by ON CONFLICT.
 INSERT_AGENT = f"""
 INSERT INTO agents AS a (session_id, agent_id, state, conversation_manager_state, internal_state,
-                         created_at, updated_at, version)
-SELECT $1, $2, $3, $4, $5, coalesce($6, now()), coalesce($7, now()), 1
+                         created_at, updated_at, version, awaiting_input)
+SELECT $1, $2, $3, $4, $5, coalesce($6, now()), coalesce($7, now()), 1, $8
 WHERE {LIVE_SESSION_EXISTS}
 ON CONFLICT (session_id, agent_id) DO NOTHING
 RETURNING a.version, {AGENT_JSON}::text AS body

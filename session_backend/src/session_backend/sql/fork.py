@@ -24,9 +24,9 @@ WITH source AS (
     RETURNING *
 ), copied_agents AS (
     INSERT INTO agents (session_id, agent_id, state, conversation_manager_state, internal_state, version,
-                        created_at, updated_at, context_window)
+                        created_at, updated_at, context_window, awaiting_input)
     SELECT s.session_id, a.agent_id, a.state, a.conversation_manager_state, a.internal_state, 1,
-           a.created_at, a.updated_at, a.context_window
+           a.created_at, a.updated_at, a.context_window, a.awaiting_input
     FROM agents a, s WHERE a.session_id = $1
     RETURNING 1
 ), copied_messages AS (
@@ -47,4 +47,34 @@ SELECT (SELECT {SESSION_JSON}::text FROM s) AS session,
        (SELECT count(*) FROM copied_messages) AS messages,
        (SELECT count(*) FROM copied_multi_agents) AS multi_agents
 FROM source
+"""
+
+# A fork into another data-key scope (another actor, or a session without one; `db/encryption.py`) re-seals what it
+# copied under the new scope's key, in the fork's transaction: the rows as text, then written back as text.
+SELECT_SEALED_AGENTS = """
+SELECT agent_id, state::text, conversation_manager_state::text, internal_state::text, context_window::text
+FROM agents WHERE session_id = $1
+"""
+RESEAL_AGENTS = """
+UPDATE agents a SET state = v.state::json, conversation_manager_state = v.cm::json,
+                    internal_state = v.internal::json, context_window = v.win::json
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS v (agent_id, state, cm, internal, win)
+WHERE a.session_id = $1 AND a.agent_id = v.agent_id
+"""
+SELECT_SEALED_MESSAGES = """
+SELECT agent_id, message_id, message::text, redact_message::text, body FROM messages WHERE session_id = $1
+"""
+RESEAL_MESSAGES = """
+UPDATE messages m SET message = v.message::json, redact_message = v.redact::json, body = v.body
+FROM unnest($2::text[], $3::integer[], $4::text[], $5::text[], $6::text[])
+    AS v (agent_id, message_id, message, redact, body)
+WHERE m.session_id = $1 AND m.agent_id = v.agent_id AND m.message_id = v.message_id
+"""
+SELECT_SEALED_MULTI_AGENTS = """
+SELECT multi_agent_id, state::text FROM multi_agents WHERE session_id = $1
+"""
+RESEAL_MULTI_AGENTS = """
+UPDATE multi_agents ma SET state = v.state::json
+FROM unnest($2::text[], $3::text[]) AS v (multi_agent_id, state)
+WHERE ma.session_id = $1 AND ma.multi_agent_id = v.multi_agent_id
 """

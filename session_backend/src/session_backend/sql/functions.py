@@ -52,7 +52,9 @@ class SqlFunction:
 # expiry is kept past a live lease's end; version 4: an `update_message` deletes the memories extracted from the
 # message unless its `forget_memories` is false; version 5: `record_turn` also records the turn's `extraction`, what it
 # leaves to extract into memories, see migration 16; version 6: the session row moves once per transaction, and not
-# when another transaction in flight holds it, see the end of the function). Every
+# when another transaction in flight holds it, see the end of the function; version 7: an `update_agent` sets the
+# agent's `awaiting_input`, a fact of its internal state sent beside it by `embed_content`, since that state may be
+# sealed, `db/encryption.py`, migration 17). Every
 # successful call moves the expiry of a session with a `ttl_seconds` (sliding expiry, see `sql/sessions.py`).
 # Version 3 takes `p_ops` as `json` (an overload next to version 2's `jsonb` one, which older replicas keep calling):
 # content is copied as the text it was sent as (U+0000 and numbers of any size kept, migration 14), and a retry is
@@ -63,7 +65,7 @@ class SqlFunction:
 # them back to json.
 SESSION_BACKEND_WRITE = SqlFunction(
     "session_backend_write",
-    version=6,
+    version=7,
     definition=rf"""
 CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops json, p_lease_owner text)
 RETURNS TABLE (status text, version bigint, body text)
@@ -171,7 +173,8 @@ BEGIN
             -- Compare and set in one statement: a concurrent writer cannot slip between the check and the write.
             UPDATE agents a
             SET state = (msg->>'state')::json, conversation_manager_state = (msg->>'conversation_manager_state')::json,
-                internal_state = (msg->>'internal_state')::json, updated_at = v_updated, version = a.version + 1
+                internal_state = (msg->>'internal_state')::json, updated_at = v_updated, version = a.version + 1,
+                awaiting_input = coalesce((msg->>'awaiting_input')::boolean, a.awaiting_input)
             WHERE a.session_id = p_session_id AND a.agent_id = v_agent
               AND (op->'if_version' IS NULL OR json_typeof(op->'if_version') = 'null'
                    OR a.version = (op->>'if_version')::bigint)

@@ -43,15 +43,18 @@ SELECT (SELECT count(*) FROM actor_memories WHERE actor_id = $1) AS stored,
 
 
 def _insert_memories(vectors: bool) -> str:
-    # $2 is a JSON array of {content, metadata, source?}; with vectors, $3 holds each element's embedding (pgvector
-    # text) at the same position. One row per input element, in input order: whether this statement stored it, and
-    # the memory as JSON (the one already stored when the content was a duplicate; NULL when a concurrent
-    # transaction stored the same content after this statement's snapshot, and the caller retries).
+    # $2 is a JSON array of {content, metadata, source?, search_text}: `content` as stored (sealed with encryption on),
+    # `search_text` what the full-text index keeps (NULL: nothing, `db/encryption.py`'s search modes); with vectors,
+    # $3 holds each element's embedding (pgvector text) at the same position. One row per input element, in input
+    # order: whether this statement stored it, and the memory as JSON (the one already stored when the content was a
+    # duplicate; NULL when a concurrent transaction stored the same content after this statement's snapshot, and the
+    # caller retries).
     embedding = ", embedding" if vectors else ""
     embedding_value = ", ($3::text[])[i.position]::vector" if vectors else ""
     return f"""
 WITH input AS (
-    SELECT e.position, e.value->>'content' AS content, coalesce(e.value->'metadata', '{{}}'::jsonb) AS metadata,
+    SELECT e.position, e.value->>'content' AS content, e.value->>'search_text' AS search_text,
+           coalesce(e.value->'metadata', '{{}}'::jsonb) AS metadata,
            e.value->'source'->>'session_id' AS session_id, e.value->'source'->>'agent_id' AS agent_id,
            CASE WHEN e.value->'source' IS NULL OR e.value->'source' = 'null'::jsonb THEN NULL ELSE ARRAY(
                SELECT x::integer FROM jsonb_array_elements_text(e.value->'source'->'message_ids') AS x) END
@@ -59,8 +62,9 @@ WITH input AS (
     FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e (value, position)
 ), inserted AS (
     INSERT INTO actor_memories AS m (
-        actor_id, content, metadata, source_session_id, source_agent_id, source_message_ids{embedding})
-    SELECT $1, i.content, i.metadata, i.session_id, i.agent_id, i.message_ids{embedding_value}
+        actor_id, content, search, metadata, source_session_id, source_agent_id, source_message_ids{embedding})
+    SELECT $1, i.content, to_tsvector('english', i.search_text), i.metadata, i.session_id, i.agent_id, i.message_ids
+           {embedding_value}
     FROM input i ORDER BY i.position
     ON CONFLICT (actor_id, md5(content)) DO NOTHING
     RETURNING md5(m.content) AS digest, {MEMORY_JSON}::text AS body

@@ -20,11 +20,9 @@ SELECT_SESSION = f"""
 SELECT {SESSION_JSON}::text FROM sessions s WHERE s.session_id = $1 AND {LIVE}
 """
 
-# An agent of the session (`s`) holds a pending interrupt: it waits for a human's answer. Plain `->` / `->>` (no
-# jsonb-only operator): valid whether `internal_state` is jsonb or json.
-AWAITING_INPUT = """EXISTS (
-    SELECT 1 FROM agents a
-    WHERE a.session_id = s.session_id AND a.internal_state->'interrupt_state'->>'activated' = 'true')"""
+# An agent of the session (`s`) holds a pending interrupt: it waits for a human's answer. Kept beside the (possibly
+# sealed) internal state by every agent write (`awaiting_input`, migration 17).
+AWAITING_INPUT = """EXISTS (SELECT 1 FROM agents a WHERE a.session_id = s.session_id AND a.awaiting_input)"""
 
 
 def _list_sessions(order: str) -> str:
@@ -91,8 +89,9 @@ SELECT (SELECT count(*) FROM sessions s WHERE {LIVE}) AS sessions,
 # Deleting sessions with everything they hold, for erasure (and the sweeper's expired sessions, when unified): each
 # kind counted by its own DELETE … RETURNING, all in the caller's transaction, children before the sessions (whose
 # cascades then find nothing left). $1 is the session ids. The snapshot/Storage objects of a session are the keys
-# under `session/<session_id>/` (Strands' `SnapshotSessionManager` layout, `SNAPSHOT_PREFIX` below): a range scan of
-# the "C"-collated primary key per session ('0' is the byte after '/').
+# under `session/<session_id>/` (Strands' `SnapshotSessionManager` layout, `SNAPSHOT_PREFIX` below): they are only
+# counted here (a range scan of the "C"-collated primary key per session, '0' is the byte after '/'); the trigger
+# `sessions_clear_storage` (`sql/functions.py`) deletes them with each session row, once.
 SNAPSHOT_PREFIX = "session/"
 LOCK_SESSIONS = """
 SELECT session_id FROM sessions WHERE session_id = ANY($1::text[]) ORDER BY session_id FOR UPDATE
@@ -105,10 +104,10 @@ multi_agents_gone AS (DELETE FROM multi_agents ma USING ids WHERE ma.session_id 
 turns_gone AS (DELETE FROM session_turns t USING ids WHERE t.session_id = ids.session_id RETURNING 1),
 leases_gone AS (DELETE FROM session_leases l USING ids WHERE l.session_id = ids.session_id RETURNING 1),
 active_gone AS (DELETE FROM session_active_agents aa USING ids WHERE aa.session_id = ids.session_id RETURNING 1),
-storage_gone AS (
-    DELETE FROM storage_objects o USING ids
+storage_held AS (
+    SELECT 1 FROM storage_objects o, ids
     WHERE o.key >= '{SNAPSHOT_PREFIX}' || ids.session_id || '/' AND o.key < '{SNAPSHOT_PREFIX}' || ids.session_id || '0'
-    RETURNING 1
+      AND EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = ids.session_id)
 )
 SELECT (SELECT count(*) FROM messages_gone) AS messages,
        (SELECT count(*) FROM agents_gone) AS agents,
@@ -116,7 +115,7 @@ SELECT (SELECT count(*) FROM messages_gone) AS messages,
        (SELECT count(*) FROM turns_gone) AS turns,
        (SELECT count(*) FROM leases_gone) AS leases,
        (SELECT count(*) FROM active_gone) AS active_agents,
-       (SELECT count(*) FROM storage_gone) AS storage_objects
+       (SELECT count(*) FROM storage_held) AS storage_objects
 """
 DELETE_SESSIONS = """
 DELETE FROM sessions WHERE session_id = ANY($1::text[])

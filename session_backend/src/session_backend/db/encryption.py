@@ -1,0 +1,614 @@
+"""Encryption at rest: content sealed with AES-256-GCM under a data key per actor (or per session), envelope-wrapped.
+
+Every store seals content just before its SQL write and opens it right after its read, through one `Codec`; with
+encryption off the codec is the identity and the same path runs. A sealed value is a token
+`~sb1~<key_id>~<base64(nonce || ciphertext)>`: stored as a JSON string in `json` columns (so SQL still builds the
+API's JSON text around it, and opening replaces the quoted token by the plaintext JSON text), as text in
+`actor_memories.content`, as bytes in `storage_objects.value`. The token names its data key, so a fork or a storage
+copy can copy ciphertext as is.
+
+Nonces are synthetic (HMAC-SHA256 of the associated data and the plaintext under a key derived from the data key, as
+in SIV): equal values of one actor and kind seal to equal tokens, which keeps the SQL that compares values working (a
+retried message append, the per-actor memory dedup); the database can tell that two values are equal, nothing more.
+The associated data is `sb1|<kind>|<scope>`: a token cannot be moved to another kind of value (a message into agent
+state) or opened as another scope's, unnoticed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import asyncpg
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from service_kit import jsoncodec
+
+from ..sql import encryption as sql
+from .errors import NotFound, StoreError
+
+logger = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "~sb1~"
+"""Start of every sealed value (`~` is in no identifier, so no id of the API can look like a token)."""
+
+# Kinds of sealed values: part of the associated data, so a token only opens as the kind it was sealed as.
+MESSAGE = "message"
+AGENT = "agent"
+MULTI_AGENT = "multi_agent"
+TURN = "turn"
+WINDOW = "window"
+STORAGE = "storage"
+MEMORY = "memory"
+
+STORAGE_SCOPE = "storage"
+"""Scope of storage objects outside `session/<id>/` (Strands `Storage` used directly): one shared data key."""
+
+SearchMode = Literal["fulltext", "vectors", "none"]
+
+_KEY_ID = r"[A-Za-z0-9_-]{22}"
+# The payload is standard base64 (binascii's, the fastest to decode: a restore opens one token per message); JSON
+# never escapes its characters.
+_QUOTED_TOKEN = re.compile(rf'"~sb1~({_KEY_ID})~([A-Za-z0-9+/=]+)"')
+_BARE_TOKEN = re.compile(rf"~sb1~({_KEY_ID})~([A-Za-z0-9+/=]+)")
+_WRAP_AAD = b"session-backend data key v1"
+
+
+class EncryptionError(StoreError):
+    """Sealed data cannot be opened: its data key was destroyed (an erased actor) or the data was tampered with."""
+
+    status = 500
+    title = "Internal Server Error"
+
+
+class KeyConfigurationError(RuntimeError):
+    """The configured wrapping keys do not fit the database (wrong key, missing old key, malformed key)."""
+
+
+def actor_scope(actor_id: str) -> str:
+    """The data-key scope of an actor's data (sessions with this actor, memories)."""
+    return f"actor:{actor_id}"
+
+
+def session_scope(session_id: str) -> str:
+    """The data-key scope of a session without an actor."""
+    return f"session:{session_id}"
+
+
+class KeyProvider(Protocol):
+    """Supplies the wrapping key of data keys (envelope encryption): the local key file, or a KMS.
+
+    `wrap` uses the current wrapping key; `unwrap` any key it knows by id (old keys during a rotation).
+    """
+
+    @property
+    def current_key_id(self) -> str:
+        """Id of the wrapping key new data keys are wrapped with."""
+        ...
+
+    def wrap(self, data_key: bytes) -> tuple[str, bytes]:
+        """Wrap a 32-byte data key; returns `(wrapping_key_id, wrapped)`."""
+        ...
+
+    def unwrap(self, key_id: str, wrapped: bytes) -> bytes:
+        """Unwrap a data key wrapped by the wrapping key `key_id`.
+
+        Raises:
+            KeyConfigurationError: no such wrapping key, or the wrapped key does not open with it.
+        """
+        ...
+
+    def knows(self, key_id: str) -> bool:
+        """Whether `unwrap` can use the wrapping key `key_id`."""
+        ...
+
+
+def _fingerprint(key: bytes) -> str:
+    return "local-" + hashlib.sha256(b"session-backend wrapping key id\x00" + key).hexdigest()[:16]
+
+
+def decode_key(text: str, where: str) -> bytes:
+    """A 32-byte key from its base64 text (standard or URL-safe alphabet, padding optional).
+
+    Raises:
+        KeyConfigurationError: not base64 of exactly 32 bytes.
+    """
+    value = text.strip()
+    try:
+        key = base64.b64decode(
+            value + "=" * (-len(value) % 4), altchars=b"-_" if "-" in value or "_" in value else None
+        )
+    except ValueError as e:
+        raise KeyConfigurationError(f"{where} is not base64: {e}") from e
+    if len(key) != 32:
+        raise KeyConfigurationError(f"{where} must be 32 bytes of base64 (AES-256), got {len(key)} bytes")
+    return key
+
+
+class LocalKeyProvider:
+    """Wrapping keys held by this process (from `SESSION_BACKEND_ENCRYPTION_KEY` or its key file).
+
+    Data keys are wrapped with AES-256-GCM under the current key (random nonce). A key's id is a digest of it (it
+    reveals nothing of the key), so a wrong key is told apart from the right one at start-up.
+
+    Args:
+        current: the wrapping key new data keys are wrapped with (32 bytes).
+        old: keys that may still unwrap data keys (during a rotation).
+    """
+
+    def __init__(self, current: bytes, old: Sequence[bytes] = ()) -> None:
+        """Keep the keys by id."""
+        self._current = _fingerprint(current)
+        self._keys = {_fingerprint(k): AESGCM(k) for k in (*old, current)}
+
+    @property
+    def current_key_id(self) -> str:
+        """Id of the current wrapping key."""
+        return self._current
+
+    def wrap(self, data_key: bytes) -> tuple[str, bytes]:
+        """Wrap `data_key` under the current key: `(key_id, nonce || ciphertext)`."""
+        nonce = os.urandom(12)
+        return self._current, nonce + self._keys[self._current].encrypt(nonce, data_key, _WRAP_AAD)
+
+    def unwrap(self, key_id: str, wrapped: bytes) -> bytes:
+        """Unwrap a data key wrapped by key `key_id`.
+
+        Raises:
+            KeyConfigurationError: the key is not configured, or the wrapped key does not open with it.
+        """
+        aead = self._keys.get(key_id)
+        if aead is None:
+            raise KeyConfigurationError(f"wrapping key {key_id} is not configured")
+        try:
+            return aead.decrypt(wrapped[:12], wrapped[12:], _WRAP_AAD)
+        except Exception as e:
+            raise KeyConfigurationError(f"a data key does not open with wrapping key {key_id}") from e
+
+    def knows(self, key_id: str) -> bool:
+        """Whether key `key_id` is configured."""
+        return key_id in self._keys
+
+
+def load_key_provider(key: str | None, key_file: Path | None, old_keys: str | None) -> LocalKeyProvider | None:
+    """The local key provider of the settings, or None when encryption is off (neither key nor key file given).
+
+    Args:
+        key: base64 of the 32-byte wrapping key (`SESSION_BACKEND_ENCRYPTION_KEY`).
+        key_file: a file holding that base64 text (`SESSION_BACKEND_ENCRYPTION_KEY_FILE`).
+        old_keys: comma-separated base64 keys still accepted for unwrapping (`SESSION_BACKEND_ENCRYPTION_OLD_KEYS`).
+
+    Raises:
+        KeyConfigurationError: both or a malformed key given, or the key file unreadable.
+    """
+    if key is not None and key_file is not None:
+        raise KeyConfigurationError(
+            "set SESSION_BACKEND_ENCRYPTION_KEY or SESSION_BACKEND_ENCRYPTION_KEY_FILE, not both"
+        )
+    if key_file is not None:
+        try:
+            key = key_file.read_text()
+        except OSError as e:
+            raise KeyConfigurationError(f"cannot read SESSION_BACKEND_ENCRYPTION_KEY_FILE {key_file}: {e}") from e
+    old = [decode_key(k, "SESSION_BACKEND_ENCRYPTION_OLD_KEYS") for k in (old_keys or "").split(",") if k.strip()]
+    if key is None:
+        if old:
+            raise KeyConfigurationError("SESSION_BACKEND_ENCRYPTION_OLD_KEYS needs SESSION_BACKEND_ENCRYPTION_KEY")
+        return None
+    return LocalKeyProvider(decode_key(key, "the encryption key"), old)
+
+
+def key_provider(settings: Any) -> LocalKeyProvider | None:
+    """The wrapping key's provider of the backend's `Settings` (key or key file, old keys), or None: encryption off.
+
+    Raises:
+        KeyConfigurationError: a malformed key, both key and key file, or an unreadable key file.
+    """
+    return load_key_provider(
+        settings.encryption_key.get_secret_value() if settings.encryption_key else None,
+        settings.encryption_key_file,
+        settings.encryption_old_keys.get_secret_value() if settings.encryption_old_keys else None,
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class DataKey:
+    """An unwrapped data key: seals and opens values of its scope.
+
+    Args:
+        key_id: its id (in every token it seals).
+        scope: `actor:<id>`, `session:<id>` or `storage` (part of the associated data).
+        material: the 32 secret bytes; an encryption key and a nonce key are derived from them.
+    """
+
+    def __init__(self, key_id: str, scope: str, material: bytes) -> None:
+        """Derive the subkeys."""
+        self.key_id = key_id
+        self.scope = scope
+        self._aead = AESGCM(hmac.digest(material, b"sb1 encryption", "sha256"))
+        self._nonce_key = hmac.digest(material, b"sb1 nonce", "sha256")
+        self._aad = {kind: f"sb1|{kind}|{scope}".encode() for kind in (MESSAGE, AGENT, MULTI_AGENT, TURN, WINDOW)}
+
+    def _associated(self, kind: str) -> bytes:
+        return self._aad.get(kind) or f"sb1|{kind}|{self.scope}".encode()
+
+    def seal(self, kind: str, plaintext: bytes) -> str:
+        """The token of `plaintext` (deterministic: equal plaintexts of one kind give equal tokens)."""
+        aad = self._associated(kind)
+        nonce = hmac.digest(self._nonce_key, aad + b"\x00" + plaintext, "sha256")[:12]
+        sealed = binascii.b2a_base64(nonce + self._aead.encrypt(nonce, plaintext, aad), newline=False).decode()
+        return f"{TOKEN_PREFIX}{self.key_id}~{sealed}"
+
+    def open(self, kind: str, payload: str) -> bytes:
+        """The plaintext of a token's payload (the part after the key id).
+
+        Raises:
+            EncryptionError: it does not open as `kind` of this scope (tampered, moved, or not ours).
+        """
+        try:
+            raw = binascii.a2b_base64(payload, strict_mode=True)
+            return self._aead.decrypt(raw[:12], raw[12:], self._associated(kind))
+        except Exception as e:
+            raise EncryptionError(f"a stored {kind} value does not open with its data key") from e
+
+
+class Sealer:
+    """Seals the values of one write under one data key; the identity when `key` is None (encryption off)."""
+
+    def __init__(self, key: DataKey | None) -> None:
+        """Keep the key."""
+        self.key = key
+
+    def text(self, kind: str, json_text: str | None) -> str | None:
+        """JSON text of a value → JSON text to store (a JSON string holding the token); None stays None."""
+        if self.key is None or json_text is None:
+            return json_text
+        return f'"{self.key.seal(kind, json_text.encode())}"'
+
+    def value(self, kind: str, value: Any) -> Any:
+        """A value for a `json` column → the value to store (the token as a string); None stays None."""
+        if self.key is None or value is None:
+            return value
+        return self.key.seal(kind, jsoncodec.dumps(value))
+
+    def content(self, text: str) -> str:
+        """A memory's content → the text to store (the token of its JSON string)."""
+        if self.key is None:
+            return text
+        return self.key.seal(MEMORY, jsoncodec.dumps(text))
+
+    def data(self, data: bytes) -> bytes:
+        """A storage value → the bytes to store (the token, ASCII)."""
+        if self.key is None:
+            return data
+        return self.key.seal(STORAGE, data).encode()
+
+
+IDENTITY = Sealer(None)
+"""The sealer of encryption off: values are stored as they are."""
+
+
+@dataclass
+class _Cache:
+    """Unwrapped data keys by id and the key id of each scope, both bounded (least recently used goes first)."""
+
+    size: int
+    by_id: OrderedDict[str, DataKey]
+
+    def get(self, key_id: str) -> DataKey | None:
+        key = self.by_id.get(key_id)
+        if key is not None:
+            self.by_id.move_to_end(key_id)
+        return key
+
+    def put(self, key: DataKey) -> None:
+        self.by_id[key.key_id] = key
+        self.by_id.move_to_end(key.key_id)
+        while len(self.by_id) > self.size:
+            self.by_id.popitem(last=False)
+
+    def drop_scope(self, scope: str) -> None:
+        for key_id in [k for k, v in self.by_id.items() if v.scope == scope]:
+            del self.by_id[key_id]
+
+
+class _KeyNotCached(Exception):
+    """A token's data key is not in the cache (it is loaded, then the text opened again)."""
+
+
+_QUOTED_PREFIX = f'"{TOKEN_PREFIX}'
+_KEY_ID_LENGTH = 22
+
+
+def _open_quoted(text: str, kind: str, cache: _Cache) -> str:
+    """`text` with each quoted token replaced by its plaintext (see `Codec.open_text`).
+
+    Raises:
+        _KeyNotCached: a token's key is not in `cache`.
+        EncryptionError: a malformed token, or one that does not open.
+    """
+    pieces: list[str] = []
+    keys: dict[str, DataKey] = {}
+    find = text.find
+    position = 0
+    start = find(_QUOTED_PREFIX)
+    while start >= 0:
+        key_start = start + len(_QUOTED_PREFIX)
+        payload_start = key_start + _KEY_ID_LENGTH + 1
+        end = find('"', payload_start)
+        key_id = text[key_start : payload_start - 1]
+        if end < 0 or text[payload_start - 1] != "~":
+            raise EncryptionError(f"a stored {kind} value holds a malformed sealed token")
+        key = keys.get(key_id)
+        if key is None:
+            key = cache.get(key_id)
+            if key is None:
+                raise _KeyNotCached(key_id)
+            keys[key_id] = key
+        pieces.append(text[position:start])
+        pieces.append(key.open(kind, text[payload_start:end]).decode())
+        position = end + 1
+        start = find(_QUOTED_PREFIX, position)
+    pieces.append(text[position:])
+    return "".join(pieces)
+
+
+Executor = asyncpg.Pool | Any  # a pool or a connection: anything with fetch / fetchrow / fetchval / execute
+
+
+class Codec:
+    """Seals content before SQL writes and opens it after reads; the identity when `provider` is None.
+
+    Args:
+        pool: the app's pool (data keys are looked up and created on it).
+        provider: the wrapping key's provider; None: encryption off.
+        cache_size: unwrapped data keys kept in this process.
+        search: with encryption on, what search indexes keep of sealed content: `fulltext` (a tsvector of the words,
+            and vectors of memories), `vectors` (memory vectors only), `none` (nothing).
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        provider: KeyProvider | None = None,
+        cache_size: int = 10_000,
+        search: SearchMode = "fulltext",
+    ) -> None:
+        """Keep the pool and provider; the cache starts empty."""
+        self.pool = pool
+        self.provider = provider
+        self.search = search
+        self._cache = _Cache(cache_size, OrderedDict())
+
+    @property
+    def enabled(self) -> bool:
+        """Whether content is sealed."""
+        return self.provider is not None
+
+    def index_text(self, text: str) -> str | None:
+        """The text a full-text index may keep of a value: all of it, or None (encryption on, search not `fulltext`)."""
+        return text if self.provider is None or self.search == "fulltext" else None
+
+    @property
+    def embeds(self) -> bool:
+        """Whether memories may keep vectors (they reveal meaning): encryption off, or search `fulltext`/`vectors`."""
+        return self.provider is None or self.search != "none"
+
+    # sealing
+
+    async def for_session(self, conn: Executor, session_id: str) -> Sealer:
+        """The sealer of a session's writes: its actor's data key, or the session's own when it has no actor.
+
+        Raises:
+            NotFound: no such session (nothing may be written to it).
+        """
+        if self.provider is None:
+            return IDENTITY
+        row = await conn.fetchrow(sql.SESSION_SCOPE, session_id)
+        if row is None:
+            raise NotFound(f"session {session_id!r} not found")
+        return await self.for_scope(conn, row["scope"], row)
+
+    async def for_actor(self, conn: Executor, actor_id: str) -> Sealer:
+        """The sealer of an actor's memories."""
+        if self.provider is None:
+            return IDENTITY
+        return await self.for_scope(conn, actor_scope(actor_id))
+
+    async def for_storage_key(self, conn: Executor, key: str) -> Sealer:
+        """The sealer of a storage object: its session's scope under `session/<id>/`, else the shared scope."""
+        if self.provider is None:
+            return IDENTITY
+        if key.startswith("session/") and (session_id := key.split("/", 2)[1]):
+            row = await conn.fetchrow(sql.SESSION_SCOPE, session_id)
+            return await self.for_scope(conn, row["scope"] if row else session_scope(session_id), row)
+        return await self.for_scope(conn, STORAGE_SCOPE)
+
+    async def for_scope(self, conn: Executor, scope: str, row: asyncpg.Record | None = None) -> Sealer:
+        """The sealer of `scope`, creating its data key on first use.
+
+        Args:
+            conn: where to look the key up (inside the caller's transaction when it has one).
+            scope: the data key's scope.
+            row: a row already read with the scope's `key_id`, `wrapping_key_id`, `wrapped` (or NULLs), if any.
+        """
+        assert self.provider is not None
+        if row is None or row["key_id"] is None:
+            row = await conn.fetchrow(sql.SELECT_SCOPE_KEY, scope)
+        if row is None:
+            material = os.urandom(32)
+            wrapping_key_id, wrapped = self.provider.wrap(material)
+            key_id = _b64(os.urandom(16))
+            if await conn.fetchval(sql.INSERT_DATA_KEY, key_id, scope, wrapping_key_id, wrapped) is not None:
+                key = DataKey(key_id, scope, material)
+                self._cache.put(key)
+                logger.debug("scope_kind=<%s> | created data key", scope.split(":", 1)[0])
+                return Sealer(key)
+            row = await conn.fetchrow(sql.SELECT_SCOPE_KEY, scope)  # a concurrent writer created it first
+            assert row is not None
+        return Sealer(self._key_of(row["key_id"], scope, row["wrapping_key_id"], row["wrapped"]))
+
+    def _key_of(self, key_id: str, scope: str, wrapping_key_id: str, wrapped: bytes) -> DataKey:
+        key = self._cache.get(key_id)
+        if key is None:
+            assert self.provider is not None
+            key = DataKey(key_id, scope, self.provider.unwrap(wrapping_key_id, bytes(wrapped)))
+            self._cache.put(key)
+        return key
+
+    # opening
+
+    async def _keys(self, key_ids: set[str]) -> dict[str, DataKey]:
+        found = {k: key for k in key_ids if (key := self._cache.get(k)) is not None}
+        missing = key_ids - found.keys()
+        if missing:
+            if self.provider is None:
+                raise EncryptionError("sealed data found, but encryption is not configured")
+            for row in await self.pool.fetch(sql.SELECT_DATA_KEYS, list(missing)):
+                found[row["key_id"]] = self._key_of(row["key_id"], row["scope"], row["wrapping_key_id"], row["wrapped"])
+        if len(found) < len(key_ids):
+            raise EncryptionError("sealed data whose data key was destroyed (its actor was erased)")
+        return found
+
+    async def open_text(self, text: str, kind: str) -> str:
+        """JSON text read from PostgreSQL with every sealed value (a quoted token) replaced by its plaintext JSON.
+
+        One scan with `str.find` (a restore opens 10,000 tokens in one text: regular expressions cost twice as much);
+        a token of a data key not in the cache sends it back once, after its key is loaded.
+
+        Raises:
+            EncryptionError: a token whose key is gone or that does not open as `kind`.
+        """
+        if TOKEN_PREFIX not in text:
+            return text
+        try:
+            return _open_quoted(text, kind, self._cache)
+        except _KeyNotCached:
+            await self._keys({m.group(1) for m in _QUOTED_TOKEN.finditer(text)})
+            return _open_quoted(text, kind, self._cache)
+
+    async def open_value(self, value: Any, kind: str) -> Any:
+        """A value decoded from a `json` column: a token string is opened and decoded, anything else is as stored."""
+        if not (isinstance(value, str) and value.startswith(TOKEN_PREFIX)):
+            return value
+        match = _BARE_TOKEN.fullmatch(value)
+        if match is None:
+            return value
+        keys = await self._keys({match.group(1)})
+        return jsoncodec.loads(keys[match.group(1)].open(kind, match.group(2)))
+
+    async def open_content(self, text: str) -> str:
+        """A memory's stored content → its text."""
+        value = await self.open_value(text, MEMORY)
+        return str(value)
+
+    async def open_data(self, data: bytes) -> bytes:
+        """A storage value as stored → its bytes."""
+        if not data.startswith(TOKEN_PREFIX.encode()):
+            return data
+        match = _BARE_TOKEN.fullmatch(data.decode("ascii", errors="replace"))
+        if match is None:
+            return data
+        keys = await self._keys({match.group(1)})
+        return keys[match.group(1)].open(STORAGE, match.group(2))
+
+    def resealer(self, kind: str, target: Sealer) -> Callable[[str | None], str | None]:
+        """A function re-sealing every quoted token of a JSON text under `target`'s key (tokens' keys cached first).
+
+        Used by a fork into another scope; call `preload` with the texts' key ids before.
+        """
+
+        def reseal(text: str | None) -> str | None:
+            if text is None or target.key is None or TOKEN_PREFIX not in text:
+                return text
+
+            def one(m: re.Match[str]) -> str:
+                key = self._cache.get(m.group(1))
+                if key is None:
+                    raise EncryptionError("a data key left the cache during a fork; retry")
+                return f'"{target.key.seal(kind, key.open(kind, m.group(2)))}"'  # type: ignore[union-attr]
+
+            return _QUOTED_TOKEN.sub(one, text)
+
+        return reseal
+
+    async def preload(self, texts: Sequence[str | None]) -> None:
+        """Unwrap (into the cache) the data keys of every token in `texts`."""
+        ids = {m.group(1) for t in texts if t and TOKEN_PREFIX in t for m in _QUOTED_TOKEN.finditer(t)}
+        if ids:
+            await self._keys(ids)
+
+    # key life
+
+    async def destroy_actor_key(self, actor_id: str) -> int:
+        """Delete the actor's data key in its own committed statement: its sealed data is unreadable from then on.
+
+        Returns:
+            How many data keys were deleted (0 or 1).
+        """
+        scope = actor_scope(actor_id)
+        deleted = int(await self.pool.fetchval(sql.DELETE_SCOPE_KEY, scope))
+        self._cache.drop_scope(scope)
+        return deleted
+
+    async def check(self, conn: Executor) -> None:
+        """At start-up: refuse a configuration that cannot read the database's data keys.
+
+        Raises:
+            KeyConfigurationError: sealed data but no key configured; a data key wrapped by a key not configured;
+                a data key that does not open with the configured key of its id.
+        """
+        rows = await conn.fetch(sql.WRAPPING_KEYS)
+        if not rows:
+            return
+        if self.provider is None:
+            raise KeyConfigurationError(
+                "the database holds encrypted data (data_keys): set SESSION_BACKEND_ENCRYPTION_KEY or "
+                "SESSION_BACKEND_ENCRYPTION_KEY_FILE"
+            )
+        unknown = [r["wrapping_key_id"] for r in rows if not self.provider.knows(r["wrapping_key_id"])]
+        if unknown:
+            raise KeyConfigurationError(
+                f"data keys are wrapped by key(s) {', '.join(unknown)}, which are not configured (the configured key "
+                f"is {self.provider.current_key_id}): wrong SESSION_BACKEND_ENCRYPTION_KEY, or a rotation in progress "
+                "(give the old key in SESSION_BACKEND_ENCRYPTION_OLD_KEYS)"
+            )
+        for r in rows:
+            self.provider.unwrap(r["wrapping_key_id"], bytes(r["sample"]))
+
+
+async def rotate(conn: Executor, provider: KeyProvider, batch_size: int = 500) -> int:
+    """Re-wrap every data key not wrapped by the provider's current key (data is not re-encrypted).
+
+    Each batch commits on its own: an interrupted rotation is finished by running it again.
+
+    Returns:
+        How many data keys were re-wrapped.
+
+    Raises:
+        KeyConfigurationError: a data key whose wrapping key the provider does not know.
+    """
+    done = 0
+    while rows := await conn.fetch(sql.SELECT_TO_REWRAP, provider.current_key_id, batch_size):
+        rewrapped = [provider.wrap(provider.unwrap(r["wrapping_key_id"], bytes(r["wrapped"]))) for r in rows]
+        await conn.execute(
+            sql.REWRAP_DATA_KEYS,
+            [r["key_id"] for r in rows],
+            [w[0] for w in rewrapped],
+            [w[1] for w in rewrapped],
+        )
+        done += len(rows)
+    return done
