@@ -176,3 +176,16 @@ def test_the_sweeper_keeps_a_turn_whose_extraction_is_pending(client: TestClient
             await pool.close()
 
     assert asyncio.run(age_and_sweep()) == [pending]
+
+
+def test_erasing_an_actor_drops_its_pending_extractions_in_sessions_it_does_not_own(client: TestClient) -> None:
+    """A pending extraction naming an erased actor, in a session the erasure keeps, never stores its memories."""
+    owner, erased = (f"actor-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    sid = new_session(client, owner)
+    turn_id = commit_turn(client, sid, 0, "I live in Lisbon.", erased)
+    assert [p["actor_id"] for p in lease(client, sid)["pending_extractions"]] == [erased]
+    assert client.delete(f"/v1/actors/{erased}").status_code == 200
+    assert lease(client, sid)["pending_extractions"] == []
+    r = store_extracted(client, erased, sid, turn_id, ["I live in Lisbon"])
+    assert r.status_code == 200 and r.json()["created"] == 0, r.text
+    assert client.get(f"/v1/actors/{erased}/memories").json()["items"] == []

@@ -5,8 +5,16 @@ SELECT_ACTOR_SESSIONS = """
 SELECT session_id FROM sessions WHERE actor_id = $1 ORDER BY session_id
 """
 
+# The actor's memories, and the memory extractions still pending for the actor in sessions not erased with them (a
+# session without an actor, say): none of them may store the actor's memories again after the erasure.
 DELETE_ACTOR_MEMORIES = """
-WITH gone AS (DELETE FROM actor_memories WHERE actor_id = $1 RETURNING 1) SELECT count(*) FROM gone
+WITH gone AS (DELETE FROM actor_memories WHERE actor_id = $1 RETURNING 1),
+pending_dropped AS (
+    UPDATE session_turns SET extraction = NULL
+    WHERE extraction IS NOT NULL AND extracted_at IS NULL AND extraction->>'actor_id' = $1
+    RETURNING 1
+)
+SELECT count(*) FROM gone
 """
 
 # Other actors' sessions handed over to one of the actor's profiles lose that hand-over with it (the foreign key
