@@ -89,6 +89,9 @@ def test_identical_content_is_stored_once_and_answered_200(client: TestClient) -
         {"content": "x" * 16_385},
         {"content": "ok", "metadata": "not an object"},
         {"content": "ok", "metadata": {"blob": "x" * 16_400}},
+        # reserved for sealed values: metadata is stored in clear beside the sealed content (encryption at rest)
+        {"content": "ok", "metadata": {"note": "~sb1~AAAAAAAAAAAAAAAAAAAAAA~AAAA"}},
+        {"content": "ok", "metadata": {"tags": [{"~sb1~key": 1}]}},
     ],
 )
 def test_invalid_memories_are_422_and_store_nothing(client: TestClient, body: dict[str, Any]) -> None:

@@ -189,3 +189,13 @@ def test_erasing_an_actor_drops_its_pending_extractions_in_sessions_it_does_not_
     r = store_extracted(client, erased, sid, turn_id, ["I live in Lisbon"])
     assert r.status_code == 200 and r.json()["created"] == 0, r.text
     assert client.get(f"/v1/actors/{erased}/memories").json()["items"] == []
+
+
+def test_tokens_may_not_look_like_sealed_values(client: TestClient) -> None:
+    """Turn ids, Idempotency-Keys and lease owners are stored in clear beside sealed values: the prefix is refused."""
+    sid = new_session(client, f"actor-{uuid.uuid4().hex[:8]}")
+    for turn in ({"turn_id": "~sb1~t", "result": {}}, {"turn_id": "t", "idempotency_key": "~sb1~k", "result": {}}):
+        r = client.post(f"/v1/sessions/{sid}/batch", json={"operations": [], "turn": turn})
+        assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), r.text
+    assert client.post(f"/v1/sessions/{sid}/lease", json={"owner": "~sb1~o"}).status_code == 422
+    assert client.post(f"/v1/sessions/{sid}/turns/t/resolve").json().get("status") != "committed"

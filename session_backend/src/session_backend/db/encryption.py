@@ -34,13 +34,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from service_kit import jsoncodec
 
+from ..schemas.common import SEALED_PREFIX
 from ..sql import encryption as sql
 from .errors import NotFound, StoreError
 
 logger = logging.getLogger(__name__)
 
-TOKEN_PREFIX = "~sb1~"
-"""Start of every sealed value (`~` is in no identifier, so no id of the API can look like a token)."""
+TOKEN_PREFIX = SEALED_PREFIX
+"""Start of every sealed value (`~` is in no identifier, and the schemas refuse clear strings stored beside sealed
+values that start with it, so no clear value of the API can look like a token)."""
 
 # Kinds of sealed values: part of the associated data, so a token only opens as the kind it was sealed as.
 MESSAGE = "message"

@@ -37,8 +37,34 @@ MessageId = Annotated[int, Field(ge=0, le=MAX_MESSAGE_ID)]
 JsonObject = dict[str, Any]
 
 
-Token = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,256}$")]
-"""1 to 256 printable ASCII characters (no spaces): a lease owner, a turn id or an Idempotency-Key."""
+SEALED_PREFIX = "~sb1~"
+"""Start of a value sealed by encryption at rest (`db/encryption.py`). Reserved: a clear string the API stores beside
+sealed values (a token, memory metadata) may not start with it, or opening a response would take it for one."""
+
+
+def not_sealed_looking(value: Any) -> Any:
+    """Return `value` (parsed JSON) when none of its strings or object keys starts with `SEALED_PREFIX`.
+
+    Raises:
+        ValueError: one does.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if item.startswith(SEALED_PREFIX):
+                raise ValueError(f"strings starting with {SEALED_PREFIX!r} are reserved for sealed values")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
+Token = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,256}$"), AfterValidator(not_sealed_looking)]
+"""1 to 256 printable ASCII characters (no spaces, not starting with `SEALED_PREFIX`): a lease owner, a turn id or an
+Idempotency-Key."""
 
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 """Longest lifetime a client may give a session or an active agent (ten years, in seconds)."""

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from .common import Identifier, JsonObject, Token, json_size, utf8_text
+from .common import Identifier, JsonObject, Token, json_size, not_sealed_looking, utf8_text
 
 MAX_CONTENT_CHARS = 16_384
 MAX_METADATA_BYTES = 16_384
@@ -20,6 +20,7 @@ MAX_SOURCE_MESSAGES = 1_000
 def _small(metadata: JsonObject) -> JsonObject:
     if json_size(metadata) > MAX_METADATA_BYTES:
         raise ValueError(f"metadata must serialize to at most {MAX_METADATA_BYTES} bytes of JSON")
+    not_sealed_looking(metadata)  # stored in clear beside the sealed content
     return metadata
 
 
