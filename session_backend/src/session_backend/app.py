@@ -24,11 +24,12 @@ from .api.deps import require_api_key
 from .api.errors import EXCEPTION_HANDLERS
 from .api.hotpath import HotPath
 from .db.convert import SessionConverter
-from .db.encryption import Codec, key_provider
+from .db.encryption import Codec
 from .db.erasure import ErasureStore
 from .db.errors import UNAVAILABLE_ERRORS
 from .db.group_commit import Writer
 from .db.housekeeping import Housekeeping
+from .db.keys import key_provider
 from .db.memories import open_memory_store
 from .db.migrations import apply_migrations
 from .db.pool import EmbeddedPostgres, create_pool

@@ -22,9 +22,10 @@ import asyncpg
 
 from service_kit import jsoncodec
 
-from .db.encryption import Codec, KeyConfigurationError, KeyProvider, key_provider, rotate
+from .db.encryption import Codec
 from .db.errors import AlreadyExists, Conflict, NotFound, StoreError
 from .db.group_commit import Writer
+from .db.keys import KeyConfigurationError, KeyProvider, key_provider, rotate
 from .db.migrations import apply_migrations
 from .db.pool import EmbeddedPostgres, create_pool
 from .db.sessions import SessionStore

@@ -19,15 +19,8 @@ from fastapi.testclient import TestClient
 from session_backend.app import create_app
 from session_backend.cli_files import rotate_key
 from session_backend.db import encryption
-from session_backend.db.encryption import (
-    Codec,
-    DataKey,
-    EncryptionError,
-    KeyConfigurationError,
-    LocalKeyProvider,
-    decode_key,
-    load_key_provider,
-)
+from session_backend.db.encryption import Codec, DataKey, EncryptionError
+from session_backend.db.keys import KeyConfigurationError, LocalKeyProvider, decode_key, load_key_provider
 from session_backend.settings import Settings
 from session_backend.testing import TEST_ENCRYPTION_KEY, free_port, run_service
 
