@@ -3,20 +3,16 @@ sessions of a profile, invoke (+ streaming) with tools and long-term memory per 
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import asyncpg
 import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from session_backend.testing import memories_stalled
 from test_session_agent.api.app import create_app
 from test_session_agent.models.scripted import ScriptedModel
 from test_session_agent.settings import AgentSettings
@@ -250,31 +246,6 @@ def test_memory_is_per_actor(service: TestClient) -> None:
     # the session's actor is the turn's when the turn names none
     again = invoke(service, agent_id, question, session_id=known["session_id"])
     assert "San Francisco" in (again["status"]["injected_memory"] or "")
-
-
-@contextmanager
-def memories_stalled(database_url: str) -> Iterator[None]:
-    """Every statement on `actor_memories` waits (the table locked by another transaction) until the block ends."""
-    locked, release = threading.Event(), threading.Event()
-
-    async def hold() -> None:
-        conn = await asyncpg.connect(database_url)
-        try:
-            async with conn.transaction():
-                await conn.execute("LOCK TABLE actor_memories IN ACCESS EXCLUSIVE MODE")
-                locked.set()
-                await asyncio.to_thread(release.wait)
-        finally:
-            await conn.close()
-
-    holder = threading.Thread(target=asyncio.run, args=(hold(),))
-    holder.start()
-    try:
-        assert locked.wait(60)
-        yield
-    finally:
-        release.set()
-        holder.join()
 
 
 def metric(client: TestClient, name: str) -> float:

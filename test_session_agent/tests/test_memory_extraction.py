@@ -13,14 +13,15 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+
+from session_backend.testing import memories_stalled
 
 pytestmark = pytest.mark.integration
 
@@ -48,31 +49,6 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> 
     while not condition():
         assert time.monotonic() < deadline, f"never happened: {what}"
         time.sleep(0.05)
-
-
-@contextmanager
-def memories_locked(database_url: str) -> Iterator[None]:
-    """`actor_memories` locked (ACCESS EXCLUSIVE) by another transaction until the block ends."""
-    locked, release = threading.Event(), threading.Event()
-
-    async def hold() -> None:
-        conn = await asyncpg.connect(database_url)
-        try:
-            async with conn.transaction():
-                await conn.execute("LOCK TABLE actor_memories IN ACCESS EXCLUSIVE MODE")
-                locked.set()
-                await asyncio.to_thread(release.wait)
-        finally:
-            await conn.close()
-
-    holder = threading.Thread(target=asyncio.run, args=(hold(),))
-    holder.start()
-    try:
-        assert locked.wait(60)
-        yield
-    finally:
-        release.set()
-        holder.join()
 
 
 def stalled_extraction_pids(database_url: str) -> list[int]:
@@ -112,7 +88,7 @@ def kill_mid_extraction(
         except httpx.HTTPError:
             answered.append(0)  # the process died under the request
 
-    with memories_locked(database_url):
+    with memories_stalled(database_url):
         client = threading.Thread(target=send)
         client.start()
         wait_for(lambda: len(turns(database_url, session_id)) == 1, "the turn committed")

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -117,3 +118,31 @@ def scratch_database(admin_dsn: str, prefix: str = "test") -> Iterator[str]:
         yield with_database(admin_dsn, name)
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextmanager
+def memories_stalled(database_url: str) -> Iterator[None]:
+    """Every statement on `actor_memories` waits until the block ends.
+
+    Another transaction, on a thread of its own, holds the table locked (ACCESS EXCLUSIVE) from before the block starts.
+    """
+    locked, release = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            async with conn.transaction():
+                await conn.execute("LOCK TABLE actor_memories IN ACCESS EXCLUSIVE MODE")
+                locked.set()
+                await asyncio.to_thread(release.wait)
+        finally:
+            await conn.close()
+
+    holder = threading.Thread(target=asyncio.run, args=(hold(),))
+    holder.start()
+    try:
+        assert locked.wait(60)
+        yield
+    finally:
+        release.set()
+        holder.join()
