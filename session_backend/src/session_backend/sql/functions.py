@@ -54,7 +54,9 @@ class SqlFunction:
 # leaves to extract into memories, see migration 16; version 6: the session row moves once per transaction, and not
 # when another transaction in flight holds it, see the end of the function; version 7: an `update_agent` sets the
 # agent's `awaiting_input`, a fact of its internal state sent beside it by `embed_content`, since that state may be
-# sealed, `db/encryption.py`, migration 17). Every
+# sealed, `db/encryption.py`, migration 17; version 8: the operations are parsed once, into jsonb, where each `->` of
+# a `json` value parsed its text again (content stays exact: it is JSON text inside strings), and a message without a
+# tracking id skips the in-place replacement). Every
 # successful call moves the expiry of a session with a `ttl_seconds` (sliding expiry, see `sql/sessions.py`).
 # Version 3 takes `p_ops` as `json` (an overload next to version 2's `jsonb` one, which older replicas keep calling):
 # content is copied as the text it was sent as (U+0000 and numbers of any size kept, migration 14), and a retry is
@@ -65,14 +67,14 @@ class SqlFunction:
 # them back to json.
 SESSION_BACKEND_WRITE = SqlFunction(
     "session_backend_write",
-    version=7,
+    version=8,
     definition=rf"""
 CREATE OR REPLACE FUNCTION session_backend_write(p_session_id text, p_ops json, p_lease_owner text)
 RETURNS TABLE (status text, version bigint, body text)
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    op json;
-    msg json;
+    op jsonb;
+    msg jsonb;
     v_agent text;
     v_message_id integer;
     v_redact json;
@@ -97,7 +99,8 @@ BEGIN
                 USING ERRCODE = 'SB423';
         END IF;
     END IF;
-    FOR op IN SELECT value FROM json_array_elements(p_ops) LOOP
+    -- Parsed once into jsonb (version 8): each `->` of a `json` value parses its text again.
+    FOR op IN SELECT value FROM jsonb_array_elements(p_ops::jsonb) LOOP
         IF op->>'op' = 'check_incarnation' THEN
             -- A writer whose copy was read from an earlier life of this session id must not write into this one.
             IF NOT EXISTS (SELECT 1 FROM sessions s
@@ -176,7 +179,7 @@ BEGIN
                 internal_state = (msg->>'internal_state')::json, updated_at = v_updated, version = a.version + 1,
                 awaiting_input = coalesce((msg->>'awaiting_input')::boolean, a.awaiting_input)
             WHERE a.session_id = p_session_id AND a.agent_id = v_agent
-              AND (op->'if_version' IS NULL OR json_typeof(op->'if_version') = 'null'
+              AND (op->'if_version' IS NULL OR jsonb_typeof(op->'if_version') = 'null'
                    OR a.version = (op->>'if_version')::bigint)
             RETURNING 'updated', a.version, {AGENT_JSON}::text INTO status, version, body;
             IF NOT FOUND THEN
@@ -192,15 +195,17 @@ BEGIN
             v_created := coalesce((msg->>'created_at')::timestamptz, now());
             -- A message Strands merged into the latest one (same tracking_id, strands-agents #4420) replaces that
             -- row in place; an earlier message with that id (a prompt dict sent again) is one of its own.
-            UPDATE messages AS m
-            SET message = v_message, redact_message = v_redact, updated_at = v_updated,
-                body = {message_json("v_message", "m.message_id", "v_redact", "m.created_at", "v_updated")}::text
-            WHERE m.session_id = p_session_id AND m.agent_id = v_agent AND m.tracking_id = v_tracking
-              AND m.message_id = v_message_id - 1
-            RETURNING 'replaced', NULL::bigint, m.body INTO status, version, body;
-            IF FOUND THEN
-                RETURN NEXT;
-                CONTINUE;
+            IF v_tracking IS NOT NULL THEN
+                UPDATE messages AS m
+                SET message = v_message, redact_message = v_redact, updated_at = v_updated,
+                    body = {message_json("v_message", "m.message_id", "v_redact", "m.created_at", "v_updated")}::text
+                WHERE m.session_id = p_session_id AND m.agent_id = v_agent AND m.tracking_id = v_tracking
+                  AND m.message_id = v_message_id - 1
+                RETURNING 'replaced', NULL::bigint, m.body INTO status, version, body;
+                IF FOUND THEN
+                    RETURN NEXT;
+                    CONTINUE;
+                END IF;
             END IF;
             INSERT INTO messages AS m
                 (session_id, agent_id, message_id, message, redact_message, created_at, updated_at, body, tracking_id)
