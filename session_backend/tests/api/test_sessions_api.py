@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from typing import Any, Literal
 
+import asyncpg
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -158,6 +160,48 @@ def test_list_sessions_newest_first_with_cursor_and_actor_filter(client: TestCli
             break
     assert seen == list(reversed(ids))
     assert pages == 3
+
+
+def test_list_sessions_by_last_write_within_and_across_seconds(client: TestClient, database_url: str) -> None:
+    """`order_by=updated_at` reads an index on the write's second (migration 18) and sorts within the second: the
+    order is exactly by `updated_at`, page after page; and no index holds `updated_at` itself, so the write that moves
+    it can be a HOT update."""
+    actor = new_id("actor")
+    ids = [make_session(client, actor_id=actor) for _ in range(6)]
+    # Three in one second, in an order unlike their creation's; three in the seconds before.
+    stamps = ["2026-01-02T03:04:05.900", "2026-01-02T03:04:05.100", "2026-01-02T03:04:05.500"]
+    stamps += ["2026-01-02T03:04:04.999", "2026-01-02T03:04:03.000", "2026-01-02T03:04:04.000"]
+
+    async def backdate() -> list[str]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            for sid, stamp in zip(ids, stamps, strict=True):
+                await conn.execute(
+                    "UPDATE sessions SET updated_at = $2::text::timestamptz WHERE session_id = $1", sid, stamp + "+00"
+                )
+            return list(
+                await conn.fetchval(
+                    "SELECT array_agg(a.attname::text) FROM pg_index i JOIN pg_attribute a"
+                    " ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)"
+                    " WHERE i.indrelid = 'sessions'::regclass"
+                )
+            )
+        finally:
+            await conn.close()
+
+    assert "updated_at" not in asyncio.run(backdate())
+    expected = [sid for _, sid in sorted(zip(stamps, ids, strict=True), reverse=True)]
+    walked: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"actor_id": actor, "order_by": "updated_at", "limit": 1}
+        page = client.get("/v1/sessions", params=params | ({"cursor": cursor} if cursor else {})).json()
+        walked += [s["session_id"] for s in page["items"]]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert walked == expected
+    whole = client.get("/v1/sessions", params={"actor_id": actor, "order_by": "updated_at"}).json()
+    assert [s["session_id"] for s in whole["items"]] == expected
 
 
 def test_list_sessions_bad_params_are_422(client: TestClient) -> None:
@@ -431,11 +475,8 @@ def test_batch_releases_the_lease_with_its_commit(client: TestClient) -> None:
 def test_a_take_over_waits_for_the_fenced_writes_in_flight(client: TestClient, database_url: str) -> None:
     """The fence holds the lease row until the writes commit: a take-over after the lease expired mid-commit
     waits for them, so the old writer's batch is ordered before the new owner's reads."""
-    import asyncio
     import threading
     import time
-
-    import asyncpg
 
     sid = make_session(client)
     make_agent(client, sid)

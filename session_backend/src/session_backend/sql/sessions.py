@@ -32,7 +32,12 @@ def _list_sessions(order: str) -> str:
     false or NULL for either), metadata ($7 keys, $8 values: each key's value, as JSON text with strings unquoted,
     equals the value). A page ends at $4 rows or once the rows before it hold $5 bytes of JSON, whichever comes first
     (at least one row); `fetched` tells whether rows were left out, so the caller knows there is a next page.
+    `updated_at` is read through its second's index (`updated_second`, migration 18), then sorted within the second.
     """
+    leading, bound = "", ""
+    if order == "updated_at":
+        leading = "s.updated_second DESC, "
+        bound = "s.updated_second <= date_trunc('second', $2::timestamptz AT TIME ZONE 'UTC') AND "
     return f"""
 SELECT sort_key, session_id, body, fetched FROM (
     SELECT page.*, count(*) OVER () AS fetched,
@@ -42,11 +47,11 @@ SELECT sort_key, session_id, body, fetched FROM (
         FROM sessions s
         WHERE {LIVE}
           AND ($1::text IS NULL OR s.actor_id = $1)
-          AND ($2::timestamptz IS NULL OR (s.{order}, s.session_id) < ($2, $3))
+          AND ($2::timestamptz IS NULL OR ({bound}(s.{order}, s.session_id) < ($2, $3)))
           AND ($6::boolean IS NULL OR $6 = {AWAITING_INPUT})
           AND NOT EXISTS (SELECT 1 FROM unnest($7::text[], $8::text[]) AS f(key, value)
                           WHERE s.metadata->>f.key IS DISTINCT FROM f.value)
-        ORDER BY s.{order} DESC, s.session_id DESC
+        ORDER BY {leading}s.{order} DESC, s.session_id DESC
         LIMIT $4
     ) page
 ) sized
