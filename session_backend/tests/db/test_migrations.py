@@ -8,8 +8,9 @@ import dataclasses
 import asyncpg
 import pytest
 
-from session_backend.db.migrations import MIGRATIONS, apply_migrations, current_version, install_functions
+from session_backend.db.migrations import apply_migrations, current_version, install_functions
 from session_backend.sql.functions import SESSION_BACKEND_WRITE, SqlFunction
+from session_backend.sql.migrations import MIGRATIONS
 
 pytestmark = pytest.mark.integration
 

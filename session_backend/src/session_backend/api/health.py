@@ -12,8 +12,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from service_kit.problems import problem
 
 from ..db.errors import UNAVAILABLE_ERRORS
-from ..db.migrations import MIGRATIONS, current_version
+from ..db.migrations import current_version
 from ..observability import BackendMetrics
+from ..sql.migrations import MIGRATIONS
 from .deps import Memories, Sessions, require_api_key
 
 logger = logging.getLogger(__name__)
