@@ -11,9 +11,10 @@ import orjson
 from strands.session.file_session_manager import FileSessionManager
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
-from session_backend.db.encryption import MESSAGE, Codec
+from session_backend.db.encryption import Codec
 from session_backend.db.keys import load_key_provider
 from session_backend.db.migrations import apply_migrations
+from session_backend.db.sealing import MESSAGE
 
 from .common import encryption_key
 

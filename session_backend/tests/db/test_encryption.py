@@ -18,9 +18,10 @@ from fastapi.testclient import TestClient
 
 from session_backend.app import create_app
 from session_backend.cli_files import rotate_key
-from session_backend.db import encryption
-from session_backend.db.encryption import Codec, DataKey, EncryptionError
+from session_backend.db import sealing
+from session_backend.db.encryption import Codec
 from session_backend.db.keys import KeyConfigurationError, LocalKeyProvider, decode_key, load_key_provider
+from session_backend.db.sealing import DataKey, EncryptionError
 from session_backend.settings import Settings
 from session_backend.testing import TEST_ENCRYPTION_KEY, free_port, run_service
 
@@ -37,21 +38,21 @@ def key_text() -> str:
 def test_a_sealed_value_opens_only_as_its_kind_and_scope() -> None:
     material = os.urandom(32)
     key = DataKey("k" * 22, "actor:alice", material)
-    token = key.seal(encryption.MESSAGE, b'{"text": "hi"}')
-    assert token.startswith(encryption.TOKEN_PREFIX) and "hi" not in token
+    token = key.seal(sealing.MESSAGE, b'{"text": "hi"}')
+    assert token.startswith(sealing.TOKEN_PREFIX) and "hi" not in token
     payload = token.rsplit("~", 1)[1]
-    assert key.open(encryption.MESSAGE, payload) == b'{"text": "hi"}'
+    assert key.open(sealing.MESSAGE, payload) == b'{"text": "hi"}'
     with pytest.raises(EncryptionError):
-        key.open(encryption.AGENT, payload)  # moved to another kind
+        key.open(sealing.AGENT, payload)  # moved to another kind
     with pytest.raises(EncryptionError):
-        DataKey("k" * 22, "actor:bob", material).open(encryption.MESSAGE, payload)  # opened as another scope's
+        DataKey("k" * 22, "actor:bob", material).open(sealing.MESSAGE, payload)  # opened as another scope's
 
 
 def test_sealing_is_deterministic_per_key_and_kind() -> None:
     key = DataKey("k" * 22, "actor:alice", os.urandom(32))
-    assert key.seal(encryption.MEMORY, b"same") == key.seal(encryption.MEMORY, b"same")
-    assert key.seal(encryption.MEMORY, b"same") != key.seal(encryption.MESSAGE, b"same")
-    assert key.seal(encryption.MEMORY, b"same") != key.seal(encryption.MEMORY, b"other")
+    assert key.seal(sealing.MEMORY, b"same") == key.seal(sealing.MEMORY, b"same")
+    assert key.seal(sealing.MEMORY, b"same") != key.seal(sealing.MESSAGE, b"same")
+    assert key.seal(sealing.MEMORY, b"same") != key.seal(sealing.MEMORY, b"other")
 
 
 def test_local_provider_wraps_and_refuses_an_unknown_key() -> None:
@@ -226,7 +227,7 @@ def test_erasure_destroys_the_data_key_first(database_url: str) -> None:
         assert client.post(f"/v1/sessions/{sid}/fork", json=fork).status_code == 201
         copied = asyncio.run(fetch(database_url, "SELECT body FROM messages WHERE session_id = $1", sid))
         assert copied and SECRET not in copied[0][0]  # a backup's copy: ciphertext
-        scope = encryption.actor_scope(alice)
+        scope = sealing.actor_scope(alice)
         assert asyncio.run(fetch(database_url, "SELECT 1 FROM data_keys WHERE scope = $1", scope))
         assert client.delete(f"/v1/actors/{alice}").status_code == 200
         assert asyncio.run(fetch(database_url, "SELECT 1 FROM data_keys WHERE scope = $1", scope)) == []
@@ -238,7 +239,7 @@ def test_erasure_destroys_the_data_key_first(database_url: str) -> None:
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
         try:  # a process holding the wrapping key, its cache empty
             codec = Codec(pool, load_key_provider(TEST_ENCRYPTION_KEY, None, None))
-            await codec.open_text(copied[0][0], encryption.MESSAGE)
+            await codec.open_text(copied[0][0], sealing.MESSAGE)
         finally:
             await pool.close()
 
@@ -324,4 +325,4 @@ def test_export_opens_what_it_writes_out(database_url: str) -> None:
             await pool.close()
 
     exported = asyncio.run(export())
-    assert exported.count(SECRET) == 2 and encryption.TOKEN_PREFIX not in exported  # the message and the state
+    assert exported.count(SECRET) == 2 and sealing.TOKEN_PREFIX not in exported  # the message and the state

@@ -21,7 +21,7 @@ from ..sql import convert as convert_sql
 from ..sql import functions as functions_sql
 from ..sql import sessions as sessions_sql
 from ..sql import storage as storage_sql
-from . import encryption
+from . import sealing
 from .encryption import Codec
 from .errors import AlreadyExists, NotFound, StoreError, from_postgres
 from .group_commit import awaiting_input, embed_content
@@ -143,12 +143,12 @@ class SessionConverter:
         done = []
         created_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         for row in await conn.fetch(convert_sql.SELECT_AGENTS, session_id):
-            agent = {k: await self.codec.open_value(v, encryption.AGENT) for k, v in row.items()}
+            agent = {k: await self.codec.open_value(v, sealing.AGENT) for k, v in row.items()}
             key = check_key(f"{agent_scope(prefix, session_id)}{agent['agent_id']}/{LATEST}")
             if not replace and await conn.fetchval(convert_sql.OBJECT_EXISTS, key):
                 raise AlreadyExists(f"{key} exists (replace it with replace: true)")
             messages = [
-                {k: await self.codec.open_value(v, encryption.MESSAGE) for k, v in m.items()}
+                {k: await self.codec.open_value(v, sealing.MESSAGE) for k, v in m.items()}
                 for m in await conn.fetch(convert_sql.SELECT_MESSAGES, session_id, agent["agent_id"])
             ]
             data = snapshot_data(agent, messages)
@@ -195,9 +195,9 @@ class SessionConverter:
                     agents_sql.INSERT_AGENT,
                     session_id,
                     agent_id,
-                    sealer.value(encryption.AGENT, agent["state"]),
-                    sealer.value(encryption.AGENT, agent["conversation_manager_state"]),
-                    sealer.value(encryption.AGENT, agent["internal"]),
+                    sealer.value(sealing.AGENT, agent["state"]),
+                    sealer.value(sealing.AGENT, agent["conversation_manager_state"]),
+                    sealer.value(sealing.AGENT, agent["internal"]),
                     None,
                     None,
                     awaiting_input(agent["internal"]),

@@ -15,9 +15,10 @@ from asyncpg.pool import PoolConnectionProxy
 from service_kit import jsoncodec
 
 from ..sql import functions as functions_sql
-from . import encryption
-from .encryption import Codec, Sealer
+from . import sealing
+from .encryption import Codec
 from .errors import NotStorable, from_postgres
+from .sealing import Sealer
 
 # Errors that undo one item of a group but would not have happened to it alone (locks taken in another order by a
 # concurrent group): the item is written again on its own.
@@ -168,10 +169,10 @@ class GroupCommit:
 
 
 # Fields whose values travel as JSON text inside an operation (see `sql/functions.py`, version 3): per operation key,
-# the kind of sealed value (`db/encryption.py`) and the fields of that object; a `None` stays JSON null.
+# the kind of sealed value (`db/sealing.py`) and the fields of that object; a `None` stays JSON null.
 _CONTENT_FIELDS = {
-    "message": (encryption.MESSAGE, ("message", "redact_message")),
-    "agent": (encryption.AGENT, ("state", "conversation_manager_state", "internal_state")),
+    "message": (sealing.MESSAGE, ("message", "redact_message")),
+    "agent": (sealing.AGENT, ("state", "conversation_manager_state", "internal_state")),
 }
 
 
@@ -181,7 +182,7 @@ def awaiting_input(internal_state: Any) -> bool:
     return isinstance(interrupt, dict) and interrupt.get("activated") in (True, "true")
 
 
-def embed_content(operations: list[dict[str, Any]], sealer: Sealer = encryption.IDENTITY) -> list[dict[str, Any]]:
+def embed_content(operations: list[dict[str, Any]], sealer: Sealer = sealing.IDENTITY) -> list[dict[str, Any]]:
     """Copies of `operations` whose content values are JSON text (`service_kit.jsoncodec`), as the SQL function reads.
 
     Content is sealed by `sealer` (the identity with encryption off); what the function needs to know of it travels
@@ -206,9 +207,9 @@ def embed_content(operations: list[dict[str, Any]], sealer: Sealer = encryption.
         if isinstance(agent, dict) and "internal_state" in agent:
             agent["awaiting_input"] = awaiting_input(original["agent"]["internal_state"])
         if "result" in op:
-            op["result"] = sealer.text(encryption.TURN, _text(op["result"]))
+            op["result"] = sealer.text(sealing.TURN, _text(op["result"]))
         if "window" in op:
-            op["window"] = sealer.text(encryption.WINDOW, _text(op["window"]))
+            op["window"] = sealer.text(sealing.WINDOW, _text(op["window"]))
         embedded.append(op)
     return embedded
 

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter
 from ..embedder import Embedder, EmbedderError, make_embedder, vector_literal
 from ..sql import memories as sql
 from ..sql import turns as turns_sql
-from . import encryption
+from . import sealing
 from .encryption import Codec
 from .errors import Conflict, EmbedderUnavailable, MemoryLimitReached, MemorySearchTimeout, NotFound, UnknownReference
 
@@ -202,7 +202,7 @@ class ActorMemoryStore:
         seen: set[str] = set()
         out: list[tuple[bool, str]] = []
         for r in rows:
-            body = await self.codec.open_text(str(r["body"]), encryption.MEMORY)
+            body = await self.codec.open_text(str(r["body"]), sealing.MEMORY)
             out.append((bool(r["created"]) and body not in seen, body))
             seen.add(body)
         logger.debug("actor_id=<%s>, count=<%d> | stored memories", actor_id, sum(c for c, _ in out))
@@ -238,7 +238,7 @@ class ActorMemoryStore:
         """
         if query is None or not query.strip():
             rows = await self.pool.fetch(sql.LIST_MEMORIES, actor_id, limit)
-            return [await self.codec.open_text(str(r[0]), encryption.MEMORY) for r in rows]
+            return [await self.codec.open_text(str(r[0]), sealing.MEMORY) for r in rows]
         vector = await self._query_vector(actor_id, query) if match in ("hybrid", "meaning") else None
         terms = query if match == "all" else reduce_query(query)
         if vector is not None and match == "meaning":
@@ -258,7 +258,7 @@ class ActorMemoryStore:
                 "actor_id=<%s>, query_chars=<%d> | memory search cancelled at the timeout", actor_id, len(query)
             )
             raise MemorySearchTimeout("the memory search took too long and was cancelled; narrow the query") from e
-        return [await self.codec.open_text(str(r[0]), encryption.MEMORY) for r in rows]
+        return [await self.codec.open_text(str(r[0]), sealing.MEMORY) for r in rows]
 
     async def backfill(self, batch_size: int = 64) -> int:
         """Embed the memories stored without a vector (before pgvector or the embedder came), a batch at a time.

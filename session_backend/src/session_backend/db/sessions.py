@@ -19,7 +19,7 @@ from ..sql import memories as memories_sql
 from ..sql import messages as messages_sql
 from ..sql import multi_agents as multi_agents_sql
 from ..sql import sessions as sessions_sql
-from . import encryption
+from . import sealing
 from .errors import AlreadyExists, NotFound
 from .group_commit import Writer, awaiting_input
 
@@ -192,10 +192,10 @@ class SessionStore:
         await self.codec.preload(
             [v for r in (*agents, *messages, *multi_agents) for v in list(r)[1:] if isinstance(v, str)]
         )
-        agent_text = self.codec.resealer(encryption.AGENT, target)
-        window_text = self.codec.resealer(encryption.WINDOW, target)
-        message_text = self.codec.resealer(encryption.MESSAGE, target)
-        multi_text = self.codec.resealer(encryption.MULTI_AGENT, target)
+        agent_text = self.codec.resealer(sealing.AGENT, target)
+        window_text = self.codec.resealer(sealing.WINDOW, target)
+        message_text = self.codec.resealer(sealing.MESSAGE, target)
+        multi_text = self.codec.resealer(sealing.MULTI_AGENT, target)
         rows = [(r[0], *(agent_text(r[i]) for i in (1, 2, 3)), window_text(r[4])) for r in agents]
         columns = list(zip(*rows, strict=True))
         if columns:
@@ -226,14 +226,14 @@ class SessionStore:
             session_id,
             f"agent {agent['agent_id']!r}",
             agent["agent_id"],
-            sealer.value(encryption.AGENT, agent["state"]),
-            sealer.value(encryption.AGENT, agent["conversation_manager_state"]),
-            sealer.value(encryption.AGENT, agent["internal_state"]),
+            sealer.value(sealing.AGENT, agent["state"]),
+            sealer.value(sealing.AGENT, agent["conversation_manager_state"]),
+            sealer.value(sealing.AGENT, agent["internal_state"]),
             agent["created_at"],
             agent["updated_at"],
             awaiting_input(agent["internal_state"]),
         )
-        return StoredAgent(row["version"], await self.codec.open_text(row["body"], encryption.AGENT))
+        return StoredAgent(row["version"], await self.codec.open_text(row["body"], sealing.AGENT))
 
     async def get_agent(self, session_id: str, agent_id: str) -> StoredAgent:
         """Return the agent.
@@ -244,7 +244,7 @@ class SessionStore:
         row = await self.pool.fetchrow(agents_sql.SELECT_AGENT, session_id, agent_id)
         if row is None:
             raise NotFound(f"agent {agent_id!r} not found in session {session_id!r}")
-        return StoredAgent(row["version"], await self.codec.open_text(row["body"], encryption.AGENT))
+        return StoredAgent(row["version"], await self.codec.open_text(row["body"], sealing.AGENT))
 
     async def update_agent(
         self, session_id: str, agent_id: str, agent: dict[str, Any], *, if_version: int | None = None
@@ -266,7 +266,7 @@ class SessionStore:
         """
         op = {"op": "update_agent", "agent": agent | {"agent_id": agent_id}, "if_version": if_version}
         (row,) = await self.writer.write(session_id, [op])
-        return StoredAgent(row["version"], await self.codec.open_text(row["body"], encryption.AGENT))
+        return StoredAgent(row["version"], await self.codec.open_text(row["body"], sealing.AGENT))
 
     async def _insert_in_live_session(self, sql: str, session_id: str, what: str, *args: Any) -> asyncpg.Record:
         """Run an insert guarded by `LIVE_SESSION_EXISTS` with `ON CONFLICT DO NOTHING`; tell the two misses apart.
@@ -298,7 +298,7 @@ class SessionStore:
         """
         op = {"op": "create_message", "agent_id": agent_id, "message": message}
         (row,) = await self.writer.write(session_id, [op])
-        return row["status"] == "created", await self.codec.open_text(str(row["body"]), encryption.MESSAGE)
+        return row["status"] == "created", await self.codec.open_text(str(row["body"]), sealing.MESSAGE)
 
     async def get_message(self, session_id: str, agent_id: str, message_id: int) -> str:
         """Return the message as JSON text.
@@ -309,7 +309,7 @@ class SessionStore:
         row = await self.pool.fetchval(messages_sql.SELECT_MESSAGE, session_id, agent_id, message_id)
         if row is None:
             raise NotFound(f"message {message_id} of agent {agent_id!r} not found in session {session_id!r}")
-        return await self.codec.open_text(str(row), encryption.MESSAGE)
+        return await self.codec.open_text(str(row), sealing.MESSAGE)
 
     async def update_message(
         self, session_id: str, agent_id: str, message_id: int, message: dict[str, Any], *, forget_memories: bool = True
@@ -333,7 +333,7 @@ class SessionStore:
             "forget_memories": forget_memories,
         }
         (row,) = await self.writer.write(session_id, [op])
-        return await self.codec.open_text(str(row["body"]), encryption.MESSAGE)
+        return await self.codec.open_text(str(row["body"]), sealing.MESSAGE)
 
     async def list_messages(self, session_id: str, agent_id: str, *, offset: int, limit: int | None) -> str:
         """Return messages ordered by `message_id` as one JSON array text.
@@ -352,7 +352,7 @@ class SessionStore:
             raise NotFound(f"agent {agent_id!r} not found in session {session_id!r}")
         if rows[0][0] is None:
             return "[]"
-        return await self.codec.open_text("[" + ",".join([r[0] for r in rows]) + "]", encryption.MESSAGE)
+        return await self.codec.open_text("[" + ",".join([r[0] for r in rows]) + "]", sealing.MESSAGE)
 
     async def get_context_window(self, session_id: str, agent_id: str) -> dict[str, Any]:
         """The agent's context window as its last turn left it, resolved to messages (strands-agents #4270, #4027).
@@ -372,11 +372,11 @@ class SessionStore:
             row = await conn.fetchrow(messages_sql.SELECT_CONTEXT_WINDOW, session_id, agent_id)
             if row is None or row[0] is None:
                 raise NotFound(f"no context window of agent {agent_id!r} in session {session_id!r}")
-            window = await self.codec.open_value(row[0], encryption.WINDOW)
+            window = await self.codec.open_value(row[0], sealing.WINDOW)
             refs = [e["message_id"] for e in window["entries"] if e.get("message") is None]
             rows = await conn.fetch(messages_sql.SELECT_WINDOW_MESSAGES, session_id, agent_id, refs, window["upto"])
         stored = {
-            r["message_id"]: await self.codec.open_value(r["redact_message"] or r["message"], encryption.MESSAGE)
+            r["message_id"]: await self.codec.open_value(r["redact_message"] or r["message"], sealing.MESSAGE)
             for r in rows
         }
         items = [
@@ -404,9 +404,9 @@ class SessionStore:
             session_id,
             f"multi-agent {multi_agent_id!r}",
             multi_agent_id,
-            sealer.value(encryption.MULTI_AGENT, state),
+            sealer.value(sealing.MULTI_AGENT, state),
         )
-        return await self.codec.open_text(str(row[0]), encryption.MULTI_AGENT)
+        return await self.codec.open_text(str(row[0]), sealing.MULTI_AGENT)
 
     async def get_multi_agent(self, session_id: str, multi_agent_id: str) -> str:
         """Return `{id, state}` as JSON text.
@@ -417,7 +417,7 @@ class SessionStore:
         row = await self.pool.fetchval(multi_agents_sql.SELECT_MULTI_AGENT, session_id, multi_agent_id)
         if row is None:
             raise NotFound(f"multi-agent {multi_agent_id!r} not found in session {session_id!r}")
-        return await self.codec.open_text(str(row), encryption.MULTI_AGENT)
+        return await self.codec.open_text(str(row), sealing.MULTI_AGENT)
 
     async def update_multi_agent(self, session_id: str, multi_agent_id: str, state: dict[str, Any]) -> str:
         """Replace a multi-agent's state.
@@ -427,8 +427,8 @@ class SessionStore:
         """
         sealer = await self.codec.for_session(self.pool, session_id)
         row = await self.pool.fetchval(
-            multi_agents_sql.UPDATE_MULTI_AGENT, session_id, multi_agent_id, sealer.value(encryption.MULTI_AGENT, state)
+            multi_agents_sql.UPDATE_MULTI_AGENT, session_id, multi_agent_id, sealer.value(sealing.MULTI_AGENT, state)
         )
         if row is None:
             raise NotFound(f"multi-agent {multi_agent_id!r} not found in session {session_id!r}")
-        return await self.codec.open_text(str(row), encryption.MULTI_AGENT)
+        return await self.codec.open_text(str(row), sealing.MULTI_AGENT)

@@ -11,7 +11,7 @@ import asyncpg
 from ..sql import active_agents as active_agents_sql
 from ..sql import leases as leases_sql
 from ..sql import turns as turns_sql
-from . import encryption
+from . import sealing
 from .errors import NotFound, SessionBusy, UnknownReference
 from .group_commit import Writer
 
@@ -101,7 +101,7 @@ class TurnStore:
             row = await conn.fetchrow(leases_sql.ACQUIRE_LEASE, session_id, owner, ttl_seconds, idempotency_key)
             if row is not None:
                 lease = dict(row)
-                lease["turn"] = await self.writer.codec.open_value(lease["turn"], encryption.TURN)
+                lease["turn"] = await self.writer.codec.open_value(lease["turn"], sealing.TURN)
                 return lease
             held = await conn.fetchrow(leases_sql.SELECT_LEASE, session_id)
         if held is None:  # expired between the two statements: the caller may simply retry
@@ -192,4 +192,4 @@ class TurnStore:
         if text is None:
             raise NotFound(f"session {session_id!r} not found")
         logger.debug("session_id=<%s>, turn_id=<%s> | resolved turn", session_id, turn_id)
-        return await self.writer.codec.open_text(str(text), encryption.TURN)
+        return await self.writer.codec.open_text(str(text), sealing.TURN)
