@@ -27,6 +27,7 @@ from .db.convert import SessionConverter
 from .db.encryption import Codec
 from .db.erasure import ErasureStore
 from .db.errors import UNAVAILABLE_ERRORS
+from .db.fork import SessionForks
 from .db.group_commit import Writer
 from .db.housekeeping import Housekeeping
 from .db.keys import key_provider
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.storage = StorageStore(pool, codec)
         app.state.erasures = ErasureStore(pool, codec)
         app.state.converter = SessionConverter(pool, codec)
+        app.state.forks = SessionForks(pool, codec)
         app.state.housekeeping = Housekeeping(pool)
         metrics.pool = pool
         watcher = asyncio.create_task(_watch_embedded(embedded), name="embedded-watch") if embedded else None

@@ -16,6 +16,7 @@ from service_kit.jsonbody import StrictJSONRoute
 
 from ..db.convert import SessionConverter
 from ..db.erasure import ErasureStore
+from ..db.fork import SessionForks
 from ..db.memories import ActorMemoryStore
 from ..db.profiles import ProfileStore
 from ..db.sessions import SessionStore
@@ -62,6 +63,7 @@ Memories = Annotated[ActorMemoryStore, Depends(_state("memories"))]
 Storage = Annotated[StorageStore, Depends(_state("storage"))]
 Erasures = Annotated[ErasureStore, Depends(_state("erasures"))]
 Converter = Annotated[SessionConverter, Depends(_state("converter"))]
+Forks = Annotated[SessionForks, Depends(_state("forks"))]
 
 SessionId = Annotated[Identifier, Path()]
 AgentId = Annotated[Identifier, Path()]

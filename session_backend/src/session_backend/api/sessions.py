@@ -35,7 +35,7 @@ from ..schemas.sessions import (
     SessionPage,
     SessionPublic,
 )
-from .deps import AgentId, Converter, MessageIdPath, MultiAgentId, SessionId, Sessions, json_response, v1_router
+from .deps import AgentId, Converter, Forks, MessageIdPath, MultiAgentId, SessionId, Sessions, json_response, v1_router
 from .errors import PROBLEM_RESPONSES
 
 router = v1_router("/sessions", tags=["sessions"])
@@ -246,12 +246,12 @@ async def update_multi_agent(
 
 
 @router.post("/{session_id}/fork", status_code=201, response_model=SessionForkPublic)
-async def fork_session(session_id: SessionId, body: SessionFork, store: Sessions) -> Response:
+async def fork_session(session_id: SessionId, body: SessionFork, forks: Forks) -> Response:
     """Copy the session (agents, messages, multi-agent state) under `new_session_id`, server-side in one statement.
 
     404 unknown source, 409 the new id is taken; the source is untouched.
     """
-    session, counts = await store.fork_session(
+    session, counts = await forks.fork_session(
         session_id, body.new_session_id, ttl_seconds=body.ttl_seconds, actor_id=body.actor_id
     )
     return json_response(f'{{"session":{session},{orjson.dumps(counts).decode()[1:]}', 201)
