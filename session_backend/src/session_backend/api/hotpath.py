@@ -34,7 +34,8 @@ from ..settings import Settings
 from . import sessions, turns
 from .deps import _bearer, require_api_key
 
-_IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
+# A route's path parameters, all identifiers: validated in one call.
+_PATH_IDS: TypeAdapter[dict[str, str]] = TypeAdapter(dict[str, Identifier])
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ class HotPath:
             if not is_json(request.headers.get("content-type")):
                 raise _Refer
             model = lane.body.model_validate(await parse_json(body))
-            ids = {name: _IDENTIFIER.validate_python(value) for name, value in path_params.items()}
+            ids = _PATH_IDS.validate_python(path_params)
         except (HTTPException, RequestValidationError, ValidationError) as e:
             raise _Refer from e
         assert self.owner is not None
