@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -165,6 +166,9 @@ def serve(
         ws_max_bytes: the largest WebSocket message read (bytes); a larger one closes the socket with 1009 unread.
     """
     configure_logging(settings.log_level, settings.log_format)
+    # uvicorn formats an access line's arguments (client address, quoted path) before the logger drops it: below
+    # level info nothing is written, so nothing is formatted either.
+    access_log = access_log and logging.getLogger().isEnabledFor(logging.INFO)
     uvicorn.run(
         app_factory,
         factory=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import session_backend.sql
-from session_backend.sql.common import AGENT_JSON, LIVE_SESSION_EXISTS, iso, message_json
+from session_backend.sql.common import AGENT_JSON, LIVE, iso, message_json
 from session_backend.sql.functions import FUNCTIONS, SESSION_BACKEND_WRITE, SqlFunction
 
 SQL_DIR = Path(session_backend.sql.__file__).parent
@@ -20,7 +20,7 @@ def test_timestamp_format_is_written_once() -> None:
 def test_write_function_uses_the_shared_shapes() -> None:
     definition = SESSION_BACKEND_WRITE.definition
     assert definition.lstrip().startswith("CREATE OR REPLACE FUNCTION session_backend_write(")
-    assert LIVE_SESSION_EXISTS in definition
+    assert f"WHERE s.session_id = p_session_id AND {LIVE}" in definition  # the liveness rule, shared
     assert AGENT_JSON in definition
     assert message_json("v_message", "v_message_id", "v_redact", "v_created", "v_updated") in definition
     for code in ("SB404", "SB409", "SB412", "SB423"):

@@ -13,7 +13,6 @@ from .common import (
     AGENT_JSON,
     LIVE,
     LIVE_LEASE,
-    LIVE_SESSION_EXISTS,
     SESSION_STORAGE_PREFIX,
     message_json,
     sliding_expiry,
@@ -56,7 +55,8 @@ class SqlFunction:
 # agent's `awaiting_input`, a fact of its internal state sent beside it by `embed_content`, since that state may be
 # sealed, `db/encryption.py`, migration 17; version 8: the operations are parsed once, into jsonb, where each `->` of
 # a `json` value parsed its text again (content stays exact: it is JSON text inside strings), and a message without a
-# tracking id skips the in-place replacement). Every
+# tracking id skips the in-place replacement; the session row is read once, for both the liveness check and whether
+# this transaction has moved it yet). Every
 # successful call moves the expiry of a session with a `ttl_seconds` (sliding expiry, see `sql/sessions.py`).
 # Version 3 takes `p_ops` as `json` (an overload next to version 2's `jsonb` one, which older replicas keep calling):
 # content is copied as the text it was sent as (U+0000 and numbers of any size kept, migration 14), and a retry is
@@ -83,9 +83,11 @@ DECLARE
     v_updated timestamptz;
     v_same boolean;
     v_tracking text;
+    v_move boolean;
 BEGIN
-    -- $1 is p_session_id: the guard shared with the single-row inserts.
-    IF NOT {LIVE_SESSION_EXISTS} THEN
+    -- The session is live, and whether this transaction has yet to move its `updated_at` (see the end).
+    SELECT s.updated_at IS DISTINCT FROM now() INTO v_move FROM sessions s WHERE s.session_id = p_session_id AND {LIVE};
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'session % not found', p_session_id USING ERRCODE = 'SB404';
     END IF;
     -- Fencing: a writer whose lease expired (and may have been taken over) must not write. The lease row stays
@@ -259,6 +261,11 @@ BEGIN
     -- transaction in flight leaves the move to that one (SKIP LOCKED): concurrent writers of one session (agents of
     -- a swarm, the group commits of several replicas) no longer queue on the row through each other's commit. The
     -- row then carries the other transaction's start time, at most one transaction's duration before this write's.
+    -- Version 8 runs the UPDATE only when the row has not moved in this transaction yet: an UPDATE that changes no row
+    -- still opens every index of `sessions` (9 us a write against 2 us for the read above).
+    IF NOT v_move THEN
+        RETURN;
+    END IF;
     UPDATE sessions s
     SET updated_at = now(),
         expires_at = CASE WHEN s.ttl_seconds IS NULL THEN s.expires_at
