@@ -69,3 +69,35 @@ def test_requests_still_work(services: dict[str, int]) -> None:
     assert httpx.get(f"http://127.0.0.1:{services['backend']}/ready").status_code == 200
     r = httpx.post(f"http://127.0.0.1:{services['agent']}/process", json={"prompt": "hello"}, timeout=30)
     assert r.status_code == 200, r.text
+
+
+def test_over_the_connection_limit_is_a_503_problem_with_retry_after(
+    database_url: str, service_runner: Any, port_factory: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Beyond `SESSION_BACKEND_MAX_CONNECTIONS` (per worker, uvicorn's count: this one included) a request gets the
+    services' own 503 problem with `Retry-After`, not uvicorn's plain text; below it requests are served again."""
+    port = port_factory()
+    env = {
+        "DATABASE_URL": database_url,
+        "PORT": str(port),
+        "SESSION_BACKEND_API_KEY": "",
+        "SESSION_BACKEND_WORKERS": "1",
+        "SESSION_BACKEND_MAX_CONNECTIONS": "2",
+    }
+    url = f"http://127.0.0.1:{port}"
+    logs = tmp_path_factory.mktemp("over-limit")
+    with service_runner("session-backend", env, url, health="/ready", log=logs / "backend.log"):
+        assert httpx.get(f"{url}/health").status_code == 200  # one connection at a time: served
+        with socket.create_connection(("127.0.0.1", port), timeout=10):  # a second one, held open and idle
+            deadline = time.monotonic() + 30
+            while True:  # until the server has accepted the idle one (no sleep tuned to the machine)
+                r = httpx.get(f"{url}/health")
+                if r.status_code == 503 or time.monotonic() > deadline:
+                    break
+            assert r.status_code == 503, r.text
+            assert r.headers["retry-after"] == "1" and r.headers["content-type"].startswith("application/problem+json")
+            assert r.json()["status"] == 503 and r.json()["title"]
+        deadline = time.monotonic() + 30
+        while (r := httpx.get(f"{url}/health")).status_code != 200 and time.monotonic() < deadline:
+            pass
+        assert r.status_code == 200

@@ -15,6 +15,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .logs import configure_logging
+from .problems import problem
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
@@ -25,16 +26,25 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     and one that stops mid-body are all closed. Between requests, uvicorn's keep-alive timeout applies as usual. Its
     writes go through a `CoalescingTransport`.
 
+    Beyond `max_connections` open connections (or as many requests in flight), a request is answered 503 with
+    `Retry-After: 1` and a problem body, as the services' own refusals are, and its connection closed: uvicorn's
+    `limit_concurrency` applies the same count but answers in plain text with no `Retry-After`, so `serve` leaves it
+    unset and the protocol counts.
+
     Args:
         *args: as uvicorn's `HttpToolsProtocol`.
         read_timeout: seconds a request may take to arrive whole (`serve` binds it with `functools.partial`, which
             survives uvicorn's worker processes).
+        max_connections: the most connections and requests in flight per worker process; None: no limit.
         **kwargs: as uvicorn's `HttpToolsProtocol`.
     """
 
-    def __init__(self, *args: Any, read_timeout: float = 15.0, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, read_timeout: float = 15.0, max_connections: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._read_timeout = read_timeout
+        self._max_connections = max_connections
         self._read_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -46,6 +56,21 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         """Restart the read clock: a request has begun and must be read whole in time."""
         super().on_message_begin()
         self._arm()
+
+    def on_headers_complete(self) -> None:
+        """Start the request's ASGI task: the app's, or past `max_connections` the overload answer (503)."""
+        cap = self._max_connections
+        if cap is None or (len(self.connections) < cap and len(self.tasks) < cap):
+            super().on_headers_complete()
+            return
+        self.logger.warning(
+            "connections=<%d>, limit=<%d> | over the connection limit: answered 503", len(self.connections), cap
+        )
+        app, self.app = self.app, _over_the_limit
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
 
     def on_message_complete(self) -> None:
         """Stop the read clock: the request is read (answering it may take as long as it takes)."""
@@ -70,6 +95,13 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._read_deadline = None
         if not self.transport.is_closing():
             self.transport.close()
+
+
+async def _over_the_limit(scope: Any, receive: Any, send: Any) -> None:
+    response = problem(
+        503, "the server is at its connection limit; retry shortly", {"Retry-After": "1", "Connection": "close"}
+    )
+    await response(scope, receive, send)
 
 
 class CoalescingTransport:
@@ -160,7 +192,8 @@ def serve(
     Args:
         app_factory: `"module:function"` returning the ASGI app (imported in each worker process).
         settings: listen address and port, log level and format (`configure_logging`), the read timeout of
-            `BoundedHttpProtocol` (seconds), and the most concurrent connections (beyond them uvicorn answers 503).
+            `BoundedHttpProtocol` (seconds), and the most concurrent connections (beyond them a 503 problem with
+            `Retry-After: 1`).
         workers: worker processes.
         access_log: one log line per answered request (uvicorn's access log, at level info).
         ws_max_bytes: the largest WebSocket message read (bytes); a larger one closes the socket with 1009 unread.
@@ -175,8 +208,9 @@ def serve(
         host=settings.host,
         port=settings.port,
         workers=workers,
-        http=functools.partial(BoundedHttpProtocol, read_timeout=settings.read_timeout_seconds),  # type: ignore[arg-type]
-        limit_concurrency=settings.max_connections,
+        http=functools.partial(  # type: ignore[arg-type]
+            BoundedHttpProtocol, read_timeout=settings.read_timeout_seconds, max_connections=settings.max_connections
+        ),
         ws_max_size=ws_max_bytes,
         log_level=settings.log_level,
         access_log=access_log,
