@@ -30,7 +30,7 @@ def run(messages: int = 10_000, samples: int = 15) -> dict[str, Any]:
                 out, size = [], 0
                 for _ in range(samples + 2):
                     started = time.perf_counter()
-                    body = await store.list_messages(session_id, "default", offset=0, limit=None)
+                    body, _ = await store.list_messages(session_id, "default", offset=0, limit=None)
                     out.append((time.perf_counter() - started) * 1000)
                     size = len(body)
                 return out[2:], size

@@ -19,7 +19,7 @@ from strands.session.snapshot_session_manager import SnapshotSessionManager
 from strands.types.content import Message
 from strands.types.interrupt import InterruptResponseContent
 
-from test_session_agent import PostgreSQLSessionManager, PostgreSQLStorage
+from test_session_agent import PostgreSQLSessionManager, PostgreSQLSessionRepository, PostgreSQLStorage
 from test_session_agent.models.scripted import ScriptedModel
 
 pytestmark = pytest.mark.integration
@@ -250,9 +250,34 @@ def test_issue_4027_pin_first_window_restored_exactly(backend_url: str) -> None:
 
     restored = _reduced_agent(backend_url, session_id, SlidingWindowConversationManager(window_size=4, pin_first=1))
     assert restored.messages == live.messages
-    history = httpx.get(f"{backend_url}/v1/sessions/{session_id}/agents/default/messages").json()
-    assert len(history) == 8  # the full log stays readable
+    listed = httpx.get(f"{backend_url}/v1/sessions/{session_id}/agents/default/messages")
+    assert listed.headers["context-window"] == "recorded"  # a restore asks for the window
+    assert len(listed.json()) == 8  # the full log stays readable
     assert "first: prompt 0" in str(restored("prompt 4"))  # the model sees the pinned message
+
+
+def test_restore_asks_for_the_context_window_only_when_one_is_recorded(
+    backend_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The message list says whether a context window is recorded (`Context-Window`): an agent whose window is the
+    log's plain tail is restored in one request fewer, and the same."""
+    session_id = f"nowindow-{uuid.uuid4().hex[:10]}"
+    live = _reduced_agent(backend_url, session_id, SlidingWindowConversationManager(window_size=40))
+    live("prompt 0")
+    listed = httpx.get(f"{backend_url}/v1/sessions/{session_id}/agents/default/messages")
+    assert listed.headers["context-window"] == "none"
+    paths: list[str] = []
+    original = PostgreSQLSessionRepository._request
+
+    def recording(self: Any, method: str, path: str, **kwargs: Any) -> Any:
+        paths.append(path)
+        return original(self, method, path, **kwargs)
+
+    monkeypatch.setattr(PostgreSQLSessionRepository, "_request", recording)
+    restored = _reduced_agent(backend_url, session_id, SlidingWindowConversationManager(window_size=40))
+    assert restored.messages == live.messages
+    assert any(p.endswith("/messages") for p in paths)
+    assert not any(p.endswith("/context-window") for p in paths)
 
 
 def test_issue_4270_summarized_window_restored_without_model_call(backend_url: str) -> None:

@@ -278,7 +278,7 @@ async def export_session(store: SessionStore, session_id: str, out: IO[bytes]) -
         multi_ids = [r[0] for r in await conn.fetch(export_sql.LIST_MULTI_AGENT_IDS, session_id)]
     for agent_id in agent_ids:
         emit("agent", jsoncodec.loads((await store.get_agent(session_id, agent_id)).body))
-        for message in jsoncodec.loads(await store.list_messages(session_id, agent_id, offset=0, limit=None)):
+        for message in jsoncodec.loads((await store.list_messages(session_id, agent_id, offset=0, limit=None))[0]):
             emit("message", message, agent_id=agent_id)
     for multi_id in multi_ids:
         emit("multi_agent", jsoncodec.loads(await store.get_multi_agent(session_id, multi_id)))

@@ -59,6 +59,9 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
         # Incarnation of each session as last read or created: a session deleted and re-created under the same id
         # has another, so a copy of the old one is told apart from the new one.
         self._incarnations: dict[str, int] = {}
+        # Per (session_id, agent_id), whether the last message list said a context window is recorded (the backend's
+        # `Context-Window` header; absent from an older backend: not known).
+        self._windows_recorded: dict[tuple[str, str], bool] = {}
 
     def incarnation(self, session_id: str) -> int | None:
         """The incarnation of the session this repository last read or created (None: it has seen none)."""
@@ -235,14 +238,24 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
         response = self._request(
             "GET", f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}/messages", params=params, missing_ok=True
         )
-        return session_messages(response.content) if response is not None else []
+        if response is None:
+            return []
+        recorded = response.headers.get("context-window")
+        if recorded is not None:
+            self._windows_recorded[(session_id, agent_id)] = recorded == "recorded"
+        return session_messages(response.content)
 
     def read_context_window(self, session_id: str, agent_id: str) -> list[dict[str, Any]] | None:
         """The agent's context window as its last turn recorded it, or None when none was recorded.
 
+        No request when this repository's last list of the agent's messages said none is recorded (a restore lists
+        them first).
+
         Returns:
             `[{"message_id": int | None, "message": Message, "stored": bool}]` in window order (bytes decoded).
         """
+        if self._windows_recorded.get((session_id, agent_id)) is False:
+            return None
         response = self._request(
             "GET", f"/v1/sessions/{_seg(session_id)}/agents/{_seg(agent_id)}/context-window", missing_ok=True
         )

@@ -40,6 +40,9 @@ from .errors import PROBLEM_RESPONSES
 
 router = v1_router("/sessions", tags=["sessions"])
 
+# On a message list: whether the agent has a context window recorded (`recorded` / `none`).
+CONTEXT_WINDOW_HEADER = "Context-Window"
+
 
 def _agent(agent: StoredAgent, status_code: int = 200) -> Response:
     # The version is the ETag: a client sends it back in If-Match for a conditional update.
@@ -191,8 +194,13 @@ async def list_messages(
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int | None, Query(ge=1)] = None,
 ) -> Response:
-    """List an agent's messages ordered by message_id; `offset` is a position."""
-    return json_response(await store.list_messages(session_id, agent_id, offset=offset, limit=limit))
+    """List an agent's messages ordered by message_id; `offset` is a position.
+
+    The `Context-Window` header says whether the agent has a context window recorded (`recorded` or `none`), so a
+    restore asks for it only when there is one.
+    """
+    text, windowed = await store.list_messages(session_id, agent_id, offset=offset, limit=limit)
+    return json_response(text, headers={CONTEXT_WINDOW_HEADER: "recorded" if windowed else "none"})
 
 
 @router.get("/{session_id}/agents/{agent_id}/messages/{message_id}", response_model=MessagePublic)

@@ -282,8 +282,12 @@ class SessionStore:
         (row,) = await self.writer.write(session_id, [op])
         return await self.codec.open_text(str(row["body"]), sealing.MESSAGE)
 
-    async def list_messages(self, session_id: str, agent_id: str, *, offset: int, limit: int | None) -> str:
-        """Return messages ordered by `message_id` as one JSON array text.
+    async def list_messages(
+        self, session_id: str, agent_id: str, *, offset: int, limit: int | None
+    ) -> tuple[str, bool]:
+        """Return messages ordered by `message_id` as one JSON array text, and whether a context window is recorded.
+
+        The second is true when the agent's last turn recorded a context window (`get_context_window` answers it).
 
         Args:
             session_id: the agent's session.
@@ -297,9 +301,10 @@ class SessionStore:
         rows = await self.pool.fetch(messages_sql.LIST_MESSAGE_BODIES, session_id, agent_id, offset, limit)
         if not rows:
             raise NotFound(f"agent {agent_id!r} not found in session {session_id!r}")
+        windowed = bool(rows[0][1])
         if rows[0][0] is None:
-            return "[]"
-        return await self.codec.open_text("[" + ",".join([r[0] for r in rows]) + "]", sealing.MESSAGE)
+            return "[]", windowed
+        return await self.codec.open_text("[" + ",".join([r[0] for r in rows]) + "]", sealing.MESSAGE), windowed
 
     async def get_context_window(self, session_id: str, agent_id: str) -> dict[str, Any]:
         """The agent's context window as its last turn left it, resolved to messages (strands-agents #4270, #4027).

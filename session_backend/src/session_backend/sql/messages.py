@@ -15,11 +15,14 @@ SELECT m.body FROM messages m
 WHERE m.session_id = $1 AND m.agent_id = $2 AND m.message_id = $3 AND {AGENT_IS_LIVE}
 """
 
-# Bodies in message_id order (the caller joins them into one JSON array: no per-row JSON work at read time).
-# No row at all when the session or agent is unknown (404); one NULL body when the page is empty.
+# Bodies in message_id order (the caller joins them into one JSON array: no per-row JSON work at read time), each
+# row with whether the agent has a context window recorded (`windowed`, the same on every row; a restore then knows
+# whether to ask for it). No row at all when the session or agent is unknown (404); one NULL body when the page is
+# empty.
 LIST_MESSAGE_BODIES = f"""
-SELECT m.body
-FROM (SELECT 1 WHERE {AGENT_IS_LIVE}) AS parent
+SELECT m.body, parent.windowed
+FROM (SELECT a.context_window IS NOT NULL AS windowed FROM agents a JOIN sessions s ON s.session_id = a.session_id
+      WHERE a.session_id = $1 AND a.agent_id = $2 AND {LIVE}) AS parent
 LEFT JOIN LATERAL (
     SELECT body, message_id FROM messages
     WHERE session_id = $1 AND agent_id = $2
