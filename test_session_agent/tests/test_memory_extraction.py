@@ -74,6 +74,11 @@ def memories(database_url: str, actor: str) -> list[str]:
     return sorted(str(r["content"]) for r in rows)
 
 
+def agent_on(backend_url: str, port: int) -> tuple[str, dict[str, str]]:
+    """URL and environment of a scripted agent service on `port`, against `backend_url` (restarted with the same)."""
+    return f"http://127.0.0.1:{port}", SCRIPTED | {"SESSION_BACKEND_URL": backend_url, "PORT": str(port)}
+
+
 def kill_mid_extraction(
     url: str, database_url: str, body: dict[str, Any], headers: dict[str, str], proc: Any, *, land: bool
 ) -> None:
@@ -108,9 +113,7 @@ def test_a_replay_after_a_kill_mid_extraction_stores_every_fact_once(
 ) -> None:
     actor, session_id, key = f"user-x-{uuid.uuid4().hex[:6]}", f"x-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     body = {"prompt": PROMPT, "session_id": session_id, "actor_id": actor}
-    port = port_factory()
-    url = f"http://127.0.0.1:{port}"
-    env = SCRIPTED | {"SESSION_BACKEND_URL": backend_url, "PORT": str(port)}
+    url, env = agent_on(backend_url, port_factory())
     with service_runner("test-session-agent", env, url, log=tmp_path / "a.log") as proc:
         kill_mid_extraction(url, database_url, body, {"Idempotency-Key": key}, proc, land=False)
     [turn] = turns(database_url, session_id)
@@ -137,9 +140,7 @@ def test_the_next_turn_after_a_kill_mid_extraction_finishes_it(
 ) -> None:
     actor, session_id = f"user-y-{uuid.uuid4().hex[:6]}", f"y-{uuid.uuid4().hex[:8]}"
     body = {"prompt": PROMPT, "session_id": session_id, "actor_id": actor}
-    port = port_factory()
-    url = f"http://127.0.0.1:{port}"
-    env = SCRIPTED | {"SESSION_BACKEND_URL": backend_url, "PORT": str(port)}
+    url, env = agent_on(backend_url, port_factory())
     with service_runner("test-session-agent", env, url, log=tmp_path / "a.log") as proc:
         kill_mid_extraction(url, database_url, body, {}, proc, land=False)
     assert memories(database_url, actor) == []
@@ -159,9 +160,7 @@ def test_a_write_that_lands_after_the_kill_is_not_stored_again(
     progress lost after the memories landed (as with a store that wrote them apart) stores nothing twice either."""
     actor, session_id, key = f"user-z-{uuid.uuid4().hex[:6]}", f"z-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     body = {"prompt": PROMPT, "session_id": session_id, "actor_id": actor}
-    port = port_factory()
-    url = f"http://127.0.0.1:{port}"
-    env = SCRIPTED | {"SESSION_BACKEND_URL": backend_url, "PORT": str(port)}
+    url, env = agent_on(backend_url, port_factory())
     with service_runner("test-session-agent", env, url, log=tmp_path / "a.log") as proc:
         kill_mid_extraction(url, database_url, body, {"Idempotency-Key": key}, proc, land=True)
     wait_for(lambda: memories(database_url, actor) == FACTS, "the dead process's write landed")

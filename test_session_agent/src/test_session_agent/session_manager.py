@@ -31,6 +31,7 @@ from strands.session.repository_session_manager import RepositorySessionManager
 from strands.types.content import Message
 from strands.types.session import SessionAgent, SessionMessage
 
+from ._batch import coalesce, stored_messages
 from ._bidi import BidiWrites
 from ._context_window import StoredMessages
 from ._http import DEFAULT_BASE_URL
@@ -302,7 +303,7 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             # Every committed turn bumps the agent's version, so a writer holding a stale copy is refused (412).
             pending.append({"op": "update_agent", "agent": SessionAgent.from_agent(event.agent).to_dict()})
         pending += self._context_window_ops(event.agent)
-        operations = _coalesce(pending, self._agent_versions, self.session_id)
+        operations = coalesce(pending, self._agent_versions, self.session_id)
         # Every batch names its turn, so that a commit whose answer is lost can be resolved (`_begin_batch`).
         answer = {
             "response": str(result).strip() if result is not None else "",
@@ -317,7 +318,7 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
             "result": answer,
         }
         if context is not None and context.extraction is not None:
-            extraction = context.extraction(_stored_messages(operations, event.agent.agent_id))
+            extraction = context.extraction(stored_messages(operations, event.agent.agent_id))
             if extraction is not None:
                 turn["extraction"] = extraction
         release = context is not None and context.lease_owner is not None and context.ends_lease is not None
@@ -376,35 +377,3 @@ class PostgreSQLSessionManager(RepositorySessionManager, PostgreSQLSessionReposi
         if self._pending is None:
             return super().update_agent(session_id, session_agent, **kwargs)
         self._pending.append({"op": "update_agent", "agent": session_agent.to_dict()})
-
-
-def _stored_messages(operations: list[dict[str, Any]], agent_id: str) -> list[tuple[int, Message]]:
-    """The agent's messages a batch stores, `(message_id, message)` in message order, each as it is last written.
-
-    A redacted message reads as its redaction (what a restore returns).
-    """
-    messages: dict[int, Message] = {}
-    for op in operations:
-        if op["op"] in ("create_message", "update_message") and op["agent_id"] == agent_id:
-            stored = op["message"]
-            messages[int(stored["message_id"])] = stored.get("redact_message") or stored["message"]
-    return sorted(messages.items(), key=lambda item: item[0])
-
-
-def _coalesce(
-    pending: list[dict[str, Any]], versions: dict[tuple[str, str], int], session_id: str
-) -> list[dict[str, Any]]:
-    """Keep every message write in order; of several updates of one agent keep the last.
-
-    The update kept is conditional on the version read before the turn (`if_version`).
-    """
-    last_update = {op["agent"]["agent_id"]: i for i, op in enumerate(pending) if op["op"] == "update_agent"}
-    out = []
-    for i, op in enumerate(pending):
-        if op["op"] == "update_agent":
-            agent_id = op["agent"]["agent_id"]
-            if last_update[agent_id] != i:
-                continue
-            op = op | {"if_version": versions.get((session_id, agent_id))}
-        out.append(op)
-    return out

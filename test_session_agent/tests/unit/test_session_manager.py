@@ -8,8 +8,8 @@ import orjson
 from strands import Agent
 
 from test_session_agent import PostgreSQLSessionManager, TurnContext
+from test_session_agent._batch import coalesce
 from test_session_agent.models.scripted import ScriptedModel
-from test_session_agent.session_manager import _coalesce
 from test_session_agent.testing import FakeBackend
 
 
@@ -24,7 +24,7 @@ def message_op(i: int) -> dict[str, Any]:
 def test_coalesce_keeps_messages_in_order_and_the_last_update_of_each_agent() -> None:
     pending = [message_op(0), agent_op(1), message_op(1), agent_op(1, "other"), agent_op(2), message_op(2)]
     versions = {("s", "default"): 7}
-    assert _coalesce(pending, versions, "s") == [
+    assert coalesce(pending, versions, "s") == [
         message_op(0),
         message_op(1),
         agent_op(1, "other") | {"if_version": None},  # never seen: unconditional

@@ -142,10 +142,7 @@ class HotPath:
             _Refer: anything the route would refuse (or treat otherwise): it answers instead.
         """
         try:
-            # The bearer header is parsed only when there is a key to compare it with (the dependency's own rule).
-            keyed = request.app.state.settings.api_key is not None
-            credentials = await _bearer(request) if keyed else None
-            await require_api_key(request, credentials)
+            await require_api_key(request, await _bearer(request))
             if not is_json(request.headers.get("content-type")):
                 raise _Refer
             model = lane.body.model_validate(await parse_json(body))

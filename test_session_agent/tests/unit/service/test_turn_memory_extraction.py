@@ -1,4 +1,4 @@
-"""Extraction progress stored with the turn (`service/memory_extraction.py`, `session_manager._stored_messages`), on
+"""Extraction progress stored with the turn (`service/memory_extraction.py`, `_batch.stored_messages`), on
 the in-memory backend: what a commit records as pending, and one `finish` for a fresh turn and a handed-over one."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import pytest
 from strands.types.content import Message
 from strands.types.session import SessionMessage
 
+from test_session_agent._batch import stored_messages
 from test_session_agent.memory_text import FirstPersonExtractor
 from test_session_agent.observability import AgentMetrics
 from test_session_agent.postgresql_session_repository import PostgreSQLSessionRepository
 from test_session_agent.service.memory_extraction import TurnExtraction, TurnMessages
-from test_session_agent.session_manager import _stored_messages
 from test_session_agent.testing import FakeBackend
 from test_session_agent.turns.backend import ServiceBackend
 
@@ -118,7 +118,7 @@ def test_the_commit_reads_each_message_as_last_written_of_its_agent_only() -> No
         op("update_message", "default", 2, "a", redact="[redacted]"),
         {"op": "update_agent", "agent": {"agent_id": "default"}},
     ]
-    stored = _stored_messages(operations, "default")
+    stored = stored_messages(operations, "default")
     assert [(i, m["content"][0]["text"]) for i, m in stored] == [(2, "[redacted]"), (3, "b2")]
 
 
