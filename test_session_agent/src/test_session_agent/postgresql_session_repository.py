@@ -120,6 +120,8 @@ class PostgreSQLSessionRepository(BackendClientOwner, SessionRepository):
         for key in [k for k in self._agent_versions if k[0] == session_id]:
             del self._agent_versions[key]
         self._incarnations.pop(session_id, None)
+        for key in [k for k in self._windows_recorded if k[0] == session_id]:
+            del self._windows_recorded[key]
 
     def list_sessions(
         self, actor_id: str | None = None, limit: int = 50, cursor: str | None = None, **kwargs: Any

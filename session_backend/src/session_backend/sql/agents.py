@@ -3,7 +3,7 @@
 Updates go through `session_backend_write` (`sql/functions.py`). Every statement returns `version, body`.
 """
 
-from .common import AGENT_JSON, LIVE, LIVE_SESSION_EXISTS
+from .common import AGENT_JSON, LIVE_AGENT, LIVE_SESSION_EXISTS
 
 # The session must be live; a missing parent is reported as no row by the guard, a duplicate by ON CONFLICT.
 INSERT_AGENT = f"""
@@ -17,6 +17,5 @@ RETURNING a.version, {AGENT_JSON}::text AS body
 
 SELECT_AGENT = f"""
 SELECT a.version, {AGENT_JSON}::text AS body
-FROM agents a JOIN sessions s ON s.session_id = a.session_id
-WHERE a.session_id = $1 AND a.agent_id = $2 AND {LIVE}
+FROM {LIVE_AGENT}
 """

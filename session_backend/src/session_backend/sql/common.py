@@ -21,6 +21,11 @@ def iso(value: str) -> str:
 # A session that has expired reads as absent everywhere, before the sweeper deletes it. `s` is the sessions row.
 LIVE = "(s.expires_at IS NULL OR s.expires_at > now())"
 
+# One live agent: `FROM {LIVE_AGENT}` is the agent `$2` of the live session `$1` (`a`: the agents row, `s`: its
+# session); no row when either is unknown or the session has expired.
+LIVE_AGENT = f"""agents a JOIN sessions s ON s.session_id = a.session_id
+WHERE a.session_id = $1 AND a.agent_id = $2 AND {LIVE}"""
+
 # Strands' namespace of snapshot sessions in `storage_objects`: a session's objects are the keys under
 # `session/<session_id>/` (see the agent service's `SESSIONS_NAMESPACE`). They live and die with the session row.
 SESSION_STORAGE_PREFIX = "session/"

@@ -4,11 +4,9 @@ Each row keeps `body`, its API JSON rendered when written (by `session_backend_w
 does every message write), so reads only join text.
 """
 
-from .common import LIVE
+from .common import LIVE_AGENT
 
-AGENT_IS_LIVE = f"""EXISTS (
-    SELECT 1 FROM agents a JOIN sessions s ON s.session_id = a.session_id
-    WHERE a.session_id = $1 AND a.agent_id = $2 AND {LIVE})"""
+AGENT_IS_LIVE = f"EXISTS (SELECT 1 FROM {LIVE_AGENT})"
 
 SELECT_MESSAGE = f"""
 SELECT m.body FROM messages m
@@ -21,8 +19,7 @@ WHERE m.session_id = $1 AND m.agent_id = $2 AND m.message_id = $3 AND {AGENT_IS_
 # empty.
 LIST_MESSAGE_BODIES = f"""
 SELECT m.body, parent.windowed
-FROM (SELECT a.context_window IS NOT NULL AS windowed FROM agents a JOIN sessions s ON s.session_id = a.session_id
-      WHERE a.session_id = $1 AND a.agent_id = $2 AND {LIVE}) AS parent
+FROM (SELECT a.context_window IS NOT NULL AS windowed FROM {LIVE_AGENT}) AS parent
 LEFT JOIN LATERAL (
     SELECT body, message_id FROM messages
     WHERE session_id = $1 AND agent_id = $2
@@ -34,8 +31,7 @@ ORDER BY m.message_id
 
 # The agent's stored context window (NULL: none recorded); no row when the session or agent is unknown.
 SELECT_CONTEXT_WINDOW = f"""
-SELECT a.context_window FROM agents a JOIN sessions s ON s.session_id = a.session_id
-WHERE a.session_id = $1 AND a.agent_id = $2 AND {LIVE}
+SELECT a.context_window FROM {LIVE_AGENT}
 """
 
 # The stored messages a context window refers to ($3) and those stored after it was taken (message_id > $4).
