@@ -44,6 +44,11 @@ TARGETS = {
 }
 
 
+def _cpu(r: dict[str, Any]) -> str:
+    # CPU per append of the backend's processes and of PostgreSQL's: steadier than appends/s on a shared machine.
+    return f"CPU/append: backend {r['backend_cpu_us']:.0f} us, PostgreSQL {r['postgres_cpu_us']:.0f} us"
+
+
 def main() -> int:
     """Run the benchmarks (`--quick` for smaller sizes) and print/write the results."""
     parser = argparse.ArgumentParser(prog="python -m bench")
@@ -176,7 +181,7 @@ def report(results: dict[str, Any]) -> None:
             rows.append(
                 row(
                     f"appends/s at {r['clients']} clients (p50 {r['backend_p50_ms']:.1f} ms, "
-                    f"p99 {r['backend_p99_ms']:.1f} ms)",
+                    f"p99 {r['backend_p99_ms']:.1f} ms; {_cpu(r)})",
                     r["backend_tps"],
                     r["pgbench_tps"],
                     TARGETS["throughput"] if at64 else "",
@@ -190,7 +195,7 @@ def report(results: dict[str, Any]) -> None:
             rows.append(
                 row(
                     f"appends/s at {lv['clients']} clients, {r['config']} (p50 {r['backend_p50_ms']:.1f} ms, "
-                    f"p99 {r['backend_p99_ms']:.1f} ms; median of {lv['rounds']})",
+                    f"p99 {r['backend_p99_ms']:.1f} ms; {_cpu(r)}; median of {lv['rounds']})",
                     r["backend_tps"],
                     lv["pgbench_tps"],
                     TARGETS["levers"],

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from session_backend import testing
 from session_backend.testing import free_port
@@ -71,6 +74,69 @@ def backend(database_url: str, workers: int = 1, env: dict[str, str] | None = No
     }
     with process("session-backend", environment, url, health="/ready"):
         yield url
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """Process `pid` and all its descendants (a service's supervisor and workers)."""
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def process_trees(pids: tuple[int, ...]) -> list[psutil.Process]:
+    """The processes of every tree rooted at `pids`."""
+    return [p for pid in pids for p in process_tree(pid)]
+
+
+def postgres_processes() -> list[psutil.Process]:
+    """Every PostgreSQL process on this machine (the benchmark server's postmaster and backends)."""
+    return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
+
+
+def _cpu_by_pid(processes: list[psutil.Process]) -> dict[int, float]:
+    out = {}
+    for p in processes:
+        try:
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return out
+
+
+@contextmanager
+def cpu_meter(groups: dict[str, Callable[[], list[psutil.Process]]]) -> Iterator[dict[str, float]]:
+    """Yields a dict filled, when the block ends, with each group's CPU cores used (CPU seconds per wall second,
+    unrounded).
+
+    Each group's processes are found again at the end (a process started meanwhile counts whole); the load
+    generator is this process plus the children it waited for (wrk)."""
+    before = {name: _cpu_by_pid(find()) for name, find in groups.items()}
+    own = os.times()
+    started = time.perf_counter()
+    out: dict[str, float] = {}
+    yield out
+    wall = time.perf_counter() - started
+    for name, find in groups.items():
+        after = _cpu_by_pid(find())
+        out[name] = sum(cpu - before[name].get(pid, 0.0) for pid, cpu in after.items()) / wall
+    now = os.times()
+    used = (now.user + now.system + now.children_user + now.children_system) - (
+        own.user + own.system + own.children_user + own.children_system
+    )
+    out["load_generator"] = used / wall
+    out["all"] = sum(out.values())
+
+
+def listener_pid(url: str) -> int:
+    """The pid of the service listening at `url`: its topmost process (the supervisor when it has workers)."""
+    port = int(url.rsplit(":", 1)[1])
+    for conn in psutil.net_connections("tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+            proc = psutil.Process(conn.pid)
+            while (parent := proc.parent()) is not None and any("session" in part for part in parent.cmdline()):
+                proc = parent
+            return int(proc.pid)
+    raise RuntimeError(f"no process listens on {url}")
 
 
 def scripted_agent(backend_url: str, **env: str) -> tuple[dict[str, str], str]:

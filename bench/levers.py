@@ -24,7 +24,8 @@ CONFIGS: dict[str, dict[str, str]] = {
 
 
 def run(clients: int = 64, seconds: int = 5, rounds: int = 3, workers: int = 2) -> dict[str, Any]:
-    """Median appends/s (and p50/p99 ms) per configuration and of pgbench, with each ratio ours / pgbench."""
+    """Median appends/s (p50/p99 ms, CPU us per append) per configuration and of pgbench, with each ratio
+    ours / pgbench."""
     names = list(CONFIGS)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in [*names, "pgbench"]}
     with scratch_database() as database_url, tempfile.TemporaryDirectory() as work:
@@ -48,6 +49,8 @@ def run(clients: int = 64, seconds: int = 5, rounds: int = 3, workers: int = 2) 
                 "backend_p50_ms": median([x["p50_ms"] for x in runs[name]]),
                 "backend_p99_ms": median([x["p99_ms"] for x in runs[name]]),
                 "backend_failed": sum(x["failed"] for x in runs[name]),
+                "backend_cpu_us": median([x["backend_cpu_us"] for x in runs[name]]),
+                "postgres_cpu_us": median([x["postgres_cpu_us"] for x in runs[name]]),
                 "runs_tps": [x["tps"] for x in runs[name]],
                 "ratio": tps / pgbench_tps if pgbench_tps else 0.0,
             }

@@ -21,16 +21,17 @@ import asyncpg
 import psutil
 
 from . import sessions_load, throughput
-from .common import backend, process, scratch_database, scripted_agent
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
-
-
-def _trees(pids: tuple[int, ...]) -> list[psutil.Process]:
-    return [p for pid in pids for p in _tree(pid)]
+from .common import (
+    backend,
+    cpu_meter,
+    listener_pid,
+    postgres_processes,
+    process,
+    process_tree,
+    process_trees,
+    scratch_database,
+    scripted_agent,
+)
 
 
 async def _drive_split(
@@ -39,44 +40,6 @@ async def _drive_split(
     """`total` conversations split evenly over the agent processes at `urls`, as a load balancer would."""
     share, slots = total // len(urls), max(1, concurrency // len(urls))
     return list(await asyncio.gather(*(sessions_load.drive(u, share, turns_each, slots) for u in urls)))
-
-
-def _postgres() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
-
-
-def _cpu_by_pid(processes: list[psutil.Process]) -> dict[int, float]:
-    out = {}
-    for p in processes:
-        try:
-            t = p.cpu_times()
-            out[p.pid] = t.user + t.system
-        except psutil.Error:
-            pass
-    return out
-
-
-@contextmanager
-def _cpu_meter(groups: dict[str, Callable[[], list[psutil.Process]]]) -> Iterator[dict[str, float]]:
-    """Yields a dict filled, when the block ends, with each group's CPU cores used (CPU seconds per wall second).
-
-    Each group's processes are found again at the end (a process started meanwhile counts whole); the load
-    generator is this process plus the children it waited for (wrk)."""
-    before = {name: _cpu_by_pid(find()) for name, find in groups.items()}
-    own = os.times()
-    started = time.perf_counter()
-    out: dict[str, float] = {}
-    yield out
-    wall = time.perf_counter() - started
-    for name, find in groups.items():
-        after = _cpu_by_pid(find())
-        out[name] = round(sum(cpu - before[name].get(pid, 0.0) for pid, cpu in after.items()) / wall, 2)
-    now = os.times()
-    used = (now.user + now.system + now.children_user + now.children_system) - (
-        own.user + own.system + own.children_user + own.children_system
-    )
-    out["load_generator"] = round(used / wall, 2)
-    out["all"] = round(sum(out.values()), 2)
 
 
 @contextmanager
@@ -121,12 +84,12 @@ def appends(workers: tuple[int, ...] = (1, 2, 4), clients: int = 64, seconds: in
         with scratch_database() as database_url, tempfile.TemporaryDirectory() as work:
             throughput._seed(database_url, threads=2)
             with backend(database_url, workers=n) as url:
-                backend_pid = _listener_pid(url)
+                backend_pid = listener_pid(url)
                 groups: dict[str, Callable[[], list[psutil.Process]]] = {
-                    "backend": functools.partial(_tree, backend_pid),
-                    "postgres": _postgres,
+                    "backend": functools.partial(process_tree, backend_pid),
+                    "postgres": postgres_processes,
                 }
-                with _waits(database_url) as waits, _cpu_meter(groups) as cpu:
+                with _waits(database_url) as waits, cpu_meter(groups) as cpu:
                     result = throughput._wrk(url, clients, seconds, Path(work))
             rows.append(
                 {
@@ -135,23 +98,11 @@ def appends(workers: tuple[int, ...] = (1, 2, 4), clients: int = 64, seconds: in
                     "p50_ms": round(result["p50_ms"], 1),
                     "p99_ms": round(result["p99_ms"], 1),
                     "failed": result["failed"],
-                    "cpu_cores": cpu,
+                    "cpu_cores": {name: round(cores, 2) for name, cores in cpu.items()},
                     "postgres_waits": _top(waits),
                 }
             )
     return rows
-
-
-def _listener_pid(url: str) -> int:
-    """The pid of the service listening at `url`: its topmost process (the supervisor when it has workers)."""
-    port = int(url.rsplit(":", 1)[1])
-    for conn in psutil.net_connections("tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
-            proc = psutil.Process(conn.pid)
-            while (parent := proc.parent()) is not None and any("session" in part for part in parent.cmdline()):
-                proc = parent
-            return int(proc.pid)
-    raise RuntimeError(f"no process listens on {url}")
 
 
 def turns(
@@ -169,17 +120,17 @@ def turns(
                 proc = stack.enter_context(process("test-session-agent", env, url))
                 urls.append(url)
                 pids.append(proc.pid)
-            backend_pid = _listener_pid(backend_url)
+            backend_pid = listener_pid(backend_url)
 
             asyncio.run(
                 _drive_split(urls, 20 * n, turns_each, concurrency)
             )  # warm-up: model objects, pools, agent caches
             groups: dict[str, Callable[[], list[psutil.Process]]] = {
-                "agents": functools.partial(_trees, tuple(pids)),
-                "backend": functools.partial(_tree, backend_pid),
-                "postgres": _postgres,
+                "agents": functools.partial(process_trees, tuple(pids)),
+                "backend": functools.partial(process_tree, backend_pid),
+                "postgres": postgres_processes,
             }
-            with _cpu_meter(groups) as cpu:
+            with cpu_meter(groups) as cpu:
                 started = time.perf_counter()
                 results = asyncio.run(_drive_split(urls, sessions, turns_each, concurrency))
                 wall = time.perf_counter() - started
@@ -193,7 +144,7 @@ def turns(
                     "turns_per_s": round(sum(r.turns for r in results) / wall, 1),
                     "p50_ms": round(latencies[len(latencies) // 2], 1),
                     "p99_ms": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
-                    "cpu_cores": cpu,
+                    "cpu_cores": {name: round(cores, 2) for name, cores in cpu.items()},
                 }
             )
     return rows

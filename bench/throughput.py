@@ -4,20 +4,23 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import psutil
 
 from session_backend.db.migrations import apply_migrations
 
-from .common import backend, scratch_database
+from .common import backend, cpu_meter, listener_pid, postgres_processes, process_tree, scratch_database
 from .seed import TEXT
 
 AGENTS = 64
@@ -69,26 +72,36 @@ def _seed(database_url: str, threads: int, sessions: tuple[str, ...] = ("wrk",))
 
 
 def _wrk(url: str, clients: int, seconds: int, lua_dir: Path, session: str = "wrk") -> dict[str, Any]:
+    """One wrk run of appends into `session`: appends/s, p50/p99 ms, failures, and the CPU microseconds per append
+    of the backend's processes and of PostgreSQL's (a steadier figure than appends/s on a shared machine)."""
     threads = min(2, clients)
     # wrk's Lua `setup` runs once per thread in creation order; a counter in the setup chunk numbers them.
     lua = WRK_LUA.replace('thread:set("tid", %(tid)s)', 'thread:set("tid", next_tid); next_tid = next_tid + 1')
     lua = "next_tid = 0\n" + lua % {"text": json.dumps(TEXT), "agents": AGENTS, "tid": "", "session": session}
     script = lua_dir / "append.lua"
     script.write_text(lua)
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=seconds + 60,
-    )
+    groups: dict[str, Callable[[], list[psutil.Process]]] = {
+        "backend": functools.partial(process_tree, listener_pid(url)),
+        "postgres": postgres_processes,
+    }
+    with cpu_meter(groups) as cores:
+        out = subprocess.run(
+            ["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=seconds + 60,
+        )
     line = next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))
     result = json.loads(line[len("RESULT ") :])
+    tps = result["requests"] / (result["duration_us"] / 1e6)
     return {
-        "tps": result["requests"] / (result["duration_us"] / 1e6),
+        "tps": tps,
         "p50_ms": result["p50_us"] / 1000,
         "p99_ms": result["p99_us"] / 1000,
         "failed": result["non2xx"] + result["errors"],
+        "backend_cpu_us": cores["backend"] / tps * 1e6 if tps else 0.0,
+        "postgres_cpu_us": cores["postgres"] / tps * 1e6 if tps else 0.0,
     }
 
 
@@ -162,6 +175,8 @@ def run(concurrency: tuple[int, ...] = (1, 16, 64), seconds: int = 5, workers: i
                     "backend_p50_ms": ours["p50_ms"],
                     "backend_p99_ms": ours["p99_ms"],
                     "backend_failed": ours["failed"],
+                    "backend_cpu_us": ours["backend_cpu_us"],
+                    "postgres_cpu_us": ours["postgres_cpu_us"],
                     "pgbench_tps": raw["tps"],
                     "pgbench_avg_ms": raw["avg_ms"],
                     "ratio": ours["tps"] / raw["tps"] if raw["tps"] else 0.0,
