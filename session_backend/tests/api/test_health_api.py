@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -146,3 +147,12 @@ def test_metrics_count_requests_sweeps_and_database(swept: TestClient, database_
     assert ("session_backend_active_leases", ()) in after
     assert ("session_backend_db_pool_connections", (("state", "in_use"),)) in after
     assert any(name == "http_request_duration_seconds_bucket" for name, _ in after)
+
+
+def test_start_up_objects_are_frozen_for_the_apps_life_only(make_settings: Callable[..., Settings]) -> None:
+    # Full collections skip what start-up built while the app serves; nothing stays frozen once it has stopped.
+    gc.unfreeze()
+    with TestClient(create_app(make_settings())) as c:
+        assert c.get("/health").status_code == 200
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
