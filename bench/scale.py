@@ -83,14 +83,8 @@ def appends(workers: tuple[int, ...] = (1, 2, 4), clients: int = 64, seconds: in
     for n in workers:
         with scratch_database() as database_url, tempfile.TemporaryDirectory() as work:
             throughput._seed(database_url, threads=2)
-            with backend(database_url, workers=n) as url:
-                backend_pid = listener_pid(url)
-                groups: dict[str, Callable[[], list[psutil.Process]]] = {
-                    "backend": functools.partial(process_tree, backend_pid),
-                    "postgres": postgres_processes,
-                }
-                with _waits(database_url) as waits, cpu_meter(groups) as cpu:
-                    result = throughput._wrk(url, clients, seconds, Path(work))
+            with backend(database_url, workers=n) as url, _waits(database_url) as waits:
+                result = throughput._wrk(url, clients, seconds, Path(work))
             rows.append(
                 {
                     "workers": n,
@@ -98,7 +92,7 @@ def appends(workers: tuple[int, ...] = (1, 2, 4), clients: int = 64, seconds: in
                     "p50_ms": round(result["p50_ms"], 1),
                     "p99_ms": round(result["p99_ms"], 1),
                     "failed": result["failed"],
-                    "cpu_cores": {name: round(cores, 2) for name, cores in cpu.items()},
+                    "cpu_cores": {name: round(cores, 2) for name, cores in result["cpu_cores"].items()},
                     "postgres_waits": _top(waits),
                 }
             )

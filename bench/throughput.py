@@ -72,8 +72,9 @@ def _seed(database_url: str, threads: int, sessions: tuple[str, ...] = ("wrk",))
 
 
 def _wrk(url: str, clients: int, seconds: int, lua_dir: Path, session: str = "wrk") -> dict[str, Any]:
-    """One wrk run of appends into `session`: appends/s, p50/p99 ms, failures, and the CPU microseconds per append
-    of the backend's processes and of PostgreSQL's (a steadier figure than appends/s on a shared machine)."""
+    """One wrk run of appends into `session`: appends/s, p50/p99 ms, failures, CPU cores busy per process group
+    (`common.cpu_meter`), and the CPU microseconds per append of the backend's processes and of PostgreSQL's (a
+    steadier figure than appends/s on a shared machine)."""
     threads = min(2, clients)
     # wrk's Lua `setup` runs once per thread in creation order; a counter in the setup chunk numbers them.
     lua = WRK_LUA.replace('thread:set("tid", %(tid)s)', 'thread:set("tid", next_tid); next_tid = next_tid + 1')
@@ -100,6 +101,7 @@ def _wrk(url: str, clients: int, seconds: int, lua_dir: Path, session: str = "wr
         "p50_ms": result["p50_us"] / 1000,
         "p99_ms": result["p99_us"] / 1000,
         "failed": result["non2xx"] + result["errors"],
+        "cpu_cores": cores,
         "backend_cpu_us": cores["backend"] / tps * 1e6 if tps else 0.0,
         "postgres_cpu_us": cores["postgres"] / tps * 1e6 if tps else 0.0,
     }

@@ -21,6 +21,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service_kit.jsonbody import is_json, parse_json
@@ -80,7 +81,6 @@ class HotPath:
         self.app = app
         self.owner = owner
         self.max_body_bytes = settings.max_body_bytes
-        self.api_key = settings.api_key
         self.record = record
         endpoints = {lane.endpoint: lane for lane in _LANES}
         routes = [*sessions.router.routes, *turns.router.routes]
@@ -88,28 +88,21 @@ class HotPath:
             (r, endpoints[r.endpoint]) for r in routes if isinstance(r, APIRoute) and r.endpoint in endpoints
         ]
 
-    def _match(self, path: str) -> tuple[APIRoute, _Lane, dict[str, Any]] | None:
-        # `Route.matches` without the child scope it builds: the route's own compiled path and convertors.
+    def _match(self, scope: Scope) -> tuple[APIRoute, _Lane, dict[str, Any]] | None:
         for route, lane in self.routes:
-            match = route.path_regex.match(path)
-            if match is not None:
-                convert = route.param_convertors
-                return route, lane, {k: convert[k].convert(v) for k, v in match.groupdict().items()}
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                return route, lane, child["path_params"]
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI request: the fast lane when it is one of its routes, else the wrapped app."""
-        matched = self._match(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        matched = self._match(scope) if scope["type"] == "http" and scope["method"] == "POST" else None
         if matched is None:
             await self.app(scope, receive, send)
             return
         route, lane, path_params = matched
-        length = content_type = None
-        for name, value in scope["headers"]:  # the first of each, as Starlette's `Headers.get`
-            if name == b"content-length" and length is None:
-                length = value
-            elif name == b"content-type" and content_type is None:
-                content_type = value
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if length is None or not length.isdigit() or int(length) > self.max_body_bytes:
             await self.app(scope, receive, send)
             return
@@ -118,8 +111,9 @@ class HotPath:
         body = await _read_body(receive)
         if len(body) != int(length):
             return  # the client left mid-body: nobody to answer, and a truncated body is no request
+        request = Request(scope)
         try:
-            arguments = await self._arguments(scope, content_type, lane, path_params, body)
+            arguments = await self._arguments(request, lane, path_params, body)
         except _Refer:
             await self.app(scope, _replay(body, receive), send)
             return
@@ -132,7 +126,7 @@ class HotPath:
                 handler = _handler(self.owner, exc)
                 if handler is None:
                     raise  # uvicorn answers 500 and logs it, as Starlette's error middleware would
-                response = await handler(Request(scope), exc)
+                response = await handler(request, exc)
             status = response.status_code
             await response(scope, receive, send)
         finally:
@@ -140,7 +134,7 @@ class HotPath:
                 self.record(route.path, "POST", f"{status // 100}xx", time.perf_counter() - started)
 
     async def _arguments(
-        self, scope: Scope, content_type: bytes | None, lane: _Lane, path_params: dict[str, Any], body: bytes
+        self, request: Request, lane: _Lane, path_params: dict[str, Any], body: bytes
     ) -> dict[str, Any]:
         """The endpoint's arguments, validated as FastAPI validates them for the route.
 
@@ -148,10 +142,8 @@ class HotPath:
             _Refer: anything the route would refuse (or treat otherwise): it answers instead.
         """
         try:
-            if self.api_key is not None:
-                request = Request(scope)
-                await require_api_key(request, await _bearer(request))
-            if not is_json(None if content_type is None else content_type.decode("latin-1")):
+            await require_api_key(request, await _bearer(request))
+            if not is_json(request.headers.get("content-type")):
                 raise _Refer
             model = lane.body.model_validate(await parse_json(body))
             ids = _PATH_IDS.validate_python(path_params)
