@@ -66,9 +66,29 @@ class Cluster:
     def primary(self) -> str:
         return self.run("primary")
 
+    def wait_for_sync_standby(self, timeout: float = 120) -> None:
+        """Wait until a replica's Patroni calls itself the synchronous standby (`GET /sync` answers 200).
+
+        That is the membership a primary's failover checks: `cluster.sh wait` sees the role in `patronictl list`
+        earlier, while a restarted primary has not yet assigned it again.
+        """
+        ports = self.env["HA_API_PORTS"].split()
+        deadline = time.monotonic() + timeout
+        while not any(_answers(f"http://127.0.0.1:{port}/sync") for port in ports):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no synchronous standby within {timeout} s")
+            time.sleep(0.5)
+
     def kill_primary_postmaster(self) -> str:
         """SIGKILL to the primary's postmaster; returns the node's name once it is sent."""
         return self.run("kill-primary")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -250,6 +270,7 @@ async def test_kill_9_with_primary_start_timeout_0_fails_over(services: Services
     # Patroni then prefers a failover to the synchronous standby over restarting the crashed primary in place.
     cluster.run("ctl", "edit-config", "--force", "--set", "primary_start_timeout=0")
     before = cluster.primary()
+    cluster.wait_for_sync_standby()
 
     async def crash() -> tuple[str, float]:
         name = await asyncio.to_thread(cluster.kill_primary_postmaster)
